@@ -1,0 +1,512 @@
+"""
+L{PooledAgent}: an L{IAgent} that builds pool keys and endpoints once per
+destination, and L{treqClient}, a ready L{treq.HTTPClient} over it.
+
+L{twisted.web.client.Agent} parses the URI, IDNA-encodes the host name,
+builds a L{HostnameEndpoint} (and, for https, a new TLS connection creator)
+and computes the I{Host} header on every request, even when the pool then
+hands it an idle keep-alive connection that needs none of that.
+L{PooledAgent} does the same work once per destination and keeps the result
+in a bounded least-recently-used cache.
+
+It also puts the identity of the TLS policy into the pool key of every
+https destination, so two agents with different trust settings that share
+one pool never share a connection verified under the other's policy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any, Protocol, cast
+
+from treq.client import HTTPClient
+from twisted.internet import defer
+from twisted.internet.abstract import isIPv6Address
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.python.failure import Failure
+from twisted.web._newclient import Request, _ensureValidMethod, _ensureValidURI
+from twisted.web.client import (
+    URI,
+    BrowserLikePolicyForHTTPS,
+    _DeprecatedToCurrentPolicyForHTTPS,
+)
+from twisted.web.error import SchemeNotSupported
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import (
+    IAgent,
+    IBodyProducer,
+    IPolicyForHTTPS,
+    IResponse,
+)
+from zope.interface import implementer
+
+from ._pool import HTTPConnectionPool
+
+__all__ = ["PooledAgent", "PooledHTTPClient", "treqClient"]
+
+#: How many destinations a L{PooledAgent} remembers by default.
+DEFAULT_MAX_CACHED_ENDPOINTS = 4096
+
+#: How many parsed request URIs a L{PooledAgent} remembers by default.
+DEFAULT_MAX_CACHED_URIS = 1024
+
+_PLAIN_SCHEMES = frozenset({b"http", b"ws"})
+_TLS_SCHEMES = frozenset({b"https", b"wss"})
+_DEFAULT_PORTS = frozenset({(b"http", 80), (b"https", 443)})
+
+# One default policy shared by every agent that does not pass its own, the
+# way Agent's default argument is shared: agents with the default trust
+# settings share connections.
+_defaultPolicy = BrowserLikePolicyForHTTPS()
+
+
+class _PoolLike(Protocol):
+    """
+    What L{PooledAgent} needs from a pool: L{HTTPConnectionPool} or
+    L{twisted.web.client.HTTPConnectionPool}.
+    """
+
+    persistent: bool
+
+    def getConnection(self, key: Hashable, endpoint: IStreamClientEndpoint) -> Any:
+        """
+        Supply a connection for one request.
+        """
+
+
+class TLSPolicyIdentity:
+    """
+    The identity of a TLS policy (or endpoint factory), as the last element
+    of a pool key.
+
+    Two identities are equal if and only if they wrap the very same object,
+    whatever that object's own C{__eq__} says. The wrapped object is kept
+    alive by the identity, so its C{id()} can never be reused by another
+    policy while a key naming it exists.
+
+    @ivar policy: The wrapped object.
+    """
+
+    __slots__ = ("policy", "_hash")
+
+    def __init__(self, policy: object) -> None:
+        """
+        @param policy: The TLS policy (an L{IPolicyForHTTPS}) or the
+            L{IAgentEndpointFactory} whose identity this is.
+        """
+        self.policy = policy
+        self._hash = hash(id(policy))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TLSPolicyIdentity):
+            return self.policy is other.policy
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        if isinstance(other, TLSPolicyIdentity):
+            return self.policy is not other.policy
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"<{type(self.policy).__name__} at {id(self.policy):#x}>"
+
+
+class _Route:
+    """
+    Everything a L{PooledAgent} works out once per destination.
+
+    @ivar key: The pool key.
+    @ivar endpoint: The endpoint new connections are opened with.
+    @ivar hostValue: The value of the I{Host} header.
+    """
+
+    __slots__ = ("key", "endpoint", "hostValue")
+
+    def __init__(
+        self, key: Hashable, endpoint: IStreamClientEndpoint, hostValue: bytes
+    ) -> None:
+        self.key = key
+        self.endpoint = endpoint
+        self.hostValue = hostValue
+
+
+def _computeHostValue(scheme: bytes, host: bytes, port: int) -> bytes:
+    """
+    Compute the value of the I{Host} header exactly as
+    L{twisted.web.client.Agent} does: IPv6 literals in brackets, the port
+    left out when it is the scheme's default.
+
+    @param scheme: The URI scheme.
+    @param host: The host, without brackets.
+    @param port: The port.
+    @return: The header value.
+    """
+    if isIPv6Address(host.decode("ascii", "replace")):
+        host = b"[" + host + b"]"
+    if (scheme, port) in _DEFAULT_PORTS:
+        return host
+    return b"%b:%d" % (host, port)
+
+
+@implementer(IAgent)
+class PooledAgent:
+    """
+    An L{IAgent} that works like L{twisted.web.client.Agent} for its callers
+    and for wrapping agents (L{twisted.web.client.RedirectAgent},
+    L{twisted.web.client.ContentDecoderAgent},
+    L{twisted.web.client.CookieAgent}, L{treq.HTTPClient}), but builds the
+    pool key, the endpoint and the I{Host} header once per destination.
+
+    Pool keys are C{(scheme, host, port)} for C{http} (the same keys as
+    L{twisted.web.client.Agent}) and C{(scheme, host, port, identity)} for
+    C{https}, where C{identity} is a L{TLSPolicyIdentity} of the agent's TLS
+    policy. Agents built with L{PooledAgent.usingEndpointFactory} use the
+    identity of their endpoint factory for every scheme.
+
+    @ivar pool: The pool connections come from.
+    @ivar maxCachedEndpoints: How many destinations are remembered; the least
+        recently used one is forgotten first.
+    """
+
+    _policy: Any
+    _tlsIdentity: TLSPolicyIdentity | None
+    _endpointFactory: Any
+    _factoryIdentity: TLSPolicyIdentity | None
+    _endpointArgs: dict[str, Any]
+
+    def __init__(
+        self,
+        reactor: Any,
+        pool: _PoolLike | None = None,
+        contextFactory: Any = _defaultPolicy,
+        connectTimeout: float | None = None,
+        bindAddress: Any = None,
+        *,
+        maxCachedEndpoints: int = DEFAULT_MAX_CACHED_ENDPOINTS,
+    ) -> None:
+        """
+        @param reactor: The reactor connections are made with.
+        @param pool: The pool to take connections from; if L{None}, a new
+            persistent L{HTTPConnectionPool} is made (close it with
+            C{agent.pool.close()}).
+        @param contextFactory: The L{IPolicyForHTTPS} deciding how https
+            servers are verified. Agents that pass the same object share
+            https connections; agents that pass different objects never do.
+        @param connectTimeout: Passed to L{HostnameEndpoint} as its
+            C{timeout}, as L{twisted.web.client.Agent} does.
+        @param bindAddress: The local address client sockets bind to.
+        @param maxCachedEndpoints: How many destinations to remember.
+        @raise ValueError: If C{maxCachedEndpoints} is not a positive integer.
+        """
+        if not IPolicyForHTTPS.providedBy(contextFactory):
+            warnings.warn(
+                repr(contextFactory)
+                + " was passed as the HTTPS policy for a PooledAgent, but it "
+                "does not provide IPolicyForHTTPS.",
+                stacklevel=2,
+                category=DeprecationWarning,
+            )
+            contextFactory = _DeprecatedToCurrentPolicyForHTTPS(contextFactory)
+        self._init(reactor, pool, maxCachedEndpoints)
+        self._policy = contextFactory
+        self._tlsIdentity = TLSPolicyIdentity(contextFactory)
+        self._endpointArgs["bindAddress"] = bindAddress
+        if connectTimeout is not None:
+            self._endpointArgs["timeout"] = connectTimeout
+
+    @classmethod
+    def usingEndpointFactory(
+        cls,
+        reactor: Any,
+        endpointFactory: Any,
+        pool: _PoolLike | None = None,
+        *,
+        maxCachedEndpoints: int = DEFAULT_MAX_CACHED_ENDPOINTS,
+    ) -> PooledAgent:
+        """
+        Make a L{PooledAgent} that asks C{endpointFactory} for the endpoint
+        of each destination (once per destination), like
+        L{twisted.web.client.Agent.usingEndpointFactory}.
+
+        The pool keys are C{(scheme, host, port, identity)} where
+        C{identity} is a L{TLSPolicyIdentity} of C{endpointFactory}: agents
+        with different endpoint factories never share a connection.
+
+        @param reactor: The reactor.
+        @param endpointFactory: The L{IAgentEndpointFactory}.
+        @param pool: The pool, or L{None} for a new persistent one.
+        @param maxCachedEndpoints: How many destinations to remember.
+        @return: The agent.
+        """
+        agent = cls.__new__(cls)
+        agent._init(reactor, pool, maxCachedEndpoints)
+        agent._endpointFactory = endpointFactory
+        agent._factoryIdentity = TLSPolicyIdentity(endpointFactory)
+        return agent
+
+    def _init(
+        self, reactor: Any, pool: _PoolLike | None, maxCachedEndpoints: int
+    ) -> None:
+        """
+        Set the state shared by both constructors.
+
+        @param reactor: The reactor.
+        @param pool: The pool or L{None}.
+        @param maxCachedEndpoints: How many destinations to remember.
+        """
+        if (
+            isinstance(maxCachedEndpoints, bool)
+            or not isinstance(maxCachedEndpoints, int)
+            or maxCachedEndpoints < 1
+        ):
+            raise ValueError(
+                f"maxCachedEndpoints must be a positive integer, "
+                f"not {maxCachedEndpoints!r}"
+            )
+        if pool is None:
+            pool = HTTPConnectionPool(reactor, persistent=True)
+        self._reactor = reactor
+        self.pool: _PoolLike = pool
+        self.maxCachedEndpoints = maxCachedEndpoints
+        self._routes: OrderedDict[tuple[bytes, bytes, int], _Route] = OrderedDict()
+        # raw request URI -> ((URI fields..., origin form), route lookup key)
+        self._uris: dict[bytes, tuple[tuple[Any, ...], tuple[bytes, bytes, int]]] = {}
+        # Set by the constructors.
+        self._policy = None
+        self._tlsIdentity = None
+        self._endpointFactory = None
+        self._factoryIdentity = None
+        self._endpointArgs = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"<PooledAgent {len(self._routes)}/{self.maxCachedEndpoints} "
+            f"endpoints cached, pool={self.pool!r}>"
+        )
+
+    def _newRoute(self, parsedURI: URI) -> _Route:
+        """
+        Work out the key, endpoint and I{Host} value of a new destination.
+
+        @param parsedURI: The URI of a request to it.
+        @return: The route.
+        @raise SchemeNotSupported: For a scheme other than http(s)/ws(s)
+            (with the standard endpoint factory).
+        @raise ValueError: If the host is not ASCII.
+        """
+        scheme = parsedURI.scheme
+        host = parsedURI.host
+        port = parsedURI.port
+        key: tuple[Any, ...]
+        endpoint: Any
+        if self._endpointFactory is not None:
+            endpoint = self._endpointFactory.endpointForURI(parsedURI)
+            key = (scheme, host, port, self._factoryIdentity)
+        else:
+            if scheme not in _PLAIN_SCHEMES and scheme not in _TLS_SCHEMES:
+                raise SchemeNotSupported(f"Unsupported scheme: {scheme!r}")
+            try:
+                textHost = host.decode("ascii")
+            except UnicodeDecodeError:
+                raise ValueError(
+                    f"The host of the provided URI ({host!r}) contains "
+                    "non-ASCII octets, it should be ASCII decodable."
+                ) from None
+            endpoint = HostnameEndpoint(
+                self._reactor, textHost, port, **self._endpointArgs
+            )
+            if scheme in _TLS_SCHEMES:
+                endpoint = wrapClientTLS(
+                    self._policy.creatorForNetloc(host, port), endpoint
+                )
+                key = (scheme, host, port, self._tlsIdentity)
+            else:
+                key = (scheme, host, port)
+        return _Route(key, endpoint, _computeHostValue(scheme, host, port))
+
+    def _routeFor(self, parsedURI: URI, lookup: tuple[bytes, bytes, int]) -> _Route:
+        """
+        The cached route of a destination, made and cached if new.
+
+        @param parsedURI: The URI of a request to it.
+        @param lookup: C{(scheme, host, port)}.
+        @return: The route.
+        """
+        routes = self._routes
+        route = routes.get(lookup)
+        if route is None:
+            route = self._newRoute(parsedURI)
+            routes[lookup] = route
+            if len(routes) > self.maxCachedEndpoints:
+                routes.popitem(last=False)
+        else:
+            routes.move_to_end(lookup)
+        return route
+
+    def endpointFor(self, uri: bytes) -> tuple[Hashable, IStreamClientEndpoint]:
+        """
+        The pool key and endpoint this agent uses for a URI.
+
+        @param uri: An absolute URI.
+        @return: C{(key, endpoint)}.
+        @raise SchemeNotSupported: For an unsupported scheme.
+        """
+        parsedURI = URI.fromBytes(_ensureValidURI(uri.strip()))
+        route = self._routeFor(
+            parsedURI, (parsedURI.scheme, parsedURI.host, parsedURI.port)
+        )
+        return route.key, route.endpoint
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        """
+        Issue a request, on an idle connection of the pool if there is one.
+
+        Errors are those of L{twisted.web.client.Agent.request}: a
+        L{ValueError} (raised) for an invalid URI or method, a L{TypeError}
+        (raised) for a method that is not L{bytes}, a failed L{Deferred}
+        with L{SchemeNotSupported} for an unknown scheme.
+
+        @see: L{IAgent.request}
+        """
+        route: _Route | None
+        cached = self._uris.get(uri) if type(uri) is bytes else None
+        if cached is None:
+            parsedURI = URI.fromBytes(_ensureValidURI(uri.strip()))
+            lookup = (parsedURI.scheme, parsedURI.host, parsedURI.port)
+            try:
+                route = self._routeFor(parsedURI, lookup)
+            except SchemeNotSupported:
+                return defer.fail(Failure())
+            uris = self._uris
+            if len(uris) >= DEFAULT_MAX_CACHED_URIS:
+                del uris[next(iter(uris))]
+            uris[uri] = (
+                (
+                    parsedURI.scheme,
+                    parsedURI.netloc,
+                    parsedURI.host,
+                    parsedURI.port,
+                    parsedURI.path,
+                    parsedURI.params,
+                    parsedURI.query,
+                    parsedURI.fragment,
+                    parsedURI.originForm,
+                ),
+                lookup,
+            )
+            requestPath = parsedURI.originForm
+        else:
+            fields, lookup = cached
+            parsedURI = URI(*fields[:8])
+            requestPath = fields[8]
+            route = self._routes.get(lookup)
+            if route is None:
+                try:
+                    route = self._routeFor(parsedURI, lookup)
+                except SchemeNotSupported:
+                    return defer.fail(Failure())
+            else:
+                self._routes.move_to_end(lookup)
+
+        if not isinstance(method, bytes):
+            raise TypeError(f"method={method!r} is {type(method)}, but must be bytes")
+        method = _ensureValidMethod(method)
+
+        if headers is None:
+            headers = Headers()
+            headers.addRawHeader(b"Host", route.hostValue)
+        elif not headers.hasHeader(b"Host"):
+            headers = headers.copy()
+            headers.addRawHeader(b"Host", route.hostValue)
+
+        pool = self.pool
+        persistent = pool.persistent
+        d: Deferred[Any] = pool.getConnection(route.key, route.endpoint)
+
+        def cbConnected(proto: Any) -> Deferred[IResponse]:
+            return proto.request(
+                Request._construct(
+                    method,
+                    requestPath,
+                    headers,
+                    bodyProducer,
+                    persistent=persistent,
+                    parsedURI=parsedURI,
+                )
+            )
+
+        return d.addCallback(cbConnected)
+
+
+class PooledHTTPClient(HTTPClient):
+    """
+    A L{treq.HTTPClient} over a L{PooledAgent}, made by L{treqClient}, that
+    knows its pool.
+
+    @ivar agent: The L{PooledAgent}.
+    @ivar pool: Its pool.
+    """
+
+    def __init__(self, agent: PooledAgent, **kwargs: Any) -> None:
+        """
+        @param agent: The agent.
+        @param kwargs: Passed to L{treq.HTTPClient}.
+        """
+        super().__init__(cast(IAgent, agent), **kwargs)
+        self.agent = agent
+        self.pool = agent.pool
+
+    def close(self, timeout: float | None = None) -> Deferred[None]:
+        """
+        Close the pool: fail waiting requests and close every connection.
+
+        @param timeout: Passed to the pool's C{close}.
+        @return: A L{Deferred} that fires when every connection is closed.
+        """
+        close = self.pool.close  # type: ignore[attr-defined]
+        return close(timeout)
+
+
+def treqClient(
+    reactor: Any,
+    *,
+    contextFactory: Any = _defaultPolicy,
+    connectTimeout: float | None = None,
+    bindAddress: Any = None,
+    **poolOptions: Any,
+) -> PooledHTTPClient:
+    """
+    Make a ready L{treq.HTTPClient} over a L{PooledAgent} and a new
+    L{HTTPConnectionPool}.
+
+    @param reactor: The reactor.
+    @param contextFactory: The TLS policy of the agent.
+    @param connectTimeout: The agent's endpoint connect timeout.
+    @param bindAddress: The local address client sockets bind to.
+    @param poolOptions: Keyword arguments for L{HTTPConnectionPool}
+        (C{persistent}, C{maxConnectionsPerHost}, C{poolTimeout}, ...).
+    @return: The client; C{client.pool} is its pool and C{client.close()}
+        closes it.
+    """
+    pool = HTTPConnectionPool(reactor, **poolOptions)
+    agent = PooledAgent(
+        reactor,
+        pool=pool,
+        contextFactory=contextFactory,
+        connectTimeout=connectTimeout,
+        bindAddress=bindAddress,
+    )
+    return PooledHTTPClient(agent)
