@@ -506,9 +506,9 @@ class PoolTimeoutTests(PoolTestCase):
         self.makePool(maxConnectionsPerHost=1, poolTimeout=5)
         self.getNow()
         d = self.get()
-        self.clock.advance(4.9)
+        self.clock.advance(4.5)
         self.assertNoResult(d)
-        self.clock.advance(0.1)
+        self.clock.advance(0.5)
         f = self.failureResultOf(d, PoolTimeoutError)
         err = f.value
         self.assertEqual(err.key, KEY)
