@@ -1,0 +1,353 @@
+"""
+The pooled connection: Twisted's L{HTTP11ClientProtocol} with a lifecycle,
+metadata, and the timers of one request (response headers, body reads).  It
+reports to its pool when it comes back quiescent, starts closing, or is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.base import DelayedCall
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+from twisted.web._newclient import HTTP11ClientProtocol, Request
+from twisted.web.iweb import IResponse
+from zope.interface import implementer
+
+from .errors import LifecycleError, PoolError, ReadTimeoutError, ResponseTimeoutError
+
+if TYPE_CHECKING:
+    from ._pool import HTTPConnectionPool
+
+
+class Lifecycle(Enum):
+    """
+    Where a pooled connection is in its life.
+
+        - C{ACTIVE}: handed out for a request;
+        - C{IDLE}: back in the pool, waiting to be reused;
+        - C{CLOSING}: the pool (or the protocol) decided to close it and
+          asked the transport to; the connection no longer counts against
+          the limits;
+        - C{CLOSED}: the transport reported C{connectionLost}.
+    """
+
+    ACTIVE = "active"
+    IDLE = "idle"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+_TRANSITIONS: dict[Lifecycle, frozenset[Lifecycle]] = {
+    Lifecycle.ACTIVE: frozenset({Lifecycle.IDLE, Lifecycle.CLOSING, Lifecycle.CLOSED}),
+    Lifecycle.IDLE: frozenset({Lifecycle.ACTIVE, Lifecycle.CLOSING, Lifecycle.CLOSED}),
+    Lifecycle.CLOSING: frozenset({Lifecycle.CLOSED}),
+    Lifecycle.CLOSED: frozenset(),
+}
+
+
+def _cancel(call: DelayedCall | None) -> None:
+    if call is not None and call.active():
+        call.cancel()
+
+
+@implementer(IHandshakeListener)
+class PooledConnection(HTTP11ClientProtocol):
+    """
+    One pooled HTTP/1.1 connection.
+
+    @ivar key: The pool key it belongs to.
+    @ivar lifecycle: A L{Lifecycle}; change it only with L{moveTo}.
+    @ivar createdAt: When the connection was opened (reactor seconds).
+    @ivar lastUsed: When it last started a request.
+    @ivar requestsServed: Requests sent on it.
+    @ivar generation: The pool's generation when it was opened; connections
+        of an older generation are closed when they come back.
+    @ivar keepAliveTimeout: The server's C{Keep-Alive: timeout=N}, if sent.
+    @ivar keepAliveRemaining: Requests the server still accepts on the
+        connection (C{Keep-Alive: max=M}), if it said.
+    @ivar timeoutError: The pool error that ended the connection (a
+        timeout), reported to the request in place of Twisted's generic one.
+    @ivar idleTimer: The idle timeout while C{IDLE}.
+    """
+
+    def __init__(self, pool: HTTPConnectionPool, key: Hashable) -> None:
+        HTTP11ClientProtocol.__init__(self, pool._connectionQuiescent)
+        self._pool = pool
+        self.key = key
+        self.lifecycle = Lifecycle.ACTIVE
+        now = pool._reactor.seconds()
+        self.createdAt = now
+        self.lastUsed = now
+        self.requestsServed = 0
+        self.generation = pool._generation
+        self.keepAliveTimeout: float | None = None
+        self.keepAliveRemaining: int | None = None
+        self.timeoutError: PoolError | None = None
+        self.idleTimer: DelayedCall | None = None
+        self.handshakeTimer: DelayedCall | None = None
+        self.handshakeDone = False
+        self._responseTimer: DelayedCall | None = None
+        self._readTimer: DelayedCall | None = None
+        self._graceTimer: DelayedCall | None = None
+        self._awaitingHeaders = False
+        self._lostWatchers: list[Deferred[None]] = []
+        self._finishing = False
+        self._pendingHandOff: Callable[[], object] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<PooledConnection {self.key!r} {self.lifecycle.value} "
+            f"requests={self.requestsServed}>"
+        )
+
+    # Lifecycle
+
+    def moveTo(self, new: Lifecycle) -> None:
+        """
+        Make a lifecycle transition.
+
+        @raise LifecycleError: If the transition is not allowed.
+        """
+        if new not in _TRANSITIONS[self.lifecycle]:
+            raise LifecycleError(
+                f"connection to {self.key!r} cannot go from "
+                f"{self.lifecycle.value} to {new.value}",
+                self.key,
+            )
+        self.lifecycle = new
+
+    def handOff(self, give: Callable[[], object]) -> None:
+        """
+        Run C{give}, which hands this connection to a waiting request, as
+        soon as the connection can take a new request.
+        """
+        if self._finishing:
+            self._pendingHandOff = give
+        else:
+            give()
+
+    def whenLost(self) -> Deferred[None]:
+        """
+        Return a Deferred that fires once the transport is gone.
+        """
+        if self.lifecycle is Lifecycle.CLOSED:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._lostWatchers.append(d)
+        return d
+
+    def close(self, gracePeriod: float) -> None:
+        """
+        Close the transport politely; abort it if it has not gone away after
+        C{gracePeriod} seconds (a peer that never finishes closing must not
+        hang the pool).
+        """
+        if self.lifecycle is Lifecycle.CLOSED:
+            return
+        if self.lifecycle is not Lifecycle.CLOSING:
+            self.moveTo(Lifecycle.CLOSING)
+        self._stopRequestTimers()
+        _cancel(self.idleTimer)
+        transport: Any = self.transport
+        if transport is None:
+            return
+        transport.loseConnection()
+        if self._graceTimer is None and self.lifecycle is Lifecycle.CLOSING:
+            self._graceTimer = self._pool._reactor.callLater(
+                gracePeriod, self.abortTransport
+            )
+
+    def abortTransport(self) -> None:
+        """
+        Drop the transport at once.
+        """
+        if self.lifecycle is Lifecycle.CLOSED or self.transport is None:
+            return
+        transport: Any = self.transport
+        abort = getattr(transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:  # pragma: no cover - every TCP/TLS transport has it
+            transport.loseConnection()
+
+    # TLS
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake finished: the connect phase is over.
+        """
+        self.handshakeDone = True
+        _cancel(self.handshakeTimer)
+        self.handshakeTimer = None
+
+    def isTLS(self) -> bool:
+        """
+        Whether the transport is TLS.
+        """
+        return ISSLTransport.providedBy(self.transport)
+
+    # Requests
+
+    def request(self, request: Request) -> Deferred[IResponse]:
+        """
+        Send a request, arming the response-header timer.
+        """
+        self.requestsServed += 1
+        pool = self._pool
+        self.lastUsed = pool._reactor.seconds()
+        d = HTTP11ClientProtocol.request(self, request)
+        if self._state in ("TRANSMITTING", "WAITING"):
+            self._awaitingHeaders = True
+            timeout = pool.responseTimeout
+            if timeout is not None:
+                self._responseTimer = pool._reactor.callLater(
+                    timeout, self._responseTimedOut, timeout
+                )
+        return d
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Feed the parser; note when headers arrive and when body bytes flow.
+        """
+        readTimer = self._readTimer
+        if readTimer is not None and readTimer.active():
+            readTimer.reset(self._pool.readTimeout or 0)
+        parser = self._parser
+        HTTP11ClientProtocol.dataReceived(self, data)
+        if self._awaitingHeaders and parser is not None:
+            if (
+                getattr(parser, "response", None) is not None
+                and getattr(parser, "_responseDeferred", None) is None
+            ):
+                self._headersReceived(parser)
+
+    def _headersReceived(self, parser: Any) -> None:
+        self._awaitingHeaders = False
+        _cancel(self._responseTimer)
+        self._responseTimer = None
+        timeout = self._pool.readTimeout
+        if timeout is not None and self._parser is parser and self._readTimer is None:
+            self._readTimer = self._pool._reactor.callLater(
+                timeout, self._readTimedOut, timeout
+            )
+
+    def _responseTimedOut(self, timeout: float) -> None:
+        self._responseTimer = None
+        self.timeoutError = ResponseTimeoutError(self.key, timeout)
+        self._pool._timedOut(self, self.timeoutError)
+        self.abortTransport()
+
+    def _readTimedOut(self, timeout: float) -> None:
+        self._readTimer = None
+        error = ReadTimeoutError(self.key, timeout)
+        self.timeoutError = error
+        parser: Any = self._parser
+        response = getattr(parser, "response", None) if parser is not None else None
+        if response is not None:
+            # Hand the typed error to the body's protocol ourselves and
+            # silence the parser, so it does not report a generic loss.
+            parser.bodyDecoder = None
+            parser.state = "DONE"  # twisted.web._newclient.DONE
+            response._bodyDataFinished(Failure(error))
+        self._pool._timedOut(self, error)
+        self.abortTransport()
+
+    def _stopRequestTimers(self) -> None:
+        _cancel(self._responseTimer)
+        _cancel(self._readTimer)
+        self._responseTimer = self._readTimer = None
+        self._awaitingHeaders = False
+
+    def _finishResponse_WAITING(self, rest: bytes) -> None:
+        """
+        The response is complete: remember what the server said about
+        keeping the connection alive, stop the request timers, and let
+        Twisted decide whether the connection is quiescent.
+        """
+        parser = self._parser
+        if parser is not None:
+            self._noteKeepAlive(parser.connHeaders.getRawHeaders(b"keep-alive"))
+        self._stopRequestTimers()
+        self._finishing = True
+        try:
+            HTTP11ClientProtocol._finishResponse_WAITING(self, rest)
+        finally:
+            self._finishing = False
+        # Twisted calls the quiescent callback before it detaches the old
+        # response parser: a waiting request may only be given this
+        # connection once that is done, or its new parser would be detached.
+        pending, self._pendingHandOff = self._pendingHandOff, None
+        if pending is not None:
+            pending()
+
+    _finishResponse_TRANSMITTING = _finishResponse_WAITING
+
+    def _noteKeepAlive(self, values: Sequence[bytes] | None) -> None:
+        if not values:
+            return
+        for value in values:
+            for part in value.split(b","):
+                name, _, number = part.strip().partition(b"=")
+                try:
+                    parsed = int(number.strip())
+                except ValueError:
+                    continue
+                if parsed < 0:
+                    continue
+                name = name.strip().lower()
+                if name == b"timeout":
+                    self.keepAliveTimeout = float(parsed)
+                elif name == b"max":
+                    self.keepAliveRemaining = parsed
+
+    def _giveUp(self, reason: Failure) -> None:
+        """
+        Twisted closes the connection itself (C{Connection: close}, a parse
+        error, data on an idle connection): tell the pool at once so the slot
+        is freed, then let the transport go.
+        """
+        self._pool._connectionGivenUp(self, reason)
+        HTTP11ClientProtocol._giveUp(self, reason)
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        """
+        The transport is gone: cancel every timer, tell the parser and the
+        pool, and fire L{whenLost} watchers.
+        """
+        self._stopRequestTimers()
+        _cancel(self.idleTimer)
+        _cancel(self.handshakeTimer)
+        _cancel(self._graceTimer)
+        self.idleTimer = self.handshakeTimer = self._graceTimer = None
+        HTTP11ClientProtocol.connectionLost(self, reason)
+        self._pool._connectionLost(self, reason)
+        watchers, self._lostWatchers = self._lostWatchers, []
+        for d in watchers:
+            d.callback(None)
+
+
+class PooledConnectionFactory(Factory):
+    """
+    Builds L{PooledConnection}s for one key of one pool.
+    """
+
+    noisy = False
+
+    def __init__(self, pool: HTTPConnectionPool, key: Hashable) -> None:
+        self._pool = pool
+        self._key = key
+
+    def __repr__(self) -> str:
+        return f"PooledConnectionFactory({self._key!r})"
+
+    def buildProtocol(self, addr: Any) -> PooledConnection:
+        """
+        Build the connection's protocol.
+        """
+        return PooledConnection(self._pool, self._key)

@@ -1,0 +1,548 @@
+"""
+The pool's policy state: every rule about who gets a connection, when a
+connection is opened, kept, handed out, evicted or closed lives here, in one
+place, with no reactor and no I/O.
+
+L{PoolCore} takes events (a request arrived, a connection came back, a
+connection was lost, ...) and returns the list of L{Action}s the pool must
+carry out, in order.  The pool (L{pooled_http._pool}) owns Deferreds, timers
+and transports; this module only keeps the books.
+
+Vocabulary:
+    - a I{slot} is one connection counted against the limits: one being
+      opened, one in use, or one idle;
+    - a I{waiter} is one C{getConnection} call that has not been answered;
+    - the I{ring} is the round-robin order of keys whose oldest waiter could
+      be served now if the global limit allowed it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from enum import Enum
+from typing import Any
+
+from .stats import CloseReason
+
+
+class WaiterState(Enum):
+    """
+    Where one C{getConnection} call stands.
+    """
+
+    WAITING = "waiting"
+    CONNECTING = "connecting"
+    DONE = "done"
+
+
+class Waiter:
+    """
+    One C{getConnection} call.  The pool hangs its own bookkeeping (the
+    Deferred, the endpoint, timers) on it; the core reads only C{key},
+    C{fresh} and C{state}.
+
+    @ivar key: The pool key.
+    @ivar fresh: Whether only a newly opened connection will do (a retry).
+    @ivar state: A L{WaiterState}.
+    """
+
+    __slots__ = (
+        "key",
+        "fresh",
+        "state",
+        "endpoint",
+        "deferred",
+        "enqueuedAt",
+        "timer",
+        "connecting",
+        "timedOut",
+        "cancelled",
+    )
+
+    def __init__(self, key: Hashable, fresh: bool = False) -> None:
+        self.key = key
+        self.fresh = fresh
+        self.state = WaiterState.WAITING
+        self.endpoint: Any = None
+        self.deferred: Any = None
+        self.enqueuedAt = 0.0
+        self.timer: Any = None
+        self.connecting: Any = None
+        self.timedOut = False
+        self.cancelled = False
+
+
+class ActionKind(Enum):
+    """
+    What the pool must do.
+    """
+
+    #: Give C{connection} to C{waiter}; C{reused} says whether it was idle.
+    HAND = "hand"
+    #: Open a new connection for C{waiter}.
+    CONNECT = "connect"
+    #: Close C{connection}; C{reason} is a L{CloseReason}.
+    CLOSE = "close"
+    #: Keep C{connection} idle (start its idle timer).
+    PARK = "park"
+    #: Fail C{waiter}: the pool is shutting down.
+    FAIL = "fail"
+
+
+class Action:
+    """
+    One thing the pool must carry out.
+    """
+
+    __slots__ = ("kind", "waiter", "connection", "reused", "reason")
+
+    def __init__(
+        self,
+        kind: ActionKind,
+        waiter: Waiter | None = None,
+        connection: Any = None,
+        reused: bool = False,
+        reason: str = "",
+    ) -> None:
+        self.kind = kind
+        self.waiter = waiter
+        self.connection = connection
+        self.reused = reused
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return (
+            f"Action({self.kind.value}, waiter={self.waiter!r}, "
+            f"connection={self.connection!r}, reused={self.reused}, "
+            f"reason={self.reason!r})"
+        )
+
+
+class Bucket:
+    """
+    Everything the pool holds for one key.
+
+    @ivar idle: Idle connections, oldest first (a dict used as an ordered
+        set: the most recently returned is handed out first).
+    @ivar inUse: Connections handed out.
+    @ivar connecting: Waiters whose connection is being opened.
+    @ivar waiters: Waiters queued for a slot, oldest first.
+    @ivar opened: Connections opened for this key while it has been known.
+    @ivar reused: Idle connections of this key handed out again.
+    """
+
+    __slots__ = ("key", "idle", "inUse", "connecting", "waiters", "opened", "reused")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.idle: dict[Any, None] = {}
+        self.inUse: set[Any] = set()
+        self.connecting: set[Waiter] = set()
+        self.waiters: deque[Waiter] = deque()
+        self.opened = 0
+        self.reused = 0
+
+    @property
+    def total(self) -> int:
+        """
+        Slots the key occupies.
+        """
+        return len(self.idle) + len(self.inUse) + len(self.connecting)
+
+    def empty(self) -> bool:
+        """
+        Whether the key holds nothing at all.
+        """
+        return not (self.idle or self.inUse or self.connecting or self.waiters)
+
+
+class PoolCore:
+    """
+    The books of a connection pool.
+
+    @ivar perHostLimit: Slots one key may occupy.
+    @ivar globalLimit: Slots all keys together may occupy.
+    @ivar maxIdlePerHost: Idle connections one key may keep.
+    @ivar total: Slots occupied over all keys.
+    @ivar buckets: Map of key to L{Bucket}; a key that holds nothing is
+        removed, so memory follows what is open, not what was ever seen.
+    @ivar closed: Whether the pool is shut down (no new connections).
+    """
+
+    def __init__(
+        self, perHostLimit: int, globalLimit: int, maxIdlePerHost: int
+    ) -> None:
+        self.perHostLimit = perHostLimit
+        self.globalLimit = globalLimit
+        self.maxIdlePerHost = maxIdlePerHost
+        self.total = 0
+        self.buckets: dict[Hashable, Bucket] = {}
+        # Every idle connection, oldest first: the eviction order.
+        self._idle: dict[Any, Bucket] = {}
+        # Keys whose oldest waiter could be served but for the global limit.
+        self._ring: dict[Hashable, None] = {}
+        self.closed = False
+
+    # Reading the books
+
+    @property
+    def idleCount(self) -> int:
+        """
+        Idle connections over all keys.
+        """
+        return len(self._idle)
+
+    def blockingLimit(self, key: Hashable) -> str:
+        """
+        Name the limit that keeps C{key}'s waiters waiting.
+        """
+        bucket = self.buckets.get(key)
+        if bucket is not None and bucket.total >= self.perHostLimit:
+            return f"maxConnectionsPerHost={self.perHostLimit}"
+        return f"maxConnections={self.globalLimit}"
+
+    def bucketOf(self, connection: Any) -> Bucket | None:
+        """
+        Return the bucket a connection is counted in, if any.
+        """
+        bucket = self.buckets.get(connection.key)
+        if bucket is not None and (
+            connection in bucket.inUse or connection in bucket.idle
+        ):
+            return bucket
+        return None
+
+    # Events
+
+    def takeIdle(self, key: Hashable) -> Any:
+        """
+        The fast path of a request: hand out an idle connection of C{key} if
+        there is one and nobody is queued ahead, else return L{None}.
+        """
+        bucket = self.buckets.get(key)
+        if bucket is None or not bucket.idle or bucket.waiters or self.closed:
+            return None
+        connection = _popNewest(bucket.idle)
+        del self._idle[connection]
+        bucket.inUse.add(connection)
+        bucket.reused += 1
+        return connection
+
+    def request(self, waiter: Waiter) -> list[Action]:
+        """
+        A connection was asked for.  Queue the waiter behind any of its key,
+        then serve whoever can be served.
+        """
+        bucket = self._bucket(waiter.key)
+        bucket.waiters.append(waiter)
+        actions: list[Action] = []
+        self._settle(bucket, actions)
+        return actions
+
+    def cancel(self, waiter: Waiter) -> list[Action]:
+        """
+        A queued waiter gave up (cancelled or timed out).
+        """
+        actions: list[Action] = []
+        bucket = self.buckets.get(waiter.key)
+        if bucket is None or waiter.state is not WaiterState.WAITING:
+            return actions
+        try:
+            bucket.waiters.remove(waiter)
+        except ValueError:
+            return actions
+        waiter.state = WaiterState.DONE
+        self._settle(bucket, actions)
+        return actions
+
+    def connected(self, waiter: Waiter, connection: Any) -> list[Action]:
+        """
+        The connection opened for C{waiter} is up.  If the waiter has gone
+        away meanwhile the connection serves the next in line instead.
+        """
+        bucket = self._bucket(waiter.key)
+        bucket.connecting.discard(waiter)
+        bucket.opened += 1
+        bucket.inUse.add(connection)
+        actions: list[Action] = []
+        if waiter.state is WaiterState.CONNECTING:
+            waiter.state = WaiterState.DONE
+            actions.append(Action(ActionKind.HAND, waiter, connection, False))
+            return actions
+        waiter.state = WaiterState.DONE
+        return self.release(connection, True)
+
+    def connectFailed(self, waiter: Waiter) -> list[Action]:
+        """
+        Opening a connection for C{waiter} failed or was cancelled; its slot
+        is free.
+        """
+        actions: list[Action] = []
+        bucket = self.buckets.get(waiter.key)
+        waiter.state = WaiterState.DONE
+        if bucket is None or waiter not in bucket.connecting:
+            return actions
+        bucket.connecting.discard(waiter)
+        self.total -= 1
+        self._settle(bucket, actions)
+        return actions
+
+    def release(
+        self, connection: Any, reusable: bool, reason: str = ""
+    ) -> list[Action]:
+        """
+        A connection in use is done with its request.  A reusable one goes to
+        its key's oldest waiter, or makes room for another key's waiter, or
+        waits idle; one that is not reusable is closed for C{reason}.
+        """
+        actions: list[Action] = []
+        bucket = self.buckets.get(connection.key)
+        if bucket is None or connection not in bucket.inUse:
+            return actions
+        if not reusable or self.closed:
+            bucket.inUse.discard(connection)
+            self.total -= 1
+            actions.append(
+                Action(
+                    ActionKind.CLOSE,
+                    connection=connection,
+                    reason=reason or CloseReason.SHUTDOWN,
+                )
+            )
+            self._settle(bucket, actions)
+            return actions
+        if bucket.waiters:
+            waiter = bucket.waiters.popleft()
+            if not waiter.fresh:
+                waiter.state = WaiterState.DONE
+                bucket.reused += 1
+                actions.append(Action(ActionKind.HAND, waiter, connection, True))
+            else:
+                # A retry wants a new connection: this one's slot is its.
+                bucket.inUse.discard(connection)
+                actions.append(
+                    Action(
+                        ActionKind.CLOSE,
+                        connection=connection,
+                        reason=CloseReason.EVICTED,
+                    )
+                )
+                waiter.state = WaiterState.CONNECTING
+                bucket.connecting.add(waiter)
+                actions.append(Action(ActionKind.CONNECT, waiter))
+            self._settle(bucket, actions)
+            return actions
+        bucket.inUse.discard(connection)
+        if self._ring and self.total >= self.globalLimit:
+            # Another key waits for a slot: give it this one.
+            self.total -= 1
+            actions.append(
+                Action(
+                    ActionKind.CLOSE, connection=connection, reason=CloseReason.EVICTED
+                )
+            )
+            self._settle(bucket, actions)
+            return actions
+        if len(bucket.idle) >= self.maxIdlePerHost:
+            oldest = next(iter(bucket.idle))
+            self._dropIdle(bucket, oldest)
+            actions.append(
+                Action(
+                    ActionKind.CLOSE,
+                    connection=oldest,
+                    reason=CloseReason.TOO_MANY_IDLE,
+                )
+            )
+        bucket.idle[connection] = None
+        self._idle[connection] = bucket
+        actions.append(Action(ActionKind.PARK, connection=connection))
+        return actions
+
+    def discard(self, connection: Any, reason: str) -> list[Action]:
+        """
+        Close a connection the pool counts (idle or in use) for C{reason}:
+        idle timeout, expiry, a timeout, the pool closing.
+        """
+        actions: list[Action] = []
+        bucket = self.bucketOf(connection)
+        if bucket is None:
+            return actions
+        if connection in bucket.idle:
+            self._dropIdle(bucket, connection)
+        else:
+            bucket.inUse.discard(connection)
+            self.total -= 1
+        actions.append(Action(ActionKind.CLOSE, connection=connection, reason=reason))
+        self._settle(bucket, actions)
+        return actions
+
+    def lost(self, connection: Any) -> list[Action]:
+        """
+        A connection went away on its own (the peer closed it, or it broke).
+        Its slot is free.
+        """
+        actions: list[Action] = []
+        bucket = self.bucketOf(connection)
+        if bucket is None:
+            return actions
+        if connection in bucket.idle:
+            self._dropIdle(bucket, connection)
+        else:
+            bucket.inUse.discard(connection)
+            self.total -= 1
+        self._settle(bucket, actions)
+        return actions
+
+    def closeIdle(self, key: Hashable | None, reason: str) -> list[Action]:
+        """
+        Close every idle connection, or only those of C{key}.
+        """
+        actions: list[Action] = []
+        if key is None:
+            victims = list(self._idle.items())
+        else:
+            bucket = self.buckets.get(key)
+            victims = [(c, bucket) for c in bucket.idle] if bucket is not None else []
+        for connection, bucket in victims:
+            self._dropIdle(bucket, connection)
+            actions.append(
+                Action(ActionKind.CLOSE, connection=connection, reason=reason)
+            )
+        for _, bucket in victims:
+            self._forgetIfEmpty(bucket)
+        return actions
+
+    def shutdown(self) -> list[Action]:
+        """
+        The pool is closing: fail every waiter and close every idle
+        connection.  Connections in use are closed as they come back.
+        """
+        self.closed = True
+        actions: list[Action] = []
+        for bucket in list(self.buckets.values()):
+            while bucket.waiters:
+                waiter = bucket.waiters.popleft()
+                waiter.state = WaiterState.DONE
+                actions.append(Action(ActionKind.FAIL, waiter))
+        self._ring.clear()
+        actions.extend(self.closeIdle(None, CloseReason.SHUTDOWN))
+        return actions
+
+    def limitsChanged(self) -> list[Action]:
+        """
+        A limit was changed: serve whoever the new limits let through.
+        """
+        actions: list[Action] = []
+        for bucket in list(self.buckets.values()):
+            self._touch(bucket)
+        self._serveRing(actions)
+        return actions
+
+    # Internals
+
+    def _bucket(self, key: Hashable) -> Bucket:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = Bucket(key)
+        return bucket
+
+    def _dropIdle(self, bucket: Bucket, connection: Any) -> None:
+        del bucket.idle[connection]
+        del self._idle[connection]
+        self.total -= 1
+
+    def _forgetIfEmpty(self, bucket: Bucket) -> None:
+        if bucket.empty():
+            self.buckets.pop(bucket.key, None)
+            self._ring.pop(bucket.key, None)
+
+    def _settle(self, bucket: Bucket, actions: list[Action]) -> None:
+        """
+        After an event on C{bucket}: serve its own waiters from its idle
+        connections, update its place in the ring, serve the ring, and forget
+        the bucket if it is empty.
+        """
+        self._serveFromIdle(bucket, actions)
+        self._touch(bucket)
+        self._serveRing(actions)
+        self._forgetIfEmpty(bucket)
+
+    def _serveFromIdle(self, bucket: Bucket, actions: list[Action]) -> None:
+        while bucket.waiters and bucket.idle:
+            waiter = bucket.waiters.popleft()
+            connection = _popNewest(bucket.idle)
+            del self._idle[connection]
+            if waiter.fresh:
+                # Its slot goes to a new connection for the retry.
+                actions.append(
+                    Action(
+                        ActionKind.CLOSE,
+                        connection=connection,
+                        reason=CloseReason.EVICTED,
+                    )
+                )
+                waiter.state = WaiterState.CONNECTING
+                bucket.connecting.add(waiter)
+                actions.append(Action(ActionKind.CONNECT, waiter))
+            else:
+                waiter.state = WaiterState.DONE
+                bucket.inUse.add(connection)
+                bucket.reused += 1
+                actions.append(Action(ActionKind.HAND, waiter, connection, True))
+
+    def _touch(self, bucket: Bucket) -> None:
+        """
+        Put C{bucket}'s key in the ring if its oldest waiter could be served
+        now, take it out otherwise.
+        """
+        if bucket.waiters and bucket.total < self.perHostLimit and not self.closed:
+            if bucket.key not in self._ring:
+                self._ring[bucket.key] = None
+        else:
+            self._ring.pop(bucket.key, None)
+
+    def _serveRing(self, actions: list[Action]) -> None:
+        """
+        Open connections for waiters, one key at a time in round-robin
+        order, while the global limit allows, evicting idle connections of
+        other keys to make room.
+        """
+        ring = self._ring
+        while ring:
+            key = next(iter(ring))
+            bucket = self.buckets[key]
+            if self.total >= self.globalLimit and not self._evictFor(bucket, actions):
+                return
+            del ring[key]
+            waiter = bucket.waiters.popleft()
+            waiter.state = WaiterState.CONNECTING
+            bucket.connecting.add(waiter)
+            self.total += 1
+            actions.append(Action(ActionKind.CONNECT, waiter))
+            if bucket.waiters and bucket.total < self.perHostLimit:
+                ring[key] = None
+
+    def _evictFor(self, bucket: Bucket, actions: list[Action]) -> bool:
+        """
+        Close the oldest idle connection of another key to make room for
+        C{bucket}'s waiter.  Return whether one was found.
+        """
+        for connection, owner in self._idle.items():
+            if owner is not bucket:
+                self._dropIdle(owner, connection)
+                actions.append(
+                    Action(
+                        ActionKind.CLOSE,
+                        connection=connection,
+                        reason=CloseReason.EVICTED,
+                    )
+                )
+                self._forgetIfEmpty(owner)
+                return True
+        return False
+
+
+def _popNewest(idle: dict[Any, None]) -> Any:
+    connection, _ = idle.popitem()
+    return connection

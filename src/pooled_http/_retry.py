@@ -1,0 +1,135 @@
+"""
+The retry policy: an immutable value that decides whether a failed request
+may be sent again on another connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectingCancelledError
+from twisted.python.failure import Failure
+from twisted.web._newclient import (
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseNeverReceived,
+    _WrapperException,
+)
+
+from .errors import PoolError, ReadTimeoutError, ResponseTimeoutError
+
+__all__ = ["RetryPolicy", "IDEMPOTENT_METHODS"]
+
+#: The methods Twisted's pool retries: idempotent and without side effects
+#: a second attempt could double.
+IDEMPOTENT_METHODS: frozenset[bytes] = frozenset(
+    {b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"}
+)
+
+_NOTHING_PROCESSED: tuple[type[BaseException], ...] = (
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseNeverReceived,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """
+    Which failed requests are sent again, and how many times.
+
+    The default reproduces Twisted's own rule exactly: a request with an
+    idempotent method and no body that failed on a I{reused} connection
+    before any response byte arrived is retried once, on a new connection.
+    A cancelled request is never retried, nor is one that failed after any
+    part of its response arrived.
+
+    L{increment} returns a new policy with one retry fewer, so a policy can
+    travel with a request without being shared state.
+
+    @ivar retries: How many more times a request may be retried.
+    @ivar methods: The methods that may be retried.
+    @ivar nothingProcessed: Failure types that prove the server did not
+        process the request (nothing of the response arrived).
+    @ivar onlyReusedConnections: Retry only failures on connections that had
+        already served a request (the server may have timed them out), as
+        Twisted does.  With C{False}, failures on new connections are retried
+        as well.
+    @ivar retryTimeouts: Whether a L{ResponseTimeoutError} on an idempotent
+        request may be retried.  Off by default: a server too slow once is
+        usually too slow twice.
+    """
+
+    retries: int = 1
+    methods: frozenset[bytes] = IDEMPOTENT_METHODS
+    nothingProcessed: tuple[type[BaseException], ...] = _NOTHING_PROCESSED
+    onlyReusedConnections: bool = True
+    retryTimeouts: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
+            raise TypeError(f"RetryPolicy.retries must be an int, not {self.retries!r}")
+        if self.retries < 0:
+            raise ValueError(f"RetryPolicy.retries must be >= 0, not {self.retries!r}")
+        object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+
+    def increment(self) -> RetryPolicy:
+        """
+        Return the policy to use for the next attempt: one retry fewer.
+        """
+        return replace(self, retries=max(0, self.retries - 1))
+
+    def shouldRetry(
+        self,
+        method: bytes,
+        failure: Failure,
+        hasBody: bool,
+        reusedConnection: bool,
+    ) -> bool:
+        """
+        Decide whether a failed attempt may be sent again.
+
+        @param method: The request method.
+        @param failure: Why the attempt failed.
+        @param hasBody: Whether the request has a body producer.
+        @param reusedConnection: Whether the attempt was made on a connection
+            that had served a request before.
+        @return: C{True} if the request should be sent again.
+        """
+        if self.retries <= 0:
+            return False
+        if method.upper() not in self.methods:
+            return False
+        if self.onlyReusedConnections and not reusedConnection:
+            return False
+        exc = failure.value
+        if isinstance(exc, (ReadTimeoutError,)):
+            return False
+        if isinstance(exc, ResponseTimeoutError):
+            return self.retryTimeouts
+        if isinstance(exc, PoolError):
+            return False
+        if not isinstance(exc, self.nothingProcessed):
+            return False
+        if exc is None or _cancelled(exc):
+            return False
+        if hasBody and not isinstance(exc, RequestNotSent):
+            # A body producer cannot be replayed once it started writing;
+            # only a request of which nothing was written may go again.
+            return False
+        return True
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """
+    Tell whether a (possibly wrapped) failure comes from a cancellation.
+    """
+    if isinstance(exc, (CancelledError, ConnectingCancelledError)):
+        return True
+    if isinstance(exc, _WrapperException):
+        return any(
+            isinstance(r, Failure) and r.value is not None and _cancelled(r.value)
+            for r in exc.reasons or ()
+        )
+    return False

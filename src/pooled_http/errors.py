@@ -1,0 +1,295 @@
+"""
+The exceptions pooled_http raises, and L{isTemporaryNetworkError}.
+
+Every pool error derives from L{PoolError} and carries the pool key it is
+about.  Timeout errors also derive from the Twisted exception that code
+written for the stock pool already handles, so an existing C{except
+ResponseNeverReceived} or C{failure.check(ResponseFailed)} keeps working:
+
+    - L{ConnectTimeoutError} is a L{twisted.internet.error.TimeoutError};
+    - L{ResponseTimeoutError} is a L{ResponseNeverReceived};
+    - L{ReadTimeoutError} is a L{ResponseFailed}.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+from twisted.internet import error as ierror
+from twisted.internet.defer import CancelledError
+from twisted.python.failure import Failure
+from twisted.web._newclient import (
+    ParseError,
+    RequestGenerationFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+    _DataLoss,
+    _WrapperException,
+)
+from twisted.web.http import PotentialDataLoss
+
+__all__ = [
+    "PoolError",
+    "PoolTimeoutError",
+    "PoolClosedError",
+    "ConnectTimeoutError",
+    "ResponseTimeoutError",
+    "ReadTimeoutError",
+    "LifecycleError",
+    "isTemporaryNetworkError",
+]
+
+
+class PoolError(Exception):
+    """
+    Base class of every error raised by pooled_http.
+
+    @ivar key: The pool key (for L{twisted.web.client.Agent}, a
+        C{(scheme, host, port)} tuple) the error is about, or L{None}.
+    @ivar message: The human-readable explanation.
+    """
+
+    def __init__(self, message: str, key: Hashable | None = None) -> None:
+        Exception.__init__(self, message)
+        self.message = message
+        self.key = key
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PoolTimeoutError(PoolError):
+    """
+    C{getConnection} waited C{poolTimeout} seconds for a free connection slot.
+
+    @ivar limit: The name and value of the limit that was reached, e.g.
+        C{"maxConnectionsPerHost=8"}.
+    @ivar waited: How long the request waited, in seconds.
+    """
+
+    def __init__(self, key: Hashable, limit: str, waited: float) -> None:
+        PoolError.__init__(
+            self,
+            f"no connection to {key!r} became free within {waited:g} s "
+            f"({limit} reached); raise the limit, raise poolTimeout, "
+            f"or make sure response bodies are read so connections come back",
+            key,
+        )
+        self.limit = limit
+        self.waited = waited
+
+
+class PoolClosedError(PoolError):
+    """
+    The pool was closed (L{HTTPConnectionPool.close}) before a connection
+    could be handed out.
+    """
+
+    def __init__(self, key: Hashable | None = None) -> None:
+        PoolError.__init__(
+            self,
+            f"the connection pool is closed; no new connection to {key!r} can be made",
+            key,
+        )
+
+
+class ConnectTimeoutError(PoolError, ierror.TimeoutError):
+    """
+    Opening a connection (TCP connect and any TLS handshake) took longer than
+    C{connectTimeout}; the connection attempt was cancelled.
+
+    @ivar timeout: The timeout, in seconds.
+    """
+
+    def __init__(self, key: Hashable, timeout: float) -> None:
+        message = f"connecting to {key!r} took longer than connectTimeout={timeout:g} s"
+        ierror.TimeoutError.__init__(self, message)
+        PoolError.__init__(self, message, key)
+        self.timeout = timeout
+
+
+class ResponseTimeoutError(PoolError, ResponseNeverReceived):
+    """
+    No response headers arrived within C{responseTimeout} seconds of the
+    request being sent; the connection was aborted.
+
+    @ivar timeout: The timeout, in seconds.
+    """
+
+    def __init__(self, key: Hashable, timeout: float) -> None:
+        ResponseNeverReceived.__init__(self, [])
+        PoolError.__init__(
+            self,
+            f"no response headers from {key!r} within responseTimeout="
+            f"{timeout:g} s; the connection was aborted",
+            key,
+        )
+        self.timeout = timeout
+
+
+class ReadTimeoutError(PoolError, ResponseFailed):
+    """
+    No response body bytes arrived for C{readTimeout} seconds while a
+    response was being delivered; the connection was aborted.
+
+    @ivar timeout: The timeout, in seconds.
+    """
+
+    def __init__(self, key: Hashable, timeout: float) -> None:
+        ResponseFailed.__init__(self, [])
+        PoolError.__init__(
+            self,
+            f"no response body bytes from {key!r} for readTimeout="
+            f"{timeout:g} s; the connection was aborted",
+            key,
+        )
+        self.timeout = timeout
+
+
+class LifecycleError(PoolError):
+    """
+    A connection was asked to make a transition its lifecycle does not allow.
+    This indicates a bug in pooled_http, never a network problem.
+    """
+
+
+# Markers Twisted adds beside the real reason when a body is cut short.
+_DATA_LOSS = (_DataLoss, PotentialDataLoss)
+
+# Failures that mean "try again later may work".
+_TEMPORARY: tuple[type[BaseException], ...] = (
+    ConnectTimeoutError,
+    ResponseTimeoutError,
+    ReadTimeoutError,
+    PoolTimeoutError,
+    ierror.ConnectionRefusedError,
+    ierror.ConnectionLost,
+    ierror.ConnectionDone,
+    ierror.ConnectionAborted,
+    ierror.TCPTimedOutError,
+    ierror.TimeoutError,
+    ierror.NoRouteError,
+    ierror.ConnectError,
+    ConnectionResetError,
+    ConnectionRefusedError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    TimeoutError,
+)
+
+# Failures that will fail again the same way.
+_PERMANENT: tuple[type[BaseException], ...] = (
+    CancelledError,
+    ierror.ConnectingCancelledError,
+    PoolClosedError,
+    ParseError,
+    RequestGenerationFailed,
+)
+
+
+def _dnsIsTemporary(exc: BaseException) -> bool | None:
+    """
+    Classify a name-resolution failure, or return L{None} if C{exc} is not
+    one.  A name that does not exist is permanent; a resolver that did not
+    answer is temporary.
+    """
+    if isinstance(exc, socket.gaierror):
+        return exc.errno in (socket.EAI_AGAIN, getattr(socket, "EAI_SYSTEM", -11))
+    try:
+        from twisted.names import error as nerror
+    except ImportError:  # pragma: no cover - twisted.names ships with Twisted
+        return None
+    if isinstance(exc, nerror.DNSNameError):
+        return False
+    if isinstance(
+        exc,
+        (
+            nerror.DNSServerError,
+            nerror.DNSQueryTimeoutError,
+            nerror.DNSQueryRefusedError,
+        ),
+    ):
+        return True
+    if isinstance(exc, ierror.DNSLookupError):
+        # Twisted reports both "no such name" and "resolver down" as a
+        # DNSLookupError; only the message tells them apart.
+        text = str(exc).lower()
+        return any(
+            word in text
+            for word in (
+                "timeout",
+                "timed out",
+                "temporar",
+                "again",
+                "unavailable",
+                "refused",
+            )
+        )
+    return None
+
+
+def _tlsError(exc: BaseException) -> bool:
+    """
+    Return C{True} if C{exc} is a TLS or certificate failure.
+    """
+    try:
+        from OpenSSL import SSL
+    except ImportError:  # pragma: no cover - optional dependency
+        SSL = None  # type: ignore[assignment]
+    if SSL is not None and isinstance(exc, SSL.Error):
+        return True
+    try:
+        from service_identity import VerificationError
+    except ImportError:  # pragma: no cover - optional dependency
+        return False
+    return isinstance(exc, VerificationError)
+
+
+def isTemporaryNetworkError(failureOrException: Failure | BaseException) -> bool:
+    """
+    Tell whether a failed request may succeed if simply tried again later.
+
+    C{True} for refused, reset or aborted connections, every timeout
+    (connect, response, read, pool), a resolver that did not answer, and a
+    response that was never received because the connection dropped.
+    C{False} for certificate and other TLS failures, a host name that does
+    not exist, malformed responses, cancellation and a closed pool.
+
+    Twisted wraps the real causes in L{ResponseNeverReceived},
+    L{ResponseFailed} and friends; those are looked into: the result is
+    C{True} only if every wrapped reason is temporary.
+
+    @param failureOrException: A L{Failure} or an exception.
+    @return: Whether the error is a temporary network error.
+    """
+    exc: Any = failureOrException
+    if isinstance(exc, Failure):
+        exc = exc.value
+    return exc is not None and _isTemporary(exc, 0)
+
+
+def _isTemporary(exc: BaseException, depth: int) -> bool:
+    if depth > 10:
+        return False
+    if _tlsError(exc):
+        return False
+    if isinstance(exc, PoolError):
+        return isinstance(exc, _TEMPORARY)
+    dns = _dnsIsTemporary(exc)
+    if dns is not None:
+        return dns
+    if isinstance(exc, _WrapperException):
+        reasons: Iterable[Failure] = exc.reasons or ()
+        values = [
+            v
+            for v in (r.value if isinstance(r, Failure) else r for r in reasons)
+            if v is not None and not isinstance(v, _DATA_LOSS)
+        ]
+        if not values:
+            return isinstance(exc, ResponseNeverReceived)
+        return all(_isTemporary(v, depth + 1) for v in values)
+    if isinstance(exc, _PERMANENT):
+        return False
+    return isinstance(exc, _TEMPORARY)

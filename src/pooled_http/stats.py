@@ -1,0 +1,136 @@
+"""
+Frozen snapshots of what a pool is doing, returned by
+L{pooled_http.HTTPConnectionPool.stats}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = ["CloseReason", "KeyStats", "PoolStats", "WaitStats"]
+
+
+class CloseReason:
+    """
+    The reasons a pool closes a connection, as counted in
+    L{PoolStats.closed} and named in log events.
+    """
+
+    IDLE_TIMEOUT = "idle timeout"
+    SERVER_CLOSED = "server closed"
+    EVICTED = "evicted"
+    ERROR = "error"
+    SHUTDOWN = "shutdown"
+    EXPIRED = "expired"
+    NOT_REUSABLE = "not reusable"
+    TOO_MANY_IDLE = "too many idle"
+
+    ALL = (
+        IDLE_TIMEOUT,
+        SERVER_CLOSED,
+        EVICTED,
+        ERROR,
+        SHUTDOWN,
+        EXPIRED,
+        NOT_REUSABLE,
+        TOO_MANY_IDLE,
+    )
+
+
+@dataclass(frozen=True)
+class WaitStats:
+    """
+    How long requests waited before a connection was handed out.
+
+    @ivar count: How many connections were handed out.
+    @ivar mean: Mean wait, in seconds (0.0 when C{count} is 0).
+    @ivar max: Longest wait, in seconds.
+    """
+
+    count: int = 0
+    mean: float = 0.0
+    max: float = 0.0
+
+
+@dataclass(frozen=True)
+class KeyStats:
+    """
+    What the pool holds for one key right now, and what it did for it while
+    the key has been in the pool.
+
+    @ivar idle: Connections waiting in the pool to be reused.
+    @ivar inUse: Connections handed out and not yet back.
+    @ivar connecting: Connection attempts under way.
+    @ivar waiting: Requests queued for a free slot.
+    @ivar opened: Connections opened for the key.
+    @ivar reused: Times an idle connection of the key was handed out again.
+    """
+
+    idle: int = 0
+    inUse: int = 0
+    connecting: int = 0
+    waiting: int = 0
+    opened: int = 0
+    reused: int = 0
+
+    @property
+    def total(self) -> int:
+        """
+        Slots the key occupies: idle + in use + connecting.
+        """
+        return self.idle + self.inUse + self.connecting
+
+
+def _emptyMapping() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """
+    A snapshot of a pool: current totals, per-key counts, and counters since
+    the pool was created.
+
+    @ivar idle: Idle connections over all keys.
+    @ivar inUse: Connections in use over all keys.
+    @ivar connecting: Connection attempts under way over all keys.
+    @ivar waiting: Requests waiting for a slot over all keys.
+    @ivar opened: Connections successfully opened since start.
+    @ivar reused: Times an idle connection was handed out again.
+    @ivar closed: Connections closed, by reason (see L{CloseReason}).
+    @ivar retried: Requests retried on another connection.
+    @ivar timedOut: Timeouts of any kind (pool, connect, response, read).
+    @ivar failed: Connection attempts that failed (timeouts included).
+    @ivar waitTime: How long requests waited for a connection.
+    @ivar perKey: L{KeyStats} of every key that currently has a connection,
+        a connection attempt or a waiting request.
+    """
+
+    idle: int = 0
+    inUse: int = 0
+    connecting: int = 0
+    waiting: int = 0
+    opened: int = 0
+    reused: int = 0
+    closed: Mapping[str, int] = field(default_factory=_emptyMapping)
+    retried: int = 0
+    timedOut: int = 0
+    failed: int = 0
+    waitTime: WaitStats = field(default_factory=WaitStats)
+    perKey: Mapping[Hashable, KeyStats] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """
+        Connections open or being opened: idle + in use + connecting.
+        """
+        return self.idle + self.inUse + self.connecting
+
+    @property
+    def closedTotal(self) -> int:
+        """
+        Connections closed for any reason.
+        """
+        return sum(self.closed.values())
