@@ -1,0 +1,253 @@
+"""
+Scenario 5, pool operations alone: getConnection / put-back cycles per
+second against an in-memory endpoint, for a given number of keys.
+
+No sockets and no running reactor: the endpoint builds the pool's protocol
+and connects it to a L{StringTransport}; time is a heap-based clock that only
+ever runs calls that are already due (zero-delay calls), so timers cost what
+they cost in a real reactor (a heap push and a lazy cancel) but never fire.
+
+A cycle is C{getConnection(key, endpoint)} -> the handed-out connection ->
+the connection goes quiescent (the protocol's quiescent callback, as
+L{twisted.web._newclient.HTTP11ClientProtocol} calls it when a response has
+been read) -> the pool takes it back. Keys are used round robin, so with
+10,000 keys the pool holds 10,000 idle connections and 10,000 idle timers.
+
+Mode C{roundtrip} runs a real request through the handed-out connection
+instead and feeds the protocol a canned response, for pools whose protocol
+does not expose its quiescent callback.
+
+Run by benchmarks/run.py as C{python benchmarks/_poolops.py JOB_JSON}.
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import time
+from typing import Any
+
+from _common import emitResult, readSpec
+from twisted.internet.address import IPv4Address
+from twisted.internet.base import DelayedCall
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import StringTransport
+from twisted.web._newclient import HTTP11ClientProtocol, Request
+from twisted.web.http_headers import Headers
+
+POOLOPS_CLIENTS = ("pooled_http", "twisted-default")
+
+CANNED_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+class HeapClock:
+    """
+    A minimal L{IReactorTime}: a heap of delayed calls with lazy
+    cancellation, like the real reactor's, whose time only moves when told.
+
+    @ivar now: The current time.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._heap: list[tuple[float, int, DelayedCall]] = []
+        self._seq = 0
+        self._stale = 0
+
+    def seconds(self) -> float:
+        """
+        @return: The current time.
+        """
+        return self.now
+
+    def callLater(self, delay: float, f: Any, *args: Any, **kw: Any) -> DelayedCall:
+        """
+        Schedule C{f(*args, **kw)} in C{delay} seconds.
+
+        @return: The L{DelayedCall}.
+        """
+        call = DelayedCall(
+            self.now + delay, f, args, kw, self._cancelled, self._reset, self.seconds
+        )
+        self._push(call)
+        return call
+
+    def _push(self, call: DelayedCall) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (call.getTime(), self._seq, call))
+
+    def _cancelled(self, call: DelayedCall) -> None:
+        self._stale += 1
+        if self._stale > 64 and self._stale * 2 > len(self._heap):
+            self._heap = [
+                e
+                for e in self._heap
+                if not (e[2].cancelled or e[2].called) and e[0] == e[2].getTime()
+            ]
+            heapq.heapify(self._heap)
+            self._stale = 0
+
+    def _reset(self, call: DelayedCall) -> None:
+        self._stale += 1
+        self._push(call)
+
+    def getDelayedCalls(self) -> list[DelayedCall]:
+        """
+        @return: The pending calls.
+        """
+        return [e[2] for e in self._heap if not (e[2].cancelled or e[2].called)]
+
+    def runDue(self) -> None:
+        """
+        Run every call due now.
+        """
+        heap = self._heap
+        while heap and heap[0][0] <= self.now:
+            when, _, call = heapq.heappop(heap)
+            if call.cancelled or call.called or when != call.getTime():
+                continue
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+
+class MemoryEndpoint:
+    """
+    An endpoint whose connections are protocols attached to a
+    L{StringTransport}.
+
+    @ivar protocols: Every protocol built, newest last.
+    """
+
+    address = IPv4Address("TCP", "127.0.0.1", 80)
+
+    def __init__(self, protocols: list[Any]) -> None:
+        self.protocols = protocols
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        """
+        Build and connect a protocol.
+
+        @param factory: The pool's protocol factory.
+        @return: A Deferred that has fired with the protocol.
+        """
+        protocol = factory.buildProtocol(self.address)
+        transport = StringTransport(peerAddress=self.address)
+        protocol.makeConnection(transport)
+        self.protocols.append(protocol)
+        return succeed(protocol)
+
+
+def underlyingProtocol(handed: Any) -> HTTP11ClientProtocol | None:
+    """
+    Find the L{HTTP11ClientProtocol} behind what a pool handed out.
+
+    @param handed: The object C{getConnection} fired with.
+    @return: The protocol, or L{None} if it cannot be found.
+    """
+    seen = 0
+    current = handed
+    while current is not None and seen < 4:
+        if isinstance(current, HTTP11ClientProtocol):
+            return current
+        current = next(
+            (
+                getattr(current, name)
+                for name in ("_clientProtocol", "connection", "_protocol", "_wrapped")
+                if getattr(current, name, None) is not None
+            ),
+            None,
+        )
+        seen += 1
+    return None
+
+
+def makePool(client: str, clock: HeapClock) -> Any:
+    """
+    @return: The pool to measure, with default settings but enough idle
+        room for one connection per key.
+    """
+    if client == "pooled_http":
+        from pooled_http import HTTPConnectionPool
+
+        return HTTPConnectionPool(clock, persistent=True, maxConnections=1_000_000)
+    from twisted.web.client import HTTPConnectionPool as StockPool
+
+    return StockPool(clock, persistent=True)
+
+
+def measure(client: str, keyCount: int, cycles: int, mode: str) -> dict[str, Any]:
+    """
+    Time C{cycles} getConnection / put-back cycles over C{keyCount} keys.
+
+    @return: Cycles per second and the mode used.
+    """
+    clock = HeapClock()
+    pool = makePool(client, clock)
+    protocols: list[Any] = []
+    keys = [("http", b"127.0.0.1", 10000 + i) for i in range(keyCount)]
+    endpoints = [MemoryEndpoint(protocols) for _ in range(keyCount)]
+    request = Request(
+        b"GET", b"/", Headers({b"host": [b"127.0.0.1"]}), None, persistent=True
+    )
+
+    def cycle(index: int) -> None:
+        slot = index % keyCount
+        d = pool.getConnection(keys[slot], endpoints[slot])
+        if not d.called:
+            clock.runDue()
+        handed = d.result
+        if mode == "direct":
+            protocol = underlyingProtocol(handed)
+            if protocol is None:
+                raise LookupError("no quiescent callback")
+            protocol._quiescentCallback(protocol)
+        else:
+            before = len(protocols)
+            responseDeferred = handed.request(request)
+            protocol = underlyingProtocol(handed)
+            if protocol is None:
+                protocol = protocols[before - 1]
+            protocol.transport.clear()
+            protocol.dataReceived(CANNED_RESPONSE)
+            responseDeferred.addErrback(lambda f: None)
+        clock.runDue()
+
+    try:
+        cycle(0)
+    except LookupError:
+        mode = "roundtrip"
+    for i in range(1, keyCount):
+        cycle(i)
+    gc.collect()
+    started = time.perf_counter()
+    for i in range(cycles):
+        cycle(i)
+    elapsed = time.perf_counter() - started
+    opened = len(protocols)
+    return {
+        "mode": mode,
+        "keys": keyCount,
+        "cycles": cycles,
+        "elapsed": elapsed,
+        "rps": cycles / elapsed,
+        "usPerCycle": elapsed / cycles * 1e6,
+        "opened": opened,
+    }
+
+
+def main() -> None:
+    """
+    Run the job given on the command line.
+    """
+    job = readSpec()
+    try:
+        result = measure(
+            job["client"], job["keys"], job["cycles"], job.get("poolopsMode", "direct")
+        )
+    except ImportError as e:
+        result = {"unavailable": f"{job['client']} is not importable: {e}"}
+    emitResult(result)
+
+
+if __name__ == "__main__":
+    main()
