@@ -154,7 +154,13 @@ def main() -> None:
         reactor.listenTCP(0, factory(bodySite), backlog=1024, interface="127.0.0.1")  # type: ignore[attr-defined]
         for _ in range(count)
     ]
-    options = ssl.PrivateCertificate.loadPEM(certPem + keyPem).options()
+    privateCertificate = ssl.PrivateCertificate.loadPEM(certPem + keyPem)
+    options = ssl.CertificateOptions(
+        privateKey=privateCertificate.privateKey.original,
+        certificate=privateCertificate.original,
+        # Clients offering ALPN (httpx) need the server to choose one.
+        acceptableProtocols=[b"http/1.1"],
+    )
     tlsPort = reactor.listenSSL(  # type: ignore[attr-defined]
         0, factory(bodySite), options, backlog=1024, interface="127.0.0.1"
     )
