@@ -468,6 +468,7 @@ class TreqClientUnitTests(SynchronousTestCase):
         self.assertIs(client.agent.pool, client.pool)
         self.assertIsInstance(client.pool, HTTPConnectionPool)
         self.assertEqual(client.pool.maxConnectionsPerHost, 3)
+        self.assertEqual(client.pool.connectTimeout, 5)
         self.assertIsNot(treqClient(clock).pool, client.pool)
         self.successResultOf(client.close())
 

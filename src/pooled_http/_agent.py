@@ -484,7 +484,6 @@ def treqClient(
     reactor: Any,
     *,
     contextFactory: Any = _defaultPolicy,
-    connectTimeout: float | None = None,
     bindAddress: Any = None,
     **poolOptions: Any,
 ) -> PooledHTTPClient:
@@ -492,21 +491,21 @@ def treqClient(
     Make a ready L{treq.HTTPClient} over a L{PooledAgent} and a new
     L{HTTPConnectionPool}.
 
+    C{connectTimeout} is one of the pool's options here: it bounds the whole
+    connection attempt and fails it with
+    L{pooled_http.errors.ConnectTimeoutError}.
+
     @param reactor: The reactor.
-    @param contextFactory: The TLS policy of the agent.
-    @param connectTimeout: The agent's endpoint connect timeout.
+    @param contextFactory: The TLS policy (L{IPolicyForHTTPS}) of the agent.
     @param bindAddress: The local address client sockets bind to.
     @param poolOptions: Keyword arguments for L{HTTPConnectionPool}
-        (C{persistent}, C{maxConnectionsPerHost}, C{poolTimeout}, ...).
+        (C{persistent}, C{maxConnectionsPerHost}, C{connectTimeout},
+        C{poolTimeout}, ...).
     @return: The client; C{client.pool} is its pool and C{client.close()}
         closes it.
     """
     pool = HTTPConnectionPool(reactor, **poolOptions)
     agent = PooledAgent(
-        reactor,
-        pool=pool,
-        contextFactory=contextFactory,
-        connectTimeout=connectTimeout,
-        bindAddress=bindAddress,
+        reactor, pool=pool, contextFactory=contextFactory, bindAddress=bindAddress
     )
     return PooledHTTPClient(agent)
