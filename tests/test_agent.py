@@ -655,6 +655,20 @@ class PooledAgentIntegrationTests(_LoopbackMixin, TestCase):
         self.assertEqual(body, b"oatmeal")
 
     @defer.inlineCallbacks
+    def test_defaultPool(self) -> Any:
+        """
+        An agent made without a pool makes a persistent one, reachable as
+        C{agent.pool} and closed with it.
+        """
+        agent = PooledAgent(reactor)
+        self.addCleanup(agent.pool.close)
+        for _ in range(2):
+            response = yield agent.request(b"GET", self.url(b"/hello"))
+            yield readBody(response)
+        self.assertEqual(self.server.connections, 1)
+        self.assertEqual(agent.pool.stats().reused, 1)
+
+    @defer.inlineCallbacks
     def test_connectionRefused(self) -> Any:
         """
         A refused connection fails the request with the usual error.
@@ -704,6 +718,17 @@ class TLSIsolationTests(_LoopbackMixin, TestCase):
         for _ in range(3):
             body = yield self.get(agent)
             self.assertEqual(body, self.hello)
+        self.assertEqual(self.server.connections, 1)
+
+    @defer.inlineCallbacks
+    def test_samePolicyShares(self) -> Any:
+        """
+        Two agents given the same policy object share connections.
+        """
+        policy = BrowserLikePolicyForHTTPS(trustRoot=self.trustRoot)
+        for _ in range(2):
+            agent = PooledAgent(reactor, pool=self.pool, contextFactory=policy)
+            yield self.get(agent)
         self.assertEqual(self.server.connections, 1)
 
     @defer.inlineCallbacks

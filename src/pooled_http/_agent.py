@@ -170,6 +170,9 @@ class PooledAgent:
     policy. Agents built with L{PooledAgent.usingEndpointFactory} use the
     identity of their endpoint factory for every scheme.
 
+    Caching an endpoint does not cache name resolution: each new connection
+    resolves the host name again, as with L{twisted.web.client.Agent}.
+
     @ivar pool: The pool connections come from.
     @ivar maxCachedEndpoints: How many destinations are remembered; the least
         recently used one is forgotten first.
