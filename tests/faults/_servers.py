@@ -582,7 +582,7 @@ class TLSMaterial:
         from twisted.internet import ssl
 
         cert = self.ca.issue_cert(*identities)
-        pem = b"".join(blob.bytes() for blob in cert.private_key_and_cert_chain_pem)
+        pem = cert.private_key_and_cert_chain_pem.bytes()
         return ssl.PrivateCertificate.loadPEM(pem).options()
 
     def clientPolicy(self) -> Any:

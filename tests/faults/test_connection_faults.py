@@ -18,7 +18,13 @@ from zope.interface import implementer
 from pooled_http import errors
 
 from ._base import FaultTestCase, innermost
-from ._servers import ReceivedRequest, ScriptedConnection, okScript, response, unusedPort
+from ._servers import (
+    ReceivedRequest,
+    ScriptedConnection,
+    okScript,
+    response,
+    unusedPort,
+)
 
 
 def closeIdleAfterFirst(connection: ScriptedConnection, request: ReceivedRequest) -> None:
@@ -51,11 +57,11 @@ class IdleCloseTests(FaultTestCase):
         self.assertEqual(max(server.processed.values()), 1)
         await self.assertPoolAtRest(pool, idle=1)
 
-    def test_getAfterIdleClose(self) -> Any:
-        return defer.ensureDeferred(self._check(b"GET", None))
+    async def test_getAfterIdleClose(self) -> None:
+        await self._check(b"GET", None)
 
-    def test_postAfterIdleClose(self) -> Any:
-        return defer.ensureDeferred(self._check(b"POST", b"x" * 100))
+    async def test_postAfterIdleClose(self) -> None:
+        await self._check(b"POST", b"x" * 100)
 
 
 def closeReusedRequests(connection: ScriptedConnection, request: ReceivedRequest) -> None:
@@ -87,7 +93,7 @@ class ClosedUnderRequestTests(FaultTestCase):
     POST is not retried and fails with L{ResponseNeverReceived}.
     """
 
-    async def _getRetried(self) -> None:
+    async def test_getRetriedOnce(self) -> None:
         server = self.startServer(closeReusedRequests)
         pool = self.makePool()
         agent = self.makeAgent(pool)
@@ -98,10 +104,7 @@ class ClosedUnderRequestTests(FaultTestCase):
         self.assertEqual(pool.stats().retried, 1)
         await self.assertPoolAtRest(pool, idle=1)
 
-    def test_getRetriedOnce(self) -> Any:
-        return defer.ensureDeferred(self._getRetried())
-
-    async def _getRetriedOnlyOnce(self) -> None:
+    async def test_getRetriedOnlyOnce(self) -> None:
         server = self.startServer(closeAllButFirst)
         pool = self.makePool()
         agent = self.makeAgent(pool)
@@ -111,10 +114,7 @@ class ClosedUnderRequestTests(FaultTestCase):
         self.assertEqual([len(c.requests) for c in server.connections], [2, 1])
         await self.assertPoolAtRest(pool, idle=0)
 
-    def test_getRetriedOnlyOnce(self) -> Any:
-        return defer.ensureDeferred(self._getRetriedOnlyOnce())
-
-    async def _postNotRetried(self) -> None:
+    async def test_postNotRetried(self) -> None:
         server = self.startServer(closeReusedRequests)
         pool = self.makePool()
         agent = self.makeAgent(pool)
@@ -132,9 +132,6 @@ class ClosedUnderRequestTests(FaultTestCase):
         self.assertEqual([len(c.requests) for c in server.connections], [2, 1])
         await self.assertPoolAtRest(pool, idle=1)
 
-    def test_postNotRetried(self) -> Any:
-        return defer.ensureDeferred(self._postNotRetried())
-
 
 class RefusedTests(FaultTestCase):
     """
@@ -142,7 +139,7 @@ class RefusedTests(FaultTestCase):
     L{ConnectionRefusedError}, a temporary error; the pool holds nothing.
     """
 
-    async def _refused(self) -> None:
+    async def test_refused(self) -> None:
         pool = self.makePool()
         agent = self.makeAgent(pool)
         url = b"http://127.0.0.1:%d/" % (unusedPort(),)
@@ -152,9 +149,6 @@ class RefusedTests(FaultTestCase):
         await self.assertPoolAtRest(pool, idle=0)
         stats = pool.stats()
         self.assertEqual((stats.opened, stats.failed), (0, 1))
-
-    def test_refused(self) -> Any:
-        return defer.ensureDeferred(self._refused())
 
 
 @implementer(IBodyProducer)
@@ -223,7 +217,7 @@ class EarlyAnswerTests(FaultTestCase):
     stopped, the request is not sent again and the connection is not reused.
     """
 
-    async def _early(self) -> None:
+    async def test_answeredBeforeBodySent(self) -> None:
         server = self.startServer(lambda c, r: None, onHeaders=answerEarly)
         pool = self.makePool()
         agent = self.makeAgent(pool)
@@ -248,9 +242,6 @@ class EarlyAnswerTests(FaultTestCase):
         self.assertEqual(len(server.connections), 1)
         await self.assertPoolAtRest(pool, idle=0)
 
-    def test_answeredBeforeBodySent(self) -> Any:
-        return defer.ensureDeferred(self._early())
-
 
 def connectionClose(connection: ScriptedConnection, request: ReceivedRequest) -> None:
     """
@@ -265,7 +256,7 @@ class ConnectionCloseTests(FaultTestCase):
     delivered, the client closes the connection and never reuses it.
     """
 
-    async def _close(self) -> None:
+    async def test_connectionClose(self) -> None:
         server = self.startServer(connectionClose)
         pool = self.makePool()
         agent = self.makeAgent(pool)
@@ -275,9 +266,6 @@ class ConnectionCloseTests(FaultTestCase):
         self.assertEqual([len(c.requests) for c in server.connections], [1, 1])
         await self.waitLost(server, 1)
         await self.assertPoolAtRest(pool, idle=0)
-
-    def test_connectionClose(self) -> Any:
-        return defer.ensureDeferred(self._close())
 
 
 def http10ByEOF(connection: ScriptedConnection, request: ReceivedRequest) -> None:
@@ -307,7 +295,7 @@ class HTTP10Tests(FaultTestCase):
     reused.
     """
 
-    async def _eof(self) -> None:
+    async def test_bodyEndedByEOF(self) -> None:
         server = self.startServer(http10ByEOF)
         pool = self.makePool()
         agent = self.makeAgent(pool)
@@ -319,10 +307,7 @@ class HTTP10Tests(FaultTestCase):
         self.assertEqual([len(c.requests) for c in server.connections], [1, 1])
         await self.assertPoolAtRest(pool, idle=0)
 
-    def test_bodyEndedByEOF(self) -> Any:
-        return defer.ensureDeferred(self._eof())
-
-    async def _noKeepAlive(self) -> None:
+    async def test_http10WithoutKeepAliveNotReused(self) -> None:
         server = self.startServer(http10WithLength)
         pool = self.makePool()
         agent = self.makeAgent(pool)
@@ -332,9 +317,6 @@ class HTTP10Tests(FaultTestCase):
         await self.waitLost(server, 0)
         await self.waitLost(server, 1)
         await self.assertPoolAtRest(pool, idle=0)
-
-    def test_http10WithoutKeepAliveNotReused(self) -> Any:
-        return defer.ensureDeferred(self._noKeepAlive())
 
 
 def bytesWhileIdle(connection: ScriptedConnection, request: ReceivedRequest) -> None:
@@ -356,7 +338,7 @@ class BytesWhileIdleTests(FaultTestCase):
     answer, never the stray bytes.
     """
 
-    async def _idleBytes(self) -> None:
+    async def test_bytesWhileIdle(self) -> None:
         server = self.startServer(bytesWhileIdle)
         pool = self.makePool()
         agent = self.makeAgent(pool)
@@ -366,6 +348,3 @@ class BytesWhileIdleTests(FaultTestCase):
         self.assertEqual(await self.fetchOk(agent, server.url()), b"ok")
         self.assertEqual([len(c.requests) for c in server.connections], [1, 1])
         await self.assertPoolAtRest(pool, idle=1)
-
-    def test_bytesWhileIdle(self) -> Any:
-        return defer.ensureDeferred(self._idleBytes())
