@@ -1,0 +1,590 @@
+"""
+The C{pooled-http} command.
+
+C{pooled-http fetch} fetches many URLs concurrently through a
+L{pooled_http.HTTPConnectionPool} and writes one JSON line per URL;
+C{pooled-http demo} (also what the command does with no arguments) compares
+the pool with Twisted's own on a local synthetic site.
+
+The reactor is installed and run only by L{main}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, NoReturn
+
+__all__ = ["main", "buildParser", "UsageError"]
+
+#: Exit status: every URL fetched (a response of any status arrived in full).
+EXIT_OK = 0
+#: Exit status: some URLs failed (invalid, unreachable, timed out...).
+EXIT_FAILED = 1
+#: Exit status: bad command line.
+EXIT_USAGE = 2
+#: Exit status: interrupted by SIGINT or SIGTERM (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_PHASES = ("connect", "response", "read")
+
+
+class UsageError(Exception):
+    """
+    A bad command line option; reported in one line, exit status 2.
+    """
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser whose errors are one line on standard error.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positiveInt(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _nonNegativeInt(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def parseTimeout(text: str) -> dict[str, float]:
+    """
+    Parse C{--timeout}: seconds for every phase (C{"10"}), or some phases by
+    name (C{"connect=5,response=30,read=10"}).
+
+    @param text: The option value.
+    @return: Seconds by phase name (C{connect}, C{response}, C{read}).
+    @raise argparse.ArgumentTypeError: If the value is malformed.
+    """
+    if "=" not in text:
+        return dict.fromkeys(_PHASES, _seconds(text))
+    result: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, seconds = part.partition("=")
+        name = name.strip()
+        if not sep or name not in _PHASES:
+            raise argparse.ArgumentTypeError(
+                f"expected SECONDS or connect=S,response=S,read=S, not {text!r}"
+            )
+        result[name] = _seconds(seconds.strip())
+    return result
+
+
+def buildParser() -> argparse.ArgumentParser:
+    """
+    The command line parser of C{pooled-http}.
+
+    @return: The parser.
+    """
+    parser = _Parser(
+        prog="pooled-http",
+        description="Fetch many URLs concurrently through pooled_http's "
+        "connection pool, or see it at work on a local demo site.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{fetch,demo}")
+
+    fetch = sub.add_parser(
+        "fetch",
+        help="fetch URLs, one JSON line per URL",
+        description="Fetch URLs concurrently and write one JSON line per URL "
+        "(in the order they finish) to standard output.  A response of any "
+        "status counts as fetched; exit status 0 when every URL was fetched, "
+        "1 when some failed, 2 for a bad command line, 130 when interrupted.",
+    )
+    fetch.add_argument("urls", nargs="*", metavar="URL", help="URLs to fetch")
+    fetch.add_argument(
+        "-i",
+        "--input",
+        metavar="FILE",
+        help="read URLs from FILE, one per line ('-' for standard input); "
+        "streamed, blank lines and '#' comments skipped",
+    )
+    fetch.add_argument(
+        "-c",
+        "--concurrency",
+        type=_positiveInt,
+        default=64,
+        help="requests in flight at most (default: %(default)s)",
+    )
+    fetch.add_argument(
+        "--per-host",
+        type=_positiveInt,
+        metavar="N",
+        help="connections per scheme/host/port at most (the pool's "
+        "maxConnectionsPerHost; default: the pool's, 8)",
+    )
+    fetch.add_argument(
+        "--max-connections",
+        type=_positiveInt,
+        metavar="N",
+        help="connections over all hosts at most (the pool's maxConnections; "
+        "default: the pool's, 256)",
+    )
+    fetch.add_argument(
+        "-X", "--method", default=None, help="request method (default: GET, or POST with --data)"
+    )
+    fetch.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="add a request header (repeatable)",
+    )
+    body = fetch.add_mutually_exclusive_group()
+    body.add_argument("-d", "--data", help="request body (UTF-8 text)")
+    body.add_argument("--data-file", metavar="FILE", help="request body read from FILE")
+    fetch.add_argument(
+        "--timeout",
+        type=parseTimeout,
+        default=dict.fromkeys(_PHASES, 30.0),
+        metavar="SECONDS|connect=S,response=S,read=S",
+        help="timeout of each phase: connecting, waiting for the response "
+        "headers, waiting for body bytes (default: 30 s each)",
+    )
+    fetch.add_argument(
+        "--retries",
+        type=_nonNegativeInt,
+        default=None,
+        metavar="N",
+        help="retry a safe request that failed on a reused connection up to "
+        "N times (0 disables retries; default: the pool's, 1)",
+    )
+    fetch.add_argument(
+        "--cafile", metavar="PEM", help="trust the CA certificates in PEM for https"
+    )
+    fetch.add_argument(
+        "-o", "--output", metavar="FILE", help="write the JSON lines to FILE instead of stdout"
+    )
+    fetch.add_argument(
+        "--bodies", metavar="DIR", help="save each response body as DIR/<index>.body"
+    )
+    fetch.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no summary"
+    )
+    fetch.set_defaults(run=_runFetch)
+
+    demo = sub.add_parser(
+        "demo",
+        help="compare pooled_http with Twisted's stock pool on a local site",
+        description="Start a synthetic site on 127.0.0.1 (several ports, some "
+        "slow pages, some that close the connection), fetch the same URLs "
+        "through pooled_http's pool and through Twisted's stock "
+        "HTTPConnectionPool, both with their defaults and the same "
+        "concurrency, and compare.",
+    )
+    demo.add_argument(
+        "-n",
+        "--requests",
+        type=_positiveInt,
+        default=2000,
+        help="requests per pool (default: %(default)s)",
+    )
+    demo.add_argument(
+        "-c",
+        "--concurrency",
+        type=_positiveInt,
+        default=100,
+        help="requests in flight (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--ports",
+        type=_positiveInt,
+        default=4,
+        help="ports (hosts) of the demo site (default: %(default)s)",
+    )
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(run=_runDemo)
+    return parser
+
+
+@dataclass
+class FetchOptions:
+    """
+    The checked options of C{pooled-http fetch}.
+
+    @ivar poolArguments: Keyword arguments for the pool.
+    @ivar method: The request method.
+    @ivar headers: Request headers as (name, value) pairs.
+    @ivar body: The request body, or L{None}.
+    @ivar trustRoot: The C{--cafile} certificates, or L{None}.
+    @ivar bodiesDir: Where to save bodies, or L{None}.
+    """
+
+    poolArguments: dict[str, Any] = field(default_factory=dict)
+    method: bytes = b"GET"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes | None = None
+    trustRoot: Any = None
+    bodiesDir: str | None = None
+
+
+def _loadTrustRoot(path: str) -> Any:
+    from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UsageError(f"--cafile: cannot read {path}: {e.strerror}") from None
+    blocks = re.findall(
+        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.DOTALL
+    )
+    if not blocks:
+        raise UsageError(f"--cafile: no PEM certificate in {path}")
+    try:
+        return trustRootFromCertificates([Certificate.loadPEM(b) for b in blocks])
+    except Exception as e:
+        raise UsageError(f"--cafile: bad certificate in {path}: {e}") from None
+
+
+def checkFetchOptions(args: argparse.Namespace) -> FetchOptions:
+    """
+    Check the options of C{pooled-http fetch} beyond what the parser checks.
+
+    @param args: The parsed command line.
+    @return: The options the run needs.
+    @raise UsageError: If an option is bad.
+    """
+    from ._retry import RetryPolicy
+
+    options = FetchOptions()
+    if not args.urls and args.input is None:
+        raise UsageError("no URLs: give URLs as arguments or -i FILE (-i - for stdin)")
+    if args.urls and args.input is not None:
+        raise UsageError("give URLs as arguments or with -i, not both")
+
+    if args.data is not None:
+        options.body = args.data.encode("utf-8")
+    elif args.data_file is not None:
+        try:
+            with open(args.data_file, "rb") as f:
+                options.body = f.read()
+        except OSError as e:
+            raise UsageError(f"--data-file: cannot read {args.data_file}: {e.strerror}") from None
+
+    method = args.method or ("POST" if options.body is not None else "GET")
+    if not _TOKEN.match(method):
+        raise UsageError(f"--method: {method!r} is not a valid HTTP method")
+    options.method = method.upper().encode("ascii")
+
+    names = set()
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep or not _TOKEN.match(name):
+            raise UsageError(f"--header: expected 'Name: value', not {header!r}")
+        if "\r" in value or "\n" in value:
+            raise UsageError(f"--header: line breaks are not allowed in {name!r}")
+        options.headers.append((name.encode("ascii"), value.encode("utf-8")))
+        names.add(name.lower())
+    if "user-agent" not in names:
+        from . import __version__
+
+        options.headers.append((b"User-Agent", f"pooled-http/{__version__}".encode()))
+
+    pool = options.poolArguments
+    if args.per_host is not None:
+        pool["maxConnectionsPerHost"] = args.per_host
+        pool["maxPersistentPerHost"] = args.per_host
+    if args.max_connections is not None:
+        pool["maxConnections"] = args.max_connections
+    timeouts = args.timeout
+    if "connect" in timeouts:
+        pool["connectTimeout"] = timeouts["connect"]
+    if "response" in timeouts:
+        pool["responseTimeout"] = timeouts["response"]
+    if "read" in timeouts:
+        pool["readTimeout"] = timeouts["read"]
+    if args.retries == 0:
+        pool["retryAutomatically"] = False
+    elif args.retries is not None:
+        pool["retryPolicy"] = RetryPolicy(retries=args.retries)
+
+    if args.cafile is not None:
+        options.trustRoot = _loadTrustRoot(args.cafile)
+    if args.bodies is not None:
+        if os.path.exists(args.bodies) and not os.path.isdir(args.bodies):
+            raise UsageError(f"--bodies: {args.bodies} exists and is not a directory")
+        try:
+            os.makedirs(args.bodies, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--bodies: cannot create {args.bodies}: {e.strerror}") from None
+        options.bodiesDir = args.bodies
+    return options
+
+
+class _Interrupts:
+    """
+    Turns SIGINT and SIGTERM into a clean stop: the first asks the run to
+    stop, the second stops the reactor at once.
+    """
+
+    def __init__(self, reactor: Any, onInterrupt: Callable[[], None]) -> None:
+        self._reactor = reactor
+        self._onInterrupt = onInterrupt
+        self.count = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count == 1:
+            self._reactor.callFromThread(self._onInterrupt)
+        else:
+            self._reactor.callFromThread(_stopReactor, self._reactor)
+
+
+def _stopReactor(reactor: Any) -> None:
+    from twisted.internet.error import ReactorNotRunning
+
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
+
+
+class _LineWriter:
+    """
+    Writes JSON lines to a file or to standard output (looked up at each
+    write, since the progress display may redirect it).
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._file: IO[str] | None = None
+        if path is not None:
+            self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        self.broken = False
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.broken:
+            return
+        out = self._file if self._file is not None else sys.stdout
+        try:
+            out.write(json.dumps(record) + "\n")
+        except BrokenPipeError:
+            self.broken = True
+
+    def close(self) -> None:
+        try:
+            if self._file is not None:
+                self._file.close()
+            else:
+                sys.stdout.flush()
+        except BrokenPipeError:
+            self.broken = True
+        if self.broken:
+            # Nothing reads standard output any more; keep the interpreter
+            # from complaining when it flushes it at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+
+def _runFetch(args: argparse.Namespace) -> int:
+    options = checkFetchOptions(args)
+
+    from twisted.internet import reactor
+    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+    from twisted.web.http_headers import Headers
+
+    from . import HTTPConnectionPool
+    from ._cli_fetch import ConnectionRecorder, Fetcher, closePool, openSource
+    from ._cli_report import (
+        LiveProgress,
+        RunTally,
+        makeConsole,
+        openConnections,
+        poolFooter,
+        summaryTable,
+    )
+
+    console = makeConsole()
+    showProgress = not args.quiet and sys.stderr.isatty()
+    try:
+        pool = HTTPConnectionPool(reactor, **options.poolArguments)
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    try:
+        source = openSource(reactor, args.urls, args.input, wantTotal=showProgress)
+    except OSError as e:
+        raise UsageError(f"--input: cannot read {args.input}: {e.strerror}") from None
+    try:
+        writer = _LineWriter(args.output)
+    except OSError as e:
+        raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
+
+    headers = Headers()
+    for name, value in options.headers:
+        headers.addRawHeader(name, value)
+    recorder = ConnectionRecorder(pool)
+    agent = Agent(
+        reactor,
+        contextFactory=BrowserLikePolicyForHTTPS(trustRoot=options.trustRoot),
+        pool=recorder,
+    )
+    tally = RunTally(reactor, total=source.total)
+    progress: LiveProgress | None = None
+    if showProgress:
+        progress = LiveProgress(
+            reactor,
+            console,
+            tally,
+            lambda: openConnections(pool),
+            redirectStdout=args.output is None and sys.stdout.isatty(),
+        )
+
+    fetcher: Fetcher
+
+    def onResult(result: Any) -> None:
+        tally.add(result)
+        writer.write(result.toJSON())
+        if writer.broken:
+            fetcher.interrupt()
+
+    fetcher = Fetcher(
+        reactor,
+        agent,
+        recorder,
+        source,
+        onResult,
+        concurrency=args.concurrency,
+        method=options.method,
+        headers=headers,
+        body=options.body,
+        bodiesDir=options.bodiesDir,
+    )
+    footer: list[str | None] = []
+
+    def finished(_: object) -> Any:
+        tally.finish()
+        footer.append(poolFooter(pool))
+        return closePool(reactor, pool)
+
+    def start() -> None:
+        tally.start()
+        if progress is not None:
+            progress.start()
+        d = fetcher.run()
+        d.addBoth(finished)
+        d.addBoth(lambda _: _stopReactor(reactor))
+
+    def onInterrupt() -> None:
+        if not args.quiet:
+            console.print("[yellow]interrupted: cancelling requests in flight...[/]")
+        fetcher.interrupt()
+
+    interrupts = _Interrupts(reactor, onInterrupt)
+    reactor.callWhenRunning(interrupts.install)
+    reactor.callWhenRunning(start)
+    reactor.run()  # type: ignore[misc]
+
+    tally.finish()
+    if progress is not None:
+        progress.stop()
+    writer.close()
+    source.close()
+    if not args.quiet:
+        console.print(summaryTable(tally))
+        if footer and footer[0]:
+            console.print(footer[0], highlight=False)
+    if fetcher.interrupted and not writer.broken:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if tally.failed or writer.broken else EXIT_OK
+
+
+def _runDemo(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    from ._cli_report import makeConsole
+    from ._demo import DemoRunner
+
+    console = makeConsole()
+    runner = DemoRunner(
+        reactor,
+        console,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        ports=args.ports,
+        showProgress=not args.quiet and sys.stderr.isatty(),
+    )
+    failure: list[Any] = []
+
+    def start() -> None:
+        d = runner.run()
+        d.addErrback(failure.append)
+        d.addBoth(lambda _: _stopReactor(reactor))
+
+    interrupts = _Interrupts(reactor, runner.interrupt)
+    reactor.callWhenRunning(interrupts.install)
+    reactor.callWhenRunning(start)
+    reactor.run()  # type: ignore[misc]
+    runner.stopProgress()
+    if failure:
+        console.print(f"[red]demo failed:[/] {failure[0].getErrorMessage()}")
+        return EXIT_FAILED
+    runner.report()
+    return EXIT_INTERRUPTED if runner.interrupted else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Run the C{pooled-http} command.
+
+    @param argv: The arguments (default: C{sys.argv[1:]}); none at all runs
+        C{demo}.
+    @return: The exit status: 0 when every URL was fetched, 1 when some
+        failed, 2 for a bad command line, 130 when interrupted.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments:
+        arguments = ["demo"]
+    parser = buildParser()
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except UsageError as e:
+        sys.stderr.write(f"pooled-http {args.command}: error: {e}\n")
+        return EXIT_USAGE
