@@ -297,18 +297,21 @@ class ScriptedConnection(Protocol):
             self.server.onConnect(self)
 
     def dataReceived(self, data: bytes) -> None:
-        self.received += data
+        if self.server.record:
+            self.received += data
         if not self.ignoreInput:
             self._parser.feed(data)
 
     def _headersReceived(self, request: ReceivedRequest) -> None:
-        self.requests.append(request)
-        self.server.requests.append(request)
+        if self.server.record:
+            self.requests.append(request)
+            self.server.requests.append(request)
         if self.server.onHeaders is not None:
             self.server.onHeaders(self, request)
 
     def _requestReceived(self, request: ReceivedRequest) -> None:
-        if request.requestId is not None:
+        countIf = self.server.countIf
+        if request.requestId is not None and (countIf is None or countIf(request)):
             self.server.processed[request.requestId] += 1
         self.server.script(self, request)
 
@@ -383,8 +386,11 @@ class _ScriptedFactory(Factory):
         self.server = server
 
     def buildProtocol(self, addr: Any) -> ScriptedConnection:
-        connection = ScriptedConnection(self.server, len(self.server.connections))
-        self.server.connections.append(connection)
+        server = self.server
+        connection = ScriptedConnection(server, server.connectionCount)
+        server.connectionCount += 1
+        if server.record:
+            server.connections.append(connection)
         self.server.open.add(connection)
         return connection
 
@@ -405,6 +411,11 @@ class ScriptedServer:
     @ivar processed: How many times each C{X-Request-Id} was received in
         full (that is, could have been acted on).
     @ivar port: The listening port number, once L{start}ed.
+    @ivar record: Whether to keep every connection, request and received
+        byte for inspection.  Long runs turn it off: then L{connections}
+        and L{requests} stay empty, L{connectionCount} still counts, and
+        L{processed} counts only the requests C{countIf} accepts.
+    @ivar connectionCount: Connections accepted.
     """
 
     def __init__(
@@ -414,8 +425,13 @@ class ScriptedServer:
         onHeaders: Script | None = None,
         onConnect: Callable[[ScriptedConnection], None] | None = None,
         tls: Any = None,
+        record: bool = True,
+        countIf: Callable[[ReceivedRequest], bool] | None = None,
     ) -> None:
         self.reactor = reactor
+        self.record = record
+        self.countIf = countIf
+        self.connectionCount = 0
         self.script = script
         self.onHeaders = onHeaders
         self.onConnect = onConnect
@@ -544,8 +560,9 @@ class ChaosScript:
                 connection.reset()
                 return
             if point == "mid-body":
+                # Reset a moment later, once the partial response is out.
                 connection.send(data[: len(data) - state["cut"]])
-                connection.reset()
+                connection.later(0.005, connection.reset)
                 return
             connection.send(data)
             connection.later(self.random.uniform(0.0, 0.02), connection.reset)

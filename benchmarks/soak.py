@@ -1,0 +1,416 @@
+"""
+Soak: a bounded run of many requests through one pool against a loopback
+server that kills a seeded random share of its connections at random
+points - before the response headers, in the middle of a body, or while
+the connection sits idle - and ends the others after a random number of
+requests.
+
+At the end it checks that:
+
+    - every request ended, with a response or a typed error (no Deferred
+      left pending);
+    - no POST was processed twice (the server counts request ids);
+    - open file descriptors are back to their count before the run;
+    - C{pool.stats()} shows nothing in use, connecting or waiting;
+    - no DelayedCall the run created is left;
+    - resident memory after the run is within 10% of memory after a
+      warm-up.
+
+Usage (bounded: at most C{--max-seconds}, 120 by default, and a fixed
+number of requests)::
+
+    python benchmarks/soak.py                       # 50,000 requests
+    python benchmarks/soak.py --requests 5000 --seed 7
+
+Exit status 0 when every check passes.  tests/test_soak.py runs a reduced
+version of the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.web.client import Agent, FileBodyProducer
+from twisted.web.http_headers import Headers
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from _common import residentBytes  # noqa: E402
+
+
+def _loadFaultServers() -> Any:
+    """
+    Load the fault servers of the test suite (tests/faults/_servers.py),
+    the one home of the scripted servers, by path.
+    """
+    name = "pooled_http_soak_fault_servers"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = HERE.parent / "tests" / "faults" / "_servers.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_servers = _loadFaultServers()
+
+
+def openFileDescriptors() -> int:
+    """
+    How many file descriptors this process has open (Linux: /proc/self/fd).
+    """
+    return len(os.listdir("/proc/self/fd"))
+
+
+@dataclass
+class SoakResult:
+    """
+    What a soak run did and found.
+
+    @ivar requests: Requests sent.
+    @ivar succeeded: Requests answered 200 with the whole, right body.
+    @ivar errors: Typed failures, by exception type name.
+    @ivar untyped: Failures of an unexpected type (each a repr).
+    @ivar pending: Requests still pending when the run had to stop.
+    @ivar duplicates: POST ids the server processed more than once.
+    @ivar posts: POSTs sent.
+    @ivar connections: Connections the server accepted.
+    @ivar kills: Connections killed, by point.
+    @ivar fdBefore: Open file descriptors before the run.
+    @ivar fdAfter: Open file descriptors after the run and shutdown.
+    @ivar delayedCallsLeft: DelayedCalls created by the run still pending
+        after shutdown (each a repr).
+    @ivar atRest: C{(inUse, connecting, waiting)} after the last request.
+    @ivar stats: The pool's counters after the last request.
+    @ivar memoryWarm: Resident bytes after the warm-up.
+    @ivar memoryEnd: Resident bytes after the run.
+    @ivar seconds: Wall-clock duration of the run.
+    """
+
+    requests: int = 0
+    succeeded: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    untyped: list[str] = field(default_factory=list)
+    pending: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    posts: int = 0
+    connections: int = 0
+    kills: Counter[str] = field(default_factory=Counter)
+    fdBefore: int = 0
+    fdAfter: int = 0
+    delayedCallsLeft: list[str] = field(default_factory=list)
+    atRest: tuple[int, int, int] = (0, 0, 0)
+    stats: dict[str, Any] = field(default_factory=dict)
+    memoryWarm: int = 0
+    memoryEnd: int = 0
+    seconds: float = 0.0
+
+    @property
+    def memoryGrowth(self) -> float:
+        """
+        Memory after the run relative to after the warm-up (0.05 = 5% more).
+        """
+        if not self.memoryWarm:
+            return 0.0
+        return self.memoryEnd / self.memoryWarm - 1.0
+
+    def problems(self, checkMemory: bool = True) -> list[str]:
+        """
+        Every check that failed, in words (empty when all passed).
+
+        @param checkMemory: Whether to check memory growth.
+        """
+        found = []
+        if self.pending:
+            found.append(f"{self.pending} requests never ended")
+        if self.untyped:
+            found.append(f"untyped failures: {self.untyped[:5]}")
+        if self.duplicates:
+            found.append(f"POSTs processed twice: {self.duplicates[:5]}")
+        if self.fdAfter != self.fdBefore:
+            found.append(f"file descriptors {self.fdBefore} before, {self.fdAfter} after")
+        if self.delayedCallsLeft:
+            found.append(f"DelayedCalls left: {self.delayedCallsLeft[:5]}")
+        if self.atRest != (0, 0, 0):
+            found.append(f"pool not at rest (inUse, connecting, waiting) = {self.atRest}")
+        if checkMemory and self.memoryGrowth > 0.10:
+            found.append(
+                f"memory grew {self.memoryGrowth:.1%} after warm-up "
+                f"({self.memoryWarm} -> {self.memoryEnd} bytes)"
+            )
+        return found
+
+    def summary(self) -> dict[str, Any]:
+        """
+        The figures, as a JSON-able dict.
+        """
+        figures = asdict(self)
+        figures["errors"] = dict(self.errors)
+        figures["kills"] = dict(self.kills)
+        figures["memoryGrowth"] = round(self.memoryGrowth, 4)
+        return figures
+
+
+def _typedErrors() -> tuple[type[BaseException], ...]:
+    from twisted.internet.error import ConnectError
+    from twisted.web._newclient import (
+        RequestNotSent,
+        RequestTransmissionFailed,
+        ResponseFailed,
+        ResponseNeverReceived,
+    )
+
+    from pooled_http import errors
+
+    return (
+        ResponseFailed,
+        ResponseNeverReceived,
+        RequestNotSent,
+        RequestTransmissionFailed,
+        errors.PoolError,
+        ConnectError,
+    )
+
+
+async def _prime(reactor: Any) -> None:
+    """
+    Send a few requests through a throwaway pool and server first, so that
+    what the reactor sets up once and keeps (the thread pool that resolves
+    host names, with its file descriptors) is not counted against the run.
+    """
+    from pooled_http import HTTPConnectionPool
+
+    server = _servers.ScriptedServer(reactor).start()
+    pool = HTTPConnectionPool(reactor)
+    try:
+        agent = Agent(reactor, pool=pool)
+        for _ in range(3):
+            response = await agent.request(b"GET", server.url())
+            await _servers.collectBody(response)
+    finally:
+        await pool.close()
+        await server.stop()
+
+
+async def runSoak(
+    reactor: Any,
+    requests: int = 50_000,
+    seed: int = 1,
+    killRate: float = 0.05,
+    concurrency: int = 16,
+    maxSeconds: float = 120.0,
+    warmup: int | None = None,
+    postShare: float = 1 / 3,
+    progress: Callable[[str], None] | None = None,
+) -> SoakResult:
+    """
+    Run the soak and return what it found (the caller decides pass/fail).
+
+    @param reactor: The running reactor.
+    @param requests: How many requests to send.
+    @param seed: Seeds the server's choices of what to kill and when.
+    @param killRate: The share of connections the server kills.
+    @param concurrency: Requests in flight at once (and the pool's cap).
+    @param maxSeconds: Hard bound on the run; requests not started by then
+        are not sent, requests still pending some seconds later are
+        cancelled and reported.
+    @param warmup: Requests before the memory reference is taken (default:
+        10% of C{requests}).
+    @param postShare: The share of requests that are POSTs.
+    @param progress: Called with a line of progress now and then.
+    """
+    from pooled_http import HTTPConnectionPool
+
+    result = SoakResult()
+    typed = _typedErrors()
+    chaos = _servers.ChaosScript(seed, killRate)
+    choices = __import__("random").Random(seed + 1)
+    warmup = requests // 10 if warmup is None else warmup
+    await _prime(reactor)
+    result.fdBefore = openFileDescriptors()
+    delayedBefore = set(reactor.getDelayedCalls())
+    server = _servers.ScriptedServer(
+        reactor,
+        chaos,
+        onConnect=chaos.onConnect,
+        record=False,
+        countIf=lambda request: request.method == b"POST",
+    ).start()
+    pool = HTTPConnectionPool(
+        reactor,
+        maxConnectionsPerHost=concurrency,
+        maxPersistentPerHost=concurrency,
+        connectTimeout=5,
+        responseTimeout=5,
+        readTimeout=5,
+    )
+    agent = Agent(reactor, pool=pool)
+    url = server.url(b"/soak")
+    started = time.monotonic()
+    deadline = started + maxSeconds
+    counter = itertools.count()
+    inFlight: dict[bytes, defer.Deferred[Any]] = {}
+    warmedUp: defer.Deferred[None] = defer.Deferred()
+
+    async def one(index: int) -> None:
+        isPost = choices.random() < postShare
+        method = b"POST" if isPost else b"GET"
+        requestId = b"%s-%d" % (method.lower(), index)
+        body = FileBodyProducer(BytesIO(b"p" * 512)) if isPost else None
+        result.posts += isPost
+        d = agent.request(method, url, Headers({b"X-Request-Id": [requestId]}), body)
+        d.addCallback(_servers.collectBody)
+        inFlight[requestId] = d
+        try:
+            outcome = await d
+        except defer.CancelledError:
+            result.pending += 1
+            return
+        except typed as e:
+            result.errors[type(e).__name__] += 1
+            return
+        except Exception as e:
+            result.untyped.append(repr(e))
+            return
+        finally:
+            inFlight.pop(requestId, None)
+        if outcome.complete and outcome.body == chaos.body:
+            result.succeeded += 1
+        elif isinstance(outcome.reason.value, typed):
+            result.errors["body: " + type(outcome.reason.value).__name__] += 1
+        else:
+            result.untyped.append("body: " + repr(outcome.reason.value))
+
+    async def worker() -> None:
+        for index in counter:
+            if index >= requests or time.monotonic() > deadline:
+                return
+            result.requests += 1
+            await one(index)
+            if index + 1 == warmup:
+                warmedUp.callback(None)
+            if progress is not None and index and index % 10_000 == 0:
+                progress(f"{index} requests, {time.monotonic() - started:.1f} s")
+
+    def watchdog() -> None:
+        for d in list(inFlight.values()):
+            d.cancel()
+
+    async def takeWarmReference() -> None:
+        await warmedUp
+        result.memoryWarm = residentBytes()
+
+    if warmup > 0:
+        warmReference = defer.ensureDeferred(takeWarmReference())
+    else:
+        warmReference = defer.succeed(None)
+    dog = reactor.callLater(maxSeconds + 15, watchdog)
+    try:
+        await defer.gatherResults(
+            [defer.ensureDeferred(worker()) for _ in range(concurrency)]
+        )
+    finally:
+        if dog.active():
+            dog.cancel()
+        if not warmedUp.called:
+            warmedUp.callback(None)
+        await warmReference
+        result.seconds = time.monotonic() - started
+        result.memoryEnd = residentBytes()
+        # A connection killed under the last request may be reported lost
+        # to the pool a moment after that request's Deferred fired: give it
+        # up to a second to settle.
+        for _ in range(100):
+            stats = pool.stats()
+            result.atRest = (stats.inUse, stats.connecting, stats.waiting)
+            if result.atRest == (0, 0, 0):
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        result.stats = {
+            "opened": stats.opened,
+            "reused": stats.reused,
+            "retried": stats.retried,
+            "timedOut": stats.timedOut,
+            "failed": stats.failed,
+            "closed": {k: v for k, v in stats.closed.items() if v},
+        }
+        await pool.close()
+        await server.stop()
+        # Let the reactor finish tearing down what was just closed.
+        await task.deferLater(reactor, 0.05, lambda: None)
+    result.connections = server.connectionCount
+    result.kills = Counter(chaos.kills)
+    result.duplicates = sorted(
+        i.decode() for i, n in server.processed.items() if n > 1 and i.startswith(b"post-")
+    )
+    result.fdAfter = openFileDescriptors()
+    result.delayedCallsLeft = [
+        repr(c) for c in reactor.getDelayedCalls() if c not in delayedBefore and c.active()
+    ]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    Run the soak from the command line; print the figures as JSON.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kill-rate", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-seconds", type=float, default=120.0)
+    options = parser.parse_args(argv)
+    if not 0 < options.max_seconds <= 120:
+        parser.error("--max-seconds must be in (0, 120]")
+    if options.requests <= 0:
+        parser.error("--requests must be positive")
+
+    async def run(reactor: Any) -> None:
+        result = await runSoak(
+            reactor,
+            requests=options.requests,
+            seed=options.seed,
+            killRate=options.kill_rate,
+            concurrency=options.concurrency,
+            maxSeconds=options.max_seconds,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+        status = _report(result)
+        if status:
+            raise SystemExit(status)
+
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor)), [])
+    return 0  # pragma: no cover - react exits
+
+
+def _report(result: SoakResult) -> int:
+    print(json.dumps(result.summary(), indent=2, default=str))
+    problems = result.problems()
+    for problem in problems:
+        print("FAIL:", problem)
+    if not problems:
+        print("all checks passed")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
