@@ -1,0 +1,355 @@
+"""
+Integration tests over real loopback sockets: a twisted.web server that
+counts, from its own side, how many connections are open at once, driven by
+Twisted's stock L{Agent} and by treq through L{pooled_http}'s pool; and small
+scripted servers that misbehave on purpose (stall before the headers, stall
+in the body, send C{Keep-Alive: timeout=1, max=3}).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import treq
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
+from twisted.protocols.policies import WrappingFactory
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, ResponseFailed, readBody
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from pooled_http import HTTPConnectionPool
+from pooled_http.errors import ReadTimeoutError, ResponseTimeoutError
+
+reactor: Any = _reactor
+
+
+class CountingFactory(WrappingFactory):
+    """
+    Wraps a server factory and counts its connections.
+
+    @ivar open: Connections open now.
+    @ivar maxOpen: The most connections open at once.
+    @ivar total: Connections accepted.
+    """
+
+    def __init__(self, wrappedFactory: Any) -> None:
+        WrappingFactory.__init__(self, wrappedFactory)
+        self.open = 0
+        self.maxOpen = 0
+        self.total = 0
+
+    def registerProtocol(self, p: Any) -> None:
+        WrappingFactory.registerProtocol(self, p)
+        self.open += 1
+        self.total += 1
+        self.maxOpen = max(self.maxOpen, self.open)
+
+    def unregisterProtocol(self, p: Any) -> None:
+        WrappingFactory.unregisterProtocol(self, p)
+        self.open -= 1
+
+
+class SlowResource(Resource):
+    """
+    Answers every request after a short delay, so that a burst of requests
+    overlaps, and counts the requests it answered.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        Resource.__init__(self)
+        self.answered = 0
+        self.pending: set[Any] = set()
+
+    def render_GET(self, request: Any) -> Any:
+        def answer() -> None:
+            self.pending.discard(call)
+            self.answered += 1
+            request.setHeader(b"content-type", b"text/plain")
+            request.write(b"hello " + request.uri)
+            request.finish()
+
+        call = reactor.callLater(0.002, answer)
+        self.pending.add(call)
+        return NOT_DONE_YET
+
+
+class LoopbackMixin:
+    """
+    Start servers on 127.0.0.1, port 0, and tear everything down cleanly.
+    """
+
+    def listen(self: Any, factory: Any) -> CountingFactory:
+        counting = CountingFactory(factory)
+        port = reactor.listenTCP(0, counting, interface="127.0.0.1")
+        self.addCleanup(self.stopServer, port, counting)
+        self.port = port.getHost().port
+        return counting
+
+    @inlineCallbacks
+    def stopServer(self, port: Any, counting: CountingFactory) -> Any:
+        yield port.stopListening()
+        for protocol in list(counting.protocols):
+            protocol.transport.abortConnection()
+        for _ in range(200):
+            if counting.open == 0:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+
+    def makePool(self: Any, **options: Any) -> HTTPConnectionPool:
+        pool = HTTPConnectionPool(reactor, **options)
+        self.addCleanup(pool.close, 5)
+        return pool
+
+    def url(self: Any, path: str = "/") -> bytes:
+        return f"http://127.0.0.1:{self.port}{path}".encode("ascii")
+
+
+class BurstTests(LoopbackMixin, TestCase):
+    """
+    Bursts larger than the limit, through stock Agent and treq.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.resource = SlowResource()
+        self.counting = self.listen(Site(self.resource))
+
+    @inlineCallbacks
+    def test_agentBurst(self) -> Any:
+        """
+        100 concurrent GETs through C{Agent(reactor, pool=pool)} with
+        C{maxConnectionsPerHost=8}: every one answered, never more than 8
+        connections open at the server.
+        """
+        pool = self.makePool(maxConnectionsPerHost=8)
+        agent = Agent(reactor, pool=pool)
+
+        @inlineCallbacks
+        def one(i: int) -> Any:
+            response = yield agent.request(b"GET", self.url(f"/{i}"))
+            body = yield readBody(response)
+            return (response.code, body)
+
+        results = yield gatherResults([one(i) for i in range(100)])
+        self.assertEqual(
+            results, [(200, b"hello /%d" % (i,)) for i in range(100)]
+        )
+        self.assertEqual(self.resource.answered, 100)
+        self.assertLessEqual(self.counting.maxOpen, 8)
+        self.assertLessEqual(self.counting.total, 8)
+        stats = pool.stats()
+        self.assertLessEqual(stats.opened, 8)
+        self.assertEqual(stats.inUse + stats.connecting + stats.waiting, 0)
+        self.assertEqual(stats.idle, self.counting.open)
+        yield pool.close()
+        self.assertEqual(pool.stats().total, 0)
+
+    @inlineCallbacks
+    def test_agentRepeatedBursts(self) -> Any:
+        """
+        Five bursts of 40 with a cap of 4: connections are reused across
+        bursts, the cap holds throughout.
+        """
+        pool = self.makePool(maxConnectionsPerHost=4)
+        agent = Agent(reactor, pool=pool)
+
+        @inlineCallbacks
+        def one(i: int) -> Any:
+            response = yield agent.request(b"GET", self.url(f"/{i}"))
+            yield readBody(response)
+            return response.code
+
+        for burst in range(5):
+            codes = yield gatherResults([one(i) for i in range(40)])
+            self.assertEqual(codes, [200] * 40, burst)
+        self.assertEqual(self.resource.answered, 200)
+        self.assertLessEqual(self.counting.maxOpen, 4)
+        self.assertLessEqual(self.counting.total, 4)
+
+    @inlineCallbacks
+    def test_treqBurst(self) -> Any:
+        """
+        The same with C{treq.get(url, pool=pool)}.
+        """
+        pool = self.makePool(maxConnectionsPerHost=8)
+
+        @inlineCallbacks
+        def one(i: int) -> Any:
+            response = yield treq.get(self.url(f"/{i}"), pool=pool)
+            body = yield treq.content(response)
+            return (response.code, body)
+
+        results = yield gatherResults([one(i) for i in range(100)])
+        self.assertEqual(
+            results, [(200, b"hello /%d" % (i,)) for i in range(100)]
+        )
+        self.assertEqual(self.resource.answered, 100)
+        self.assertLessEqual(self.counting.maxOpen, 8)
+
+    @inlineCallbacks
+    def test_globalCapAcrossHosts(self) -> Any:
+        """
+        Two keys for the same server (127.0.0.1 and localhost) share
+        C{maxConnections=6}: the server never sees more than 6.
+        """
+        pool = self.makePool(maxConnectionsPerHost=6, maxConnections=6)
+        agent = Agent(reactor, pool=pool)
+
+        @inlineCallbacks
+        def one(host: str, i: int) -> Any:
+            url = f"http://{host}:{self.port}/{i}".encode("ascii")
+            response = yield agent.request(b"GET", url)
+            yield readBody(response)
+            return response.code
+
+        ds = [one("127.0.0.1", i) for i in range(30)]
+        ds += [one("localhost", i) for i in range(30)]
+        codes = yield gatherResults(ds)
+        self.assertEqual(codes, [200] * 60)
+        self.assertLessEqual(self.counting.maxOpen, 6)
+
+
+class Scripted(Protocol):
+    """
+    A server protocol that answers each request with a scripted reply.
+
+    @ivar script: A callable taking the protocol and the request count,
+        called once per request head received.
+    """
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+        self.buffer = b""
+        self.requests = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            self.requests += 1
+            self.script(self, self.requests)
+
+
+def scriptedFactory(script: Any) -> Factory:
+    factory = Factory()
+    factory.protocol = lambda: Scripted(script)  # type: ignore[assignment]
+    return factory
+
+
+class MisbehavingServerTests(LoopbackMixin, TestCase):
+    """
+    Scripted servers that misbehave on purpose, one per fault.
+    """
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_stallBeforeHeaders(self) -> Any:
+        """
+        A server that never answers: C{responseTimeout} fails the request
+        with L{ResponseTimeoutError} and the connection is closed.
+        """
+        counting = self.listen(scriptedFactory(lambda p, n: None))
+        pool = self.makePool(responseTimeout=0.3)
+        agent = Agent(reactor, pool=pool)
+        with self.assertRaises(ResponseTimeoutError):
+            yield agent.request(b"GET", self.url())
+        for _ in range(100):
+            if counting.open == 0:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(counting.open, 0)
+        self.assertEqual(pool.stats().total, 0)
+
+    @inlineCallbacks
+    def test_stallMidBody(self) -> Any:
+        """
+        A server that stops in the middle of the body: C{readTimeout} fails
+        the body with L{ReadTimeoutError}.
+        """
+
+        def script(p: Scripted, n: int) -> None:
+            p.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+
+        counting = self.listen(scriptedFactory(script))
+        pool = self.makePool(readTimeout=0.3)
+        agent = Agent(reactor, pool=pool)
+        response = yield agent.request(b"GET", self.url())
+        with self.assertRaises(ReadTimeoutError):
+            yield readBody(response)
+        for _ in range(100):
+            if counting.open == 0:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(counting.open, 0)
+        self.assertEqual(pool.stats().total, 0)
+
+    @inlineCallbacks
+    def test_keepAliveMax(self) -> Any:
+        """
+        A server sending C{Keep-Alive: timeout=1, max=3} never gets more
+        than 3 requests on one connection.
+        """
+        perConnection: list[int] = []
+
+        def script(p: Scripted, n: int) -> None:
+            if n == 1:
+                perConnection.append(0)
+            perConnection[-1] += 1
+            p.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                b"Keep-Alive: timeout=1, max=3\r\n\r\nok"
+            )
+            if n > 3:
+                p.transport.loseConnection()
+
+        self.listen(scriptedFactory(script))
+        pool = self.makePool()
+        agent = Agent(reactor, pool=pool)
+        for _ in range(7):
+            response = yield agent.request(b"GET", self.url())
+            body = yield readBody(response)
+            self.assertEqual(body, b"ok")
+        self.assertEqual(sum(perConnection), 7)
+        self.assertLessEqual(max(perConnection), 3)
+
+    @inlineCallbacks
+    def test_closeDuringResponse(self) -> Any:
+        """
+        C{close(timeout)} while a response is still coming: the request ends
+        (answered or aborted) and C{close()} fires after the connection is
+        gone; nothing is left open.
+        """
+        started: Deferred[None] = Deferred()
+
+        def script(p: Scripted, n: int) -> None:
+            p.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            if not started.called:
+                started.callback(None)
+
+        counting = self.listen(scriptedFactory(script))
+        pool = HTTPConnectionPool(reactor)
+        agent = Agent(reactor, pool=pool)
+        response = yield agent.request(b"GET", self.url())
+        outcome: list[Any] = []
+        readBody(response).addBoth(outcome.append)
+        yield started
+        yield pool.close(timeout=0.2)
+        # The server never finishes the body: the close timeout aborted it.
+        self.assertEqual(len(outcome), 1)
+        self.assertIsInstance(outcome[0], Failure)
+        self.assertTrue(outcome[0].check(ResponseFailed), outcome[0])
+        self.assertEqual(pool.stats().total, 0)
+        for _ in range(100):
+            if counting.open == 0:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(counting.open, 0)
