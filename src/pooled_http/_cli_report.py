@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -34,6 +35,7 @@ __all__ = [
     "percentiles",
     "makeConsole",
     "summaryTable",
+    "errorTable",
     "poolFooter",
 ]
 
@@ -331,7 +333,6 @@ def _row(name: str, tally: HostTally, elapsed: float) -> list[str]:
         str(tally.requests),
         str(tally.ok),
         str(tally.errorCount),
-        formatErrors(tally.errors),
         str(tally.opened),
         formatPercent(tally.reusePercent),
         formatMs(p50),
@@ -341,25 +342,33 @@ def _row(name: str, tally: HostTally, elapsed: float) -> list[str]:
     ]
 
 
+_COLUMNS = ("reqs", "ok", "errors", "new\nconns", "reuse", "p50\nms", "p95\nms", "p99\nms", "req/s")
+
+
 def summaryTable(run: RunTally, title: str = "pooled-http summary") -> Table:
     """
     The end-of-run table: one row per host (the busiest L{MAX_HOST_ROWS}
-    hosts, the others folded into one row) and a totals row.
+    hosts, the others folded into one row) and a totals row.  Latencies are
+    those of the successful requests; "new conns" counts the requests that
+    were handed a newly opened connection, "reuse" the share of requests
+    handed a reused one.
 
     @param run: The tallies of the run.
     @param title: The table title.
     @return: A rich table.
     """
     elapsed = run.elapsed
-    table = Table(title=title, title_justify="left", show_footer=False)
-    table.add_column("host", overflow="fold")
-    for name in ("requests", "ok", "errors"):
-        table.add_column(name, justify="right")
-    table.add_column("error types", overflow="fold")
-    table.add_column("conns opened", justify="right")
-    table.add_column("reuse", justify="right")
-    for name in ("p50 ms", "p95 ms", "p99 ms", "req/s"):
-        table.add_column(name, justify="right")
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("host", no_wrap=True, min_width=12, overflow="ellipsis")
+    for name in _COLUMNS:
+        width = max(len(line) for line in name.split("\n"))
+        table.add_column(name, justify="right", no_wrap=True, min_width=width)
     hosts = sorted(run.hosts.items(), key=lambda item: (-item[1].requests, item[0]))
     shown, rest = hosts[:MAX_HOST_ROWS], hosts[MAX_HOST_ROWS:]
     for name, tally in shown:
@@ -373,6 +382,42 @@ def summaryTable(run: RunTally, title: str = "pooled-http summary") -> Table:
     table.add_row(*_row("total", run.totals(), elapsed), style="bold")
     table.caption = f"{run.done} URLs in {elapsed:.2f} s"
     table.caption_justify = "left"
+    return table
+
+
+def errorTable(run: RunTally) -> Table | None:
+    """
+    Errors by host and type, most frequent first (at most
+    L{MAX_HOST_ROWS} rows).
+
+    @param run: The tallies of the run.
+    @return: A rich table, or L{None} if nothing failed.
+    """
+    rows = sorted(
+        (
+            (count, host, error)
+            for host, tally in run.hosts.items()
+            for error, count in tally.errors.items()
+        ),
+        key=lambda row: (-row[0], row[1], row[2]),
+    )
+    if not rows:
+        return None
+    table = Table(
+        title="errors by type",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("host", no_wrap=True, min_width=12, overflow="ellipsis")
+    table.add_column("error", overflow="fold")
+    table.add_column("count", justify="right", no_wrap=True)
+    for count, host, error in rows[:MAX_HOST_ROWS]:
+        table.add_row(host, error, str(count))
+    if len(rows) > MAX_HOST_ROWS:
+        hidden = sum(row[0] for row in rows[MAX_HOST_ROWS:])
+        table.add_row(f"({len(rows) - MAX_HOST_ROWS} more)", "", str(hidden))
     return table
 
 

@@ -9,7 +9,9 @@ The site (L{DemoResource}) serves:
     - C{/close/N}: a page after which the server closes the connection
       (C{Connection: close});
     - C{/status/CODE}: an empty response with that status;
-    - C{/hang}: a response that never comes.
+    - C{/hang}: a response that never comes;
+    - C{/echo}: a JSON description of the request (method, headers, body
+      length).
 
 L{CountingFactory} counts the connections the server accepts, so both pools
 are measured from the server's side.
@@ -17,11 +19,13 @@ are measured from the server's side.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -84,6 +88,9 @@ class DemoResource(Resource):
             return b""
         if kind == "hang":
             return NOT_DONE_YET
+        if kind == "echo":
+            request.setHeader(b"content-type", b"application/json")
+            return _describe(request)
         body = b"pooled-http demo\n" + b"x" * (1024 + (number * 997) % 7168)
         if kind == "close":
             request.setHeader(b"connection", b"close")
@@ -102,6 +109,23 @@ class DemoResource(Resource):
     def _finish(self, request: Request, body: bytes) -> None:
         request.write(body)
         request.finish()
+
+
+def _describe(request: Request) -> bytes:
+    """
+    Describe a request as JSON.
+    """
+    body = request.content.read() if request.content is not None else b""
+    headers = {
+        name.decode("latin-1").lower(): [v.decode("latin-1") for v in values]
+        for name, values in request.requestHeaders.getAllRawHeaders()
+    }
+    description = {
+        "method": (request.method or b"").decode("ascii", "replace"),
+        "headers": headers,
+        "bodyLength": len(body),
+    }
+    return json.dumps(description).encode("utf-8")
 
 
 class QuietSite(Site):
@@ -368,13 +392,16 @@ class DemoRunner:
         @return: A rich table with one column per pool.
         """
         table = Table(
-            title=f"{self._requests} requests in bursts of {self._concurrency}, "
-            f"{self._ports} local ports (10% slow, 10% Connection: close)",
-            title_justify="left",
+            box=box.SIMPLE_HEAD,
         )
-        table.add_column("")
+        table.caption = (
+            "connections are counted by the server; reused connections is "
+            "the share of requests sent on a connection used before"
+        )
+        table.caption_justify = "left"
+        table.add_column("", no_wrap=True)
         for run in self.runs:
-            table.add_column(f"{run.name} (defaults)", justify="right")
+            table.add_column(run.name, justify="right", no_wrap=True)
 
         def row(label: str, value: Callable[[DemoRun], str]) -> None:
             table.add_row(label, *(value(run) for run in self.runs))
@@ -388,9 +415,9 @@ class DemoRunner:
         row("errors", lambda r: str(r.tally.failed))
         row("time", lambda r: f"{r.tally.elapsed:.2f} s")
         row("req/s", lambda r: f"{r.tally.rate():.0f}")
-        row("connections opened (server)", lambda r: str(r.opened))
-        row("most open at once (server)", lambda r: str(r.peak))
-        row("requests on a reused connection", lambda r: formatPercent(r.tally.totals().reusePercent))
+        row("connections opened", lambda r: str(r.opened))
+        row("most open at once", lambda r: str(r.peak))
+        row("reused connections", lambda r: formatPercent(r.tally.totals().reusePercent))
         for point in (50, 95, 99):
             row(f"p{point} latency ms", lambda r, p=point: latency(r, p))  # type: ignore[misc]
         return table
@@ -402,12 +429,20 @@ class DemoRunner:
         if not self.runs:
             self._console.print("demo interrupted before any run finished")
             return
+        self._console.print(
+            f"Fetched {self._requests} URLs from a local site on {self._ports} "
+            f"ports (10% slow pages, 10% that close their connection) in "
+            f"bursts of {self._concurrency} concurrent requests, once through "
+            "each pool with its default settings.",
+            highlight=False,
+        )
         self._console.print(self.comparisonTable())
         if len(self.runs) == 2:
             ours, stock = self.runs
             self._console.print(
                 f"{ours.name} opened {ours.opened} connections (at most "
-                f"{ours.peak} at once) where {stock.name} opened "
-                f"{stock.opened} (at most {stock.peak} at once).",
+                f"{ours.peak} at once) for {ours.tally.done} requests; "
+                f"{stock.name} opened {stock.opened} (at most {stock.peak} "
+                "at once).",
                 highlight=False,
             )

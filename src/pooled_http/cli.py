@@ -429,6 +429,7 @@ def _runFetch(args: argparse.Namespace) -> int:
     from ._cli_report import (
         LiveProgress,
         RunTally,
+        errorTable,
         makeConsole,
         openConnections,
         poolFooter,
@@ -494,8 +495,9 @@ def _runFetch(args: argparse.Namespace) -> int:
 
     def finished(_: object) -> Any:
         tally.finish()
-        footer.append(poolFooter(pool))
-        return closePool(reactor, pool)
+        d = closePool(reactor, pool)
+        d.addCallback(lambda _: footer.append(poolFooter(pool)))
+        return d
 
     def start() -> None:
         tally.start()
@@ -522,6 +524,9 @@ def _runFetch(args: argparse.Namespace) -> int:
     source.close()
     if not args.quiet:
         console.print(summaryTable(tally))
+        errors = errorTable(tally)
+        if errors is not None:
+            console.print(errors)
         if footer and footer[0]:
             console.print(footer[0], highlight=False)
     if fetcher.interrupted and not writer.broken:
