@@ -394,7 +394,7 @@ class PooledAgentUnitTests(SynchronousTestCase):
         for uri in (b"http://example.com/a b", b"http://exa\x00mple.com/", b"\xff"):
             self.assertRaises(ValueError, self.agent.request, b"GET", uri)
             self.assertRaises(ValueError, Agent(self.reactor).request, b"GET", uri)
-        self.assertEqual(self.agent._uris, {})
+        self.assertEqual(len(self.agent._uris), 0)
 
     def test_unsupportedScheme(self) -> None:
         """

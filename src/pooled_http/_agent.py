@@ -280,7 +280,9 @@ class PooledAgent:
         self.maxCachedEndpoints = maxCachedEndpoints
         self._routes: OrderedDict[tuple[bytes, bytes, int], _Route] = OrderedDict()
         # raw request URI -> ((URI fields..., origin form), route lookup key)
-        self._uris: dict[bytes, tuple[tuple[Any, ...], tuple[bytes, bytes, int]]] = {}
+        self._uris: OrderedDict[
+            bytes, tuple[tuple[Any, ...], tuple[bytes, bytes, int]]
+        ] = OrderedDict()
         # Set by the constructors.
         self._policy = None
         self._tlsIdentity = None
@@ -395,7 +397,7 @@ class PooledAgent:
                 return defer.fail(Failure())
             uris = self._uris
             if len(uris) >= DEFAULT_MAX_CACHED_URIS:
-                del uris[next(iter(uris))]
+                uris.popitem(last=False)
             uris[uri] = (
                 (
                     parsedURI.scheme,
