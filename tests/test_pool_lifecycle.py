@@ -702,6 +702,23 @@ class ShutdownTests(PoolTestCase):
         self.assertEqual(self.counts(), (0, 0, 0, 0))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_closeWithWaitersOfAnotherKey(self) -> None:
+        """
+        C{close()} fires even when a key had nothing but a waiter (blocked
+        by the global cap) and another key only a connection attempt.
+        """
+        self.makePool(maxConnections=1)
+        self.endpoint.autoConnect = False
+        connecting = self.get()
+        waiting = self.get(OTHER_KEY, self.endpointFor(autoConnect=False))
+        closed = self.pool.close()
+        self.failureResultOf(waiting, PoolClosedError)
+        self.failureResultOf(connecting, PoolClosedError, CancelledError, ConnectingCancelledError)
+        advanceInSteps(self.clock, 1)
+        self.successResultOf(closed)
+        self.assertEqual(self.stats().perKey, {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_closeCachedConnectionsIdleOnly(self) -> None:
         """
         C{closeCachedConnections()} closes idle connections only; one in use
