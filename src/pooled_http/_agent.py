@@ -395,24 +395,25 @@ class PooledAgent:
                 route = self._routeFor(parsedURI, lookup)
             except SchemeNotSupported:
                 return defer.fail(Failure())
-            uris = self._uris
-            if len(uris) >= DEFAULT_MAX_CACHED_URIS:
-                uris.popitem(last=False)
-            uris[uri] = (
-                (
-                    parsedURI.scheme,
-                    parsedURI.netloc,
-                    parsedURI.host,
-                    parsedURI.port,
-                    parsedURI.path,
-                    parsedURI.params,
-                    parsedURI.query,
-                    parsedURI.fragment,
-                    parsedURI.originForm,
-                ),
-                lookup,
-            )
             requestPath = parsedURI.originForm
+            if type(uri) is bytes:
+                uris = self._uris
+                if len(uris) >= DEFAULT_MAX_CACHED_URIS:
+                    uris.popitem(last=False)
+                uris[uri] = (
+                    (
+                        parsedURI.scheme,
+                        parsedURI.netloc,
+                        parsedURI.host,
+                        parsedURI.port,
+                        parsedURI.path,
+                        parsedURI.params,
+                        parsedURI.query,
+                        parsedURI.fragment,
+                        requestPath,
+                    ),
+                    lookup,
+                )
         else:
             fields, lookup = cached
             parsedURI = URI(*fields[:8])
