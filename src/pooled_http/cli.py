@@ -401,6 +401,13 @@ class _LineWriter:
         except BrokenPipeError:
             self.broken = True
 
+    def flush(self) -> None:
+        out = self._file if self._file is not None else sys.stdout
+        try:
+            out.flush()
+        except BrokenPipeError:
+            self.broken = True
+
     def close(self) -> None:
         try:
             if self._file is not None:
@@ -421,10 +428,12 @@ def _runFetch(args: argparse.Namespace) -> int:
     options = checkFetchOptions(args)
 
     from twisted.internet import reactor
-    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+    from twisted.internet.task import LoopingCall
+    from twisted.web.client import BrowserLikePolicyForHTTPS
     from twisted.web.http_headers import Headers
 
     from . import HTTPConnectionPool
+    from ._agent import PooledAgent
     from ._cli_fetch import ConnectionRecorder, Fetcher, closePool, openSource
     from ._cli_report import (
         LiveProgress,
@@ -455,10 +464,10 @@ def _runFetch(args: argparse.Namespace) -> int:
     for name, value in options.headers:
         headers.addRawHeader(name, value)
     recorder = ConnectionRecorder(pool)
-    agent = Agent(
+    agent = PooledAgent(
         reactor,
-        contextFactory=BrowserLikePolicyForHTTPS(trustRoot=options.trustRoot),
         pool=recorder,
+        contextFactory=BrowserLikePolicyForHTTPS(trustRoot=options.trustRoot),
     )
     tally = RunTally(reactor, total=source.total)
     progress: LiveProgress | None = None
@@ -499,7 +508,11 @@ def _runFetch(args: argparse.Namespace) -> int:
         d.addCallback(lambda _: footer.append(poolFooter(pool)))
         return d
 
+    flusher = LoopingCall(writer.flush)
+    flusher.clock = reactor
+
     def start() -> None:
+        flusher.start(0.5, now=False)
         tally.start()
         if progress is not None:
             progress.start()
@@ -518,6 +531,8 @@ def _runFetch(args: argparse.Namespace) -> int:
     reactor.run()  # type: ignore[misc]
 
     tally.finish()
+    if flusher.running:
+        flusher.stop()
     if progress is not None:
         progress.stop()
     writer.close()
