@@ -105,6 +105,13 @@ class FakeTransport(StringTransport):
         if not self.hangOnClose:
             self._scheduleLoss(ConnectionDone("closed locally"))
 
+    def stopProducing(self) -> None:
+        """
+        Like a TCP transport: stopping production closes the connection.
+        """
+        StringTransport.stopProducing(self)
+        self.loseConnection()
+
     def abortConnection(self) -> None:
         """
         Record the call; deliver C{connectionLost(ConnectionAborted)} on the
