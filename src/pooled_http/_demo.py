@@ -42,7 +42,6 @@ from ._cli_report import (
     RunTally,
     formatMs,
     formatPercent,
-    openConnections,
     percentiles,
 )
 
@@ -328,7 +327,7 @@ class DemoRunner:
                 yield self._settle(counter)
                 counter.reset()
                 pool = makePool()
-                tally = yield self._fetch(name, pool, urls)
+                tally = yield self._fetch(name, pool, urls, counter)
                 yield closePool(self._reactor, pool)
                 self.runs.append(DemoRun(name, tally, counter.opened, counter.peak))
             yield self._settle(counter)
@@ -354,7 +353,9 @@ class DemoRunner:
         return d
 
     @inlineCallbacks
-    def _fetch(self, name: str, pool: Any, urls: list[str]) -> Any:
+    def _fetch(
+        self, name: str, pool: Any, urls: list[str], counter: CountingFactory
+    ) -> Any:
         recorder = ConnectionRecorder(pool)
         agent = client.Agent(self._reactor, pool=recorder)
         tally = RunTally(self._reactor, total=len(urls))
@@ -372,7 +373,7 @@ class DemoRunner:
                 self._reactor,
                 self._console,
                 tally,
-                lambda: openConnections(pool),
+                lambda: counter.current,
                 description=f"{name:<18}",
             )
             self._progress.start()
@@ -394,11 +395,6 @@ class DemoRunner:
         table = Table(
             box=box.SIMPLE_HEAD,
         )
-        table.caption = (
-            "connections are counted by the server; reused connections is "
-            "the share of requests sent on a connection used before"
-        )
-        table.caption_justify = "left"
         table.add_column("", no_wrap=True)
         for run in self.runs:
             table.add_column(run.name, justify="right", no_wrap=True)
@@ -437,6 +433,12 @@ class DemoRunner:
             highlight=False,
         )
         self._console.print(self.comparisonTable())
+        self._console.print(
+            "Connections are counted by the server; \"reused connections\" is "
+            "the share of requests sent on a connection that had served a "
+            "request before.",
+            highlight=False,
+        )
         if len(self.runs) == 2:
             ours, stock = self.runs
             self._console.print(
@@ -446,3 +448,5 @@ class DemoRunner:
                 "at once).",
                 highlight=False,
             )
+        if self.interrupted:
+            self._console.print("[yellow]The demo was interrupted.[/]")

@@ -35,6 +35,10 @@ EXIT_INTERRUPTED = 130
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _PHASES = ("connect", "response", "read")
 
+#: Seconds each phase of a request may take unless C{--timeout} says
+#: otherwise.
+DEFAULT_TIMEOUT = 30.0
+
 
 class UsageError(Exception):
     """
@@ -71,28 +75,34 @@ def _nonNegativeInt(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str) -> float | None:
+    if text.lower() in ("none", "off"):
+        return None
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of seconds or 'none', not {text}"
+        )
     return value
 
 
-def parseTimeout(text: str) -> dict[str, float]:
+def parseTimeout(text: str) -> dict[str, float | None]:
     """
     Parse C{--timeout}: seconds for every phase (C{"10"}), or some phases by
-    name (C{"connect=5,response=30,read=10"}).
+    name (C{"connect=5,response=30,read=10"}); C{none} (or C{off}) means no
+    timeout.
 
     @param text: The option value.
-    @return: Seconds by phase name (C{connect}, C{response}, C{read}).
+    @return: Seconds (or L{None}) by phase name (C{connect}, C{response},
+        C{read}); the phases not named are left out.
     @raise argparse.ArgumentTypeError: If the value is malformed.
     """
     if "=" not in text:
         return dict.fromkeys(_PHASES, _seconds(text))
-    result: dict[str, float] = {}
+    result: dict[str, float | None] = {}
     for part in text.split(","):
         name, sep, seconds = part.partition("=")
         name = name.strip()
@@ -171,10 +181,11 @@ def buildParser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--timeout",
         type=parseTimeout,
-        default=dict.fromkeys(_PHASES, 30.0),
+        default={},
         metavar="SECONDS|connect=S,response=S,read=S",
         help="timeout of each phase: connecting, waiting for the response "
-        "headers, waiting for body bytes (default: 30 s each)",
+        "headers, waiting for body bytes; 'none' for no timeout (default: "
+        f"{DEFAULT_TIMEOUT:g} s each)",
     )
     fetch.add_argument(
         "--retries",
@@ -323,13 +334,11 @@ def checkFetchOptions(args: argparse.Namespace) -> FetchOptions:
         pool["maxPersistentPerHost"] = args.per_host
     if args.max_connections is not None:
         pool["maxConnections"] = args.max_connections
-    timeouts = args.timeout
-    if "connect" in timeouts:
-        pool["connectTimeout"] = timeouts["connect"]
-    if "response" in timeouts:
-        pool["responseTimeout"] = timeouts["response"]
-    if "read" in timeouts:
-        pool["readTimeout"] = timeouts["read"]
+    timeouts = dict.fromkeys(_PHASES, DEFAULT_TIMEOUT)
+    timeouts.update(args.timeout)
+    pool["connectTimeout"] = timeouts["connect"]
+    pool["responseTimeout"] = timeouts["response"]
+    pool["readTimeout"] = timeouts["read"]
     if args.retries == 0:
         pool["retryAutomatically"] = False
     elif args.retries is not None:
