@@ -21,6 +21,7 @@ from .errors import (
     PoolError,
     PoolTimeoutError,
     ReadTimeoutError,
+    ResponseHeadersTooLargeError,
     ResponseTimeoutError,
     isTemporaryNetworkError,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "ConnectTimeoutError",
     "ResponseTimeoutError",
     "ReadTimeoutError",
+    "ResponseHeadersTooLargeError",
     "isTemporaryNetworkError",
     "CloseReason",
     "KeyStats",

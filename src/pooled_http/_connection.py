@@ -19,7 +19,13 @@ from twisted.web._newclient import HTTP11ClientProtocol, Request
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
-from .errors import LifecycleError, PoolError, ReadTimeoutError, ResponseTimeoutError
+from .errors import (
+    LifecycleError,
+    PoolError,
+    ReadTimeoutError,
+    ResponseHeadersTooLargeError,
+    ResponseTimeoutError,
+)
 
 if TYPE_CHECKING:
     from ._pool import HTTPConnectionPool
@@ -66,11 +72,14 @@ class PooledConnection(HTTP11ClientProtocol):
     @ivar createdAt: When the connection was opened (reactor seconds).
     @ivar lastUsed: When it last started a request.
     @ivar requestsServed: Requests sent on it.
+    @ivar serial: Grows with every connection the pool opens.
     @ivar generation: The pool's generation when it was opened; connections
         of an older generation are closed when they come back.
     @ivar keepAliveTimeout: The server's C{Keep-Alive: timeout=N}, if sent.
-    @ivar keepAliveRemaining: Requests the server still accepts on the
-        connection (C{Keep-Alive: max=M}), if it said.
+    @ivar keepAliveMax: The server's C{Keep-Alive: max=M}, if sent: no more
+        than M requests are sent on the connection.
+    @ivar reusable: C{False} once the server said the connection will not
+        serve another request (an HTTP/1.0 response without keep-alive).
     @ivar timeoutError: The pool error that ended the connection (a
         timeout), reported to the request in place of Twisted's generic one.
     @ivar idleTimer: The idle timeout while C{IDLE}.
@@ -86,8 +95,11 @@ class PooledConnection(HTTP11ClientProtocol):
         self.lastUsed = now
         self.requestsServed = 0
         self.generation = pool._generation
+        pool._serial += 1
+        self.serial = pool._serial
         self.keepAliveTimeout: float | None = None
-        self.keepAliveRemaining: int | None = None
+        self.keepAliveMax: int | None = None
+        self.reusable = True
         self.timeoutError: PoolError | None = None
         self.idleTimer: DelayedCall | None = None
         self.handshakeTimer: DelayedCall | None = None
@@ -96,6 +108,8 @@ class PooledConnection(HTTP11ClientProtocol):
         self._readTimer: DelayedCall | None = None
         self._graceTimer: DelayedCall | None = None
         self._awaitingHeaders = False
+        self._headBytes = 0
+        self._requestParser: Any = None
         self._lostWatchers: list[Deferred[None]] = []
         self._finishing = False
         self._pendingHandOff: Callable[[], object] | None = None
@@ -203,7 +217,9 @@ class PooledConnection(HTTP11ClientProtocol):
         self.lastUsed = pool._reactor.seconds()
         d = HTTP11ClientProtocol.request(self, request)
         if self._state in ("TRANSMITTING", "WAITING"):
+            self._requestParser = self._parser
             self._awaitingHeaders = True
+            self._headBytes = 0
             timeout = pool.responseTimeout
             if timeout is not None:
                 self._responseTimer = pool._reactor.callLater(
@@ -218,14 +234,27 @@ class PooledConnection(HTTP11ClientProtocol):
         readTimer = self._readTimer
         if readTimer is not None and readTimer.active():
             readTimer.reset(self._pool.readTimeout or 0)
-        parser = self._parser
+        parser = self._requestParser
         HTTP11ClientProtocol.dataReceived(self, data)
-        if self._awaitingHeaders and parser is not None:
-            if (
-                getattr(parser, "response", None) is not None
-                and getattr(parser, "_responseDeferred", None) is None
-            ):
-                self._headersReceived(parser)
+        # The bytes may have finished this response and, from the caller's
+        # callbacks, started the next request: only look at the parser of
+        # the request these bytes were for.
+        if not self._awaitingHeaders or parser is None:
+            return
+        if parser is not self._requestParser:
+            return
+        if (
+            getattr(parser, "response", None) is not None
+            and getattr(parser, "_responseDeferred", None) is None
+        ):
+            self._headersReceived(parser)
+            return
+        self._headBytes += len(data)
+        limit = self._pool.maxHeaderBytes
+        if self._headBytes > limit and self._parser is parser:
+            # Bounded memory against a server that never ends its headers.
+            self._awaitingHeaders = False
+            self._giveUp(Failure(ResponseHeadersTooLargeError(self.key, limit)))
 
     def _headersReceived(self, parser: Any) -> None:
         self._awaitingHeaders = False
@@ -270,9 +299,17 @@ class PooledConnection(HTTP11ClientProtocol):
         keeping the connection alive, stop the request timers, and let
         Twisted decide whether the connection is quiescent.
         """
-        parser = self._parser
+        parser: Any = self._parser
         if parser is not None:
             self._noteKeepAlive(parser.connHeaders.getRawHeaders(b"keep-alive"))
+            response = getattr(parser, "response", None)
+            if response is not None and tuple(response.version[1:]) < (1, 1):
+                # HTTP/1.0 keeps a connection only when asked to.
+                tokens = b",".join(
+                    parser.connHeaders.getRawHeaders(b"connection", [])
+                ).lower()
+                if b"keep-alive" not in tokens:
+                    self.reusable = False
         self._stopRequestTimers()
         self._finishing = True
         try:
@@ -304,7 +341,7 @@ class PooledConnection(HTTP11ClientProtocol):
                 if name == b"timeout":
                     self.keepAliveTimeout = float(parsed)
                 elif name == b"max":
-                    self.keepAliveRemaining = parsed
+                    self.keepAliveMax = parsed
 
     def _giveUp(self, reason: Failure) -> None:
         """

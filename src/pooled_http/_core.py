@@ -40,16 +40,17 @@ class Waiter:
     """
     One C{getConnection} call.  The pool hangs its own bookkeeping (the
     Deferred, the endpoint, timers) on it; the core reads only C{key},
-    C{fresh} and C{state}.
+    C{minSerial} and C{state}.
 
     @ivar key: The pool key.
-    @ivar fresh: Whether only a newly opened connection will do (a retry).
+    @ivar minSerial: Only a connection whose C{serial} is at least this will
+        do: a retry asks for a connection opened after the one that failed.
     @ivar state: A L{WaiterState}.
     """
 
     __slots__ = (
         "key",
-        "fresh",
+        "minSerial",
         "state",
         "endpoint",
         "deferred",
@@ -60,9 +61,9 @@ class Waiter:
         "cancelled",
     )
 
-    def __init__(self, key: Hashable, fresh: bool = False) -> None:
+    def __init__(self, key: Hashable, minSerial: int = 0) -> None:
         self.key = key
-        self.fresh = fresh
+        self.minSerial = minSerial
         self.state = WaiterState.WAITING
         self.endpoint: Any = None
         self.deferred: Any = None
@@ -127,18 +128,30 @@ class Bucket:
         set: the most recently returned is handed out first).
     @ivar inUse: Connections handed out.
     @ivar connecting: Waiters whose connection is being opened.
+    @ivar closing: Connections being closed.  They keep their slot until the
+        transport is gone, so the limits hold as the server sees them.
     @ivar waiters: Waiters queued for a slot, oldest first.
     @ivar opened: Connections opened for this key while it has been known.
     @ivar reused: Idle connections of this key handed out again.
     """
 
-    __slots__ = ("key", "idle", "inUse", "connecting", "waiters", "opened", "reused")
+    __slots__ = (
+        "key",
+        "idle",
+        "inUse",
+        "connecting",
+        "closing",
+        "waiters",
+        "opened",
+        "reused",
+    )
 
     def __init__(self, key: Hashable) -> None:
         self.key = key
         self.idle: dict[Any, None] = {}
         self.inUse: set[Any] = set()
         self.connecting: set[Waiter] = set()
+        self.closing: set[Any] = set()
         self.waiters: deque[Waiter] = deque()
         self.opened = 0
         self.reused = 0
@@ -148,23 +161,31 @@ class Bucket:
         """
         Slots the key occupies.
         """
-        return len(self.idle) + len(self.inUse) + len(self.connecting)
+        return (
+            len(self.idle) + len(self.inUse) + len(self.connecting) + len(self.closing)
+        )
 
     def empty(self) -> bool:
         """
         Whether the key holds nothing at all.
         """
-        return not (self.idle or self.inUse or self.connecting or self.waiters)
+        return not (
+            self.idle or self.inUse or self.connecting or self.closing or self.waiters
+        )
 
 
 class PoolCore:
     """
     The books of a connection pool.
 
+    Connections carry two attributes the core reads: C{key} and C{serial}
+    (a number that grows with every connection opened).
+
     @ivar perHostLimit: Slots one key may occupy.
     @ivar globalLimit: Slots all keys together may occupy.
     @ivar maxIdlePerHost: Idle connections one key may keep.
     @ivar total: Slots occupied over all keys.
+    @ivar closingCount: Connections closing over all keys.
     @ivar buckets: Map of key to L{Bucket}; a key that holds nothing is
         removed, so memory follows what is open, not what was ever seen.
     @ivar closed: Whether the pool is shut down (no new connections).
@@ -177,6 +198,7 @@ class PoolCore:
         self.globalLimit = globalLimit
         self.maxIdlePerHost = maxIdlePerHost
         self.total = 0
+        self.closingCount = 0
         self.buckets: dict[Hashable, Bucket] = {}
         # Every idle connection, oldest first: the eviction order.
         self._idle: dict[Any, Bucket] = {}
@@ -202,17 +224,6 @@ class PoolCore:
             return f"maxConnectionsPerHost={self.perHostLimit}"
         return f"maxConnections={self.globalLimit}"
 
-    def bucketOf(self, connection: Any) -> Bucket | None:
-        """
-        Return the bucket a connection is counted in, if any.
-        """
-        bucket = self.buckets.get(connection.key)
-        if bucket is not None and (
-            connection in bucket.inUse or connection in bucket.idle
-        ):
-            return bucket
-        return None
-
     # Events
 
     def takeIdle(self, key: Hashable) -> Any:
@@ -223,7 +234,7 @@ class PoolCore:
         bucket = self.buckets.get(key)
         if bucket is None or not bucket.idle or bucket.waiters or self.closed:
             return None
-        connection = _popNewest(bucket.idle)
+        connection, _ = bucket.idle.popitem()
         del self._idle[connection]
         bucket.inUse.add(connection)
         bucket.reused += 1
@@ -265,11 +276,9 @@ class PoolCore:
         bucket.connecting.discard(waiter)
         bucket.opened += 1
         bucket.inUse.add(connection)
-        actions: list[Action] = []
         if waiter.state is WaiterState.CONNECTING:
             waiter.state = WaiterState.DONE
-            actions.append(Action(ActionKind.HAND, waiter, connection, False))
-            return actions
+            return [Action(ActionKind.HAND, waiter, connection, False)]
         waiter.state = WaiterState.DONE
         return self.release(connection, True)
 
@@ -300,97 +309,75 @@ class PoolCore:
         bucket = self.buckets.get(connection.key)
         if bucket is None or connection not in bucket.inUse:
             return actions
+        bucket.inUse.discard(connection)
         if not reusable or self.closed:
-            bucket.inUse.discard(connection)
-            self.total -= 1
-            actions.append(
-                Action(
-                    ActionKind.CLOSE,
-                    connection=connection,
-                    reason=reason or CloseReason.SHUTDOWN,
-                )
-            )
-            self._settle(bucket, actions)
-            return actions
-        if bucket.waiters:
-            waiter = bucket.waiters.popleft()
-            if not waiter.fresh:
+            self._close(bucket, connection, reason or CloseReason.SHUTDOWN, actions)
+        elif bucket.waiters:
+            waiter = bucket.waiters[0]
+            if connection.serial >= waiter.minSerial:
+                bucket.waiters.popleft()
                 waiter.state = WaiterState.DONE
+                bucket.inUse.add(connection)
                 bucket.reused += 1
                 actions.append(Action(ActionKind.HAND, waiter, connection, True))
             else:
-                # A retry wants a new connection: this one's slot is its.
-                bucket.inUse.discard(connection)
-                actions.append(
-                    Action(
-                        ActionKind.CLOSE,
-                        connection=connection,
-                        reason=CloseReason.EVICTED,
-                    )
-                )
-                waiter.state = WaiterState.CONNECTING
-                bucket.connecting.add(waiter)
-                actions.append(Action(ActionKind.CONNECT, waiter))
-            self._settle(bucket, actions)
+                # A retry wants a connection newer than the one that failed:
+                # this one's slot goes to a new connection for it.
+                self._close(bucket, connection, CloseReason.EVICTED, actions)
+        elif self.total >= self.globalLimit and len(self._ring) > self.closingCount:
+            # Another key waits for a slot: this connection makes room.
+            self._close(bucket, connection, CloseReason.EVICTED, actions)
+        else:
+            if len(bucket.idle) >= self.maxIdlePerHost:
+                oldest = next(iter(bucket.idle))
+                self._unidle(bucket, oldest)
+                self._close(bucket, oldest, CloseReason.TOO_MANY_IDLE, actions)
+            bucket.idle[connection] = None
+            self._idle[connection] = bucket
+            actions.append(Action(ActionKind.PARK, connection=connection))
             return actions
-        bucket.inUse.discard(connection)
-        if self._ring and self.total >= self.globalLimit:
-            # Another key waits for a slot: give it this one.
-            self.total -= 1
-            actions.append(
-                Action(
-                    ActionKind.CLOSE, connection=connection, reason=CloseReason.EVICTED
-                )
-            )
-            self._settle(bucket, actions)
-            return actions
-        if len(bucket.idle) >= self.maxIdlePerHost:
-            oldest = next(iter(bucket.idle))
-            self._dropIdle(bucket, oldest)
-            actions.append(
-                Action(
-                    ActionKind.CLOSE,
-                    connection=oldest,
-                    reason=CloseReason.TOO_MANY_IDLE,
-                )
-            )
-        bucket.idle[connection] = None
-        self._idle[connection] = bucket
-        actions.append(Action(ActionKind.PARK, connection=connection))
+        self._settle(bucket, actions)
         return actions
 
     def discard(self, connection: Any, reason: str) -> list[Action]:
         """
-        Close a connection the pool counts (idle or in use) for C{reason}:
-        idle timeout, expiry, a timeout, the pool closing.
+        Close a connection that is idle or in use for C{reason}: idle
+        timeout, expiry, a timeout, an error, the pool closing.  It keeps its
+        slot until L{lost}.
         """
         actions: list[Action] = []
-        bucket = self.bucketOf(connection)
+        bucket = self.buckets.get(connection.key)
         if bucket is None:
             return actions
         if connection in bucket.idle:
-            self._dropIdle(bucket, connection)
-        else:
+            self._unidle(bucket, connection)
+        elif connection in bucket.inUse:
             bucket.inUse.discard(connection)
-            self.total -= 1
-        actions.append(Action(ActionKind.CLOSE, connection=connection, reason=reason))
+        else:
+            return actions
+        self._close(bucket, connection, reason, actions)
         self._settle(bucket, actions)
         return actions
 
     def lost(self, connection: Any) -> list[Action]:
         """
-        A connection went away on its own (the peer closed it, or it broke).
-        Its slot is free.
+        A connection's transport is gone (closed by us, by the peer, or
+        broken).  Its slot is free.
         """
         actions: list[Action] = []
-        bucket = self.bucketOf(connection)
+        bucket = self.buckets.get(connection.key)
         if bucket is None:
             return actions
-        if connection in bucket.idle:
-            self._dropIdle(bucket, connection)
-        else:
+        if connection in bucket.closing:
+            bucket.closing.discard(connection)
+            self.closingCount -= 1
+        elif connection in bucket.idle:
+            self._unidle(bucket, connection)
+        elif connection in bucket.inUse:
             bucket.inUse.discard(connection)
-            self.total -= 1
+        else:
+            return actions
+        self.total -= 1
         self._settle(bucket, actions)
         return actions
 
@@ -405,12 +392,8 @@ class PoolCore:
             bucket = self.buckets.get(key)
             victims = [(c, bucket) for c in bucket.idle] if bucket is not None else []
         for connection, bucket in victims:
-            self._dropIdle(bucket, connection)
-            actions.append(
-                Action(ActionKind.CLOSE, connection=connection, reason=reason)
-            )
-        for _, bucket in victims:
-            self._forgetIfEmpty(bucket)
+            self._unidle(bucket, connection)
+            self._close(bucket, connection, reason, actions)
         return actions
 
     def shutdown(self) -> list[Action]:
@@ -427,6 +410,8 @@ class PoolCore:
                 actions.append(Action(ActionKind.FAIL, waiter))
         self._ring.clear()
         actions.extend(self.closeIdle(None, CloseReason.SHUTDOWN))
+        for bucket in list(self.buckets.values()):
+            self._forgetIfEmpty(bucket)
         return actions
 
     def limitsChanged(self) -> list[Action]:
@@ -447,10 +432,20 @@ class PoolCore:
             bucket = self.buckets[key] = Bucket(key)
         return bucket
 
-    def _dropIdle(self, bucket: Bucket, connection: Any) -> None:
+    def _unidle(self, bucket: Bucket, connection: Any) -> None:
         del bucket.idle[connection]
         del self._idle[connection]
-        self.total -= 1
+
+    def _close(
+        self, bucket: Bucket, connection: Any, reason: str, actions: list[Action]
+    ) -> None:
+        """
+        Move a connection that is neither idle nor in use any more to
+        closing, and ask the pool to close it.
+        """
+        bucket.closing.add(connection)
+        self.closingCount += 1
+        actions.append(Action(ActionKind.CLOSE, connection=connection, reason=reason))
 
     def _forgetIfEmpty(self, bucket: Bucket) -> None:
         if bucket.empty():
@@ -470,26 +465,18 @@ class PoolCore:
 
     def _serveFromIdle(self, bucket: Bucket, actions: list[Action]) -> None:
         while bucket.waiters and bucket.idle:
-            waiter = bucket.waiters.popleft()
-            connection = _popNewest(bucket.idle)
+            waiter = bucket.waiters[0]
+            connection, _ = bucket.idle.popitem()
             del self._idle[connection]
-            if waiter.fresh:
-                # Its slot goes to a new connection for the retry.
-                actions.append(
-                    Action(
-                        ActionKind.CLOSE,
-                        connection=connection,
-                        reason=CloseReason.EVICTED,
-                    )
-                )
-                waiter.state = WaiterState.CONNECTING
-                bucket.connecting.add(waiter)
-                actions.append(Action(ActionKind.CONNECT, waiter))
-            else:
-                waiter.state = WaiterState.DONE
-                bucket.inUse.add(connection)
-                bucket.reused += 1
-                actions.append(Action(ActionKind.HAND, waiter, connection, True))
+            if connection.serial < waiter.minSerial:
+                # A retry wants a newer connection: this one's slot is its.
+                self._close(bucket, connection, CloseReason.EVICTED, actions)
+                return
+            bucket.waiters.popleft()
+            waiter.state = WaiterState.DONE
+            bucket.inUse.add(connection)
+            bucket.reused += 1
+            actions.append(Action(ActionKind.HAND, waiter, connection, True))
 
     def _touch(self, bucket: Bucket) -> None:
         """
@@ -505,14 +492,17 @@ class PoolCore:
     def _serveRing(self, actions: list[Action]) -> None:
         """
         Open connections for waiters, one key at a time in round-robin
-        order, while the global limit allows, evicting idle connections of
-        other keys to make room.
+        order, while the global limit allows.  When it does not, close idle
+        connections of other keys to make room: one per waiting key not
+        already promised a closing connection's slot.
         """
         ring = self._ring
         while ring:
             key = next(iter(ring))
             bucket = self.buckets[key]
-            if self.total >= self.globalLimit and not self._evictFor(bucket, actions):
+            if self.total >= self.globalLimit:
+                while len(ring) > self.closingCount and self._evictFor(bucket, actions):
+                    pass
                 return
             del ring[key]
             waiter = bucket.waiters.popleft()
@@ -530,19 +520,7 @@ class PoolCore:
         """
         for connection, owner in self._idle.items():
             if owner is not bucket:
-                self._dropIdle(owner, connection)
-                actions.append(
-                    Action(
-                        ActionKind.CLOSE,
-                        connection=connection,
-                        reason=CloseReason.EVICTED,
-                    )
-                )
-                self._forgetIfEmpty(owner)
+                self._unidle(owner, connection)
+                self._close(owner, connection, CloseReason.EVICTED, actions)
                 return True
         return False
-
-
-def _popNewest(idle: dict[Any, None]) -> Any:
-    connection, _ = idle.popitem()
-    return connection

@@ -150,7 +150,10 @@ class _PooledRequester:
             requester._policy = nextPolicy
             return requester.request(request)
 
-        return pool._acquire(self.key, self._endpoint, fresh=True).addCallback(send)
+        # Like Twisted, retry on a connection opened after the failure: the
+        # other idle ones may have been timed out by the server as well.
+        minSerial = pool._serial + 1
+        return pool._acquire(self.key, self._endpoint, minSerial).addCallback(send)
 
     def abort(self) -> Deferred[None]:
         """
@@ -182,9 +185,9 @@ class HTTPConnectionPool:
     that is zero, negative or not a number raises L{ValueError} naming it.
 
     @ivar persistent: Whether connections are kept for reuse.
-    @ivar maxPersistentPerHost: Idle connections kept per key.  Raising it
-        above C{maxConnectionsPerHost} raises the per-key cap with it, so code
-        written for Twisted's pool keeps its parallelism.
+    @ivar maxPersistentPerHost: Idle connections kept per key (default 8).
+        Setting it above C{maxConnectionsPerHost} raises the per-key cap with
+        it, so code written for Twisted's pool keeps its parallelism.
     @ivar maxConnectionsPerHost: Connections per key.
     @ivar maxConnections: Connections over all keys.
     @ivar cachedConnectionTimeout: Seconds an idle connection is kept.
@@ -204,6 +207,9 @@ class HTTPConnectionPool:
         closed, or L{None}.
     @ivar closeGracePeriod: Seconds a closing connection may take before it
         is aborted.
+    @ivar maxHeaderBytes: Bytes a response's status line and headers may
+        take; a longer head fails the request with
+        L{ResponseHeadersTooLargeError} (inside Twisted's C{ResponseFailed}).
     """
 
     maxPersistentPerHost: Setting[int] = Setting(8, integer=True)
@@ -219,6 +225,7 @@ class HTTPConnectionPool:
         None, integer=True, optional=True
     )
     closeGracePeriod: Setting[float] = Setting(DEFAULT_CLOSE_GRACE)
+    maxHeaderBytes: Setting[int] = Setting(65536, integer=True)
 
     _log = Logger()
 
@@ -227,7 +234,7 @@ class HTTPConnectionPool:
         reactor: IReactorTime,
         persistent: bool = True,
         *,
-        maxPersistentPerHost: int = 8,
+        maxPersistentPerHost: int | None = None,
         maxConnectionsPerHost: int = 8,
         maxConnections: int = 256,
         cachedConnectionTimeout: float = 240.0,
@@ -240,11 +247,13 @@ class HTTPConnectionPool:
         maxConnectionAge: float | None = None,
         maxRequestsPerConnection: int | None = None,
         closeGracePeriod: float = DEFAULT_CLOSE_GRACE,
+        maxHeaderBytes: int = 65536,
     ) -> None:
         self._reactor: Any = reactor
         self._core = PoolCore(8, 256, 8)
         self._counters = _Counters()
         self._generation = 0
+        self._serial = 0
         self._live: set[PooledConnection] = set()
         self._closing: Deferred[None] | None = None
         self._closeWatchers: list[Deferred[None]] = []
@@ -255,7 +264,9 @@ class HTTPConnectionPool:
         if retryPolicy is not None and not isinstance(retryPolicy, RetryPolicy):
             raise ValueError(f"retryPolicy must be a RetryPolicy, not {retryPolicy!r}")
         self.retryPolicy = retryPolicy if retryPolicy is not None else RetryPolicy()
-        self.maxPersistentPerHost = maxPersistentPerHost
+        self._persistentExplicit = False
+        if maxPersistentPerHost is not None:
+            self.maxPersistentPerHost = maxPersistentPerHost
         self.maxConnectionsPerHost = maxConnectionsPerHost
         self.maxConnections = maxConnections
         self.cachedConnectionTimeout = cachedConnectionTimeout
@@ -266,18 +277,26 @@ class HTTPConnectionPool:
         self.maxConnectionAge = maxConnectionAge
         self.maxRequestsPerConnection = maxRequestsPerConnection
         self.closeGracePeriod = closeGracePeriod
+        self.maxHeaderBytes = maxHeaderBytes
         self._ready = True
         self._settingChanged("maxConnections")
 
     # Settings
 
     def _settingChanged(self, name: str) -> None:
+        if name == "maxPersistentPerHost":
+            # Code written for Twisted's pool raises maxPersistentPerHost to
+            # get more parallel connections: the per-key cap follows it.
+            self._persistentExplicit = True
         if name not in _LIMITS or not getattr(self, "_ready", False):
             return
         core = self._core
-        core.perHostLimit = max(self.maxConnectionsPerHost, self.maxPersistentPerHost)
+        perHost = self.maxConnectionsPerHost
+        if self._persistentExplicit:
+            perHost = max(perHost, self.maxPersistentPerHost)
+        core.perHostLimit = perHost
         core.globalLimit = self.maxConnections
-        core.maxIdlePerHost = self.maxPersistentPerHost
+        core.maxIdlePerHost = min(self.maxPersistentPerHost, perHost)
         self._carryOut(core.limitsChanged())
 
     # Twisted's surface
@@ -299,7 +318,7 @@ class HTTPConnectionPool:
             L{PoolClosedError}, L{PoolTimeoutError}, L{ConnectTimeoutError}
             or the endpoint's own connection error.
         """
-        return self._acquire(key, endpoint, fresh=False)
+        return self._acquire(key, endpoint, 0)
 
     def closeCachedConnections(self, key: Hashable | None = None) -> Deferred[None]:
         """
@@ -419,17 +438,17 @@ class HTTPConnectionPool:
     # Handing out
 
     def _acquire(
-        self, key: Hashable, endpoint: IStreamClientEndpoint, fresh: bool
+        self, key: Hashable, endpoint: IStreamClientEndpoint, minSerial: int
     ) -> Deferred[Any]:
         core = self._core
         if core.closed:
             return _failed(PoolClosedError(key))
-        if not fresh:
+        if not minSerial:
             connection = core.takeIdle(key)
             if connection is not None:
                 self._counters.waits += 1
                 return succeed(self._handOut(connection, endpoint, True))
-        waiter = Waiter(key, fresh)
+        waiter = Waiter(key, minSerial)
         waiter.endpoint = endpoint
         waiter.enqueuedAt = self._reactor.seconds()
         waiter.deferred = Deferred(lambda d: self._cancelWaiter(waiter))
@@ -547,7 +566,11 @@ class HTTPConnectionPool:
         self._carryOut(self._core.discard(connection, reason))
 
     def _close(self, connection: PooledConnection, reason: str) -> None:
-        if connection.lifecycle in (Lifecycle.CLOSING, Lifecycle.CLOSED):
+        if connection.lifecycle is Lifecycle.CLOSED:
+            # Already gone: only the books need to know.
+            self._carryOut(self._core.lost(connection))
+            return
+        if connection.lifecycle is Lifecycle.CLOSING:
             return
         self._counters.closed[reason] = self._counters.closed.get(reason, 0) + 1
         self._event(
@@ -644,16 +667,19 @@ class HTTPConnectionPool:
             return CloseReason.NOT_REUSABLE
         if connection.generation < self._generation:
             return CloseReason.SHUTDOWN
+        if not connection.reusable:
+            return CloseReason.NOT_REUSABLE
         if connection.timeoutError is not None:
             return CloseReason.ERROR
         limit = self.maxRequestsPerConnection
         if limit is not None and connection.requestsServed >= limit:
             return CloseReason.EXPIRED
-        remaining = connection.keepAliveRemaining
-        if remaining is not None and remaining <= 0:
+        serverMax = connection.keepAliveMax
+        if serverMax is not None and connection.requestsServed >= serverMax:
+            # Keep-Alive: max=M.  Servers differ on whether M counts the
+            # whole connection or what is left; reading it as the whole
+            # connection never sends one request too many.
             return CloseReason.EXPIRED
-        if connection.keepAliveRemaining is not None:
-            connection.keepAliveRemaining -= 1
         age = self.maxConnectionAge
         if age is not None and self._reactor.seconds() - connection.createdAt >= age:
             return CloseReason.EXPIRED
@@ -677,31 +703,26 @@ class HTTPConnectionPool:
 
     def _timedOut(self, connection: PooledConnection, error: PoolError) -> None:
         """
-        A request timer of C{connection} fired; it is being aborted.
+        A timer of C{connection} fired; the caller aborts it.
         """
         self._counters.timedOut += 1
         self._event("timeout", connection.key, str(error))
-        if connection.lifecycle not in (Lifecycle.CLOSING, Lifecycle.CLOSED):
-            self._counters.closed[CloseReason.ERROR] += 1
-            connection.moveTo(Lifecycle.CLOSING)
-            self._carryOut(self._core.lost(connection))
+        self._carryOut(self._core.discard(connection, CloseReason.ERROR))
 
     def _connectionLost(self, connection: PooledConnection, reason: Failure) -> None:
         """
-        A connection's transport is gone.
+        A connection's transport is gone: its slot is free.
         """
         previous = connection.lifecycle
         connection.lifecycle = Lifecycle.CLOSED
         self._live.discard(connection)
         if previous in (Lifecycle.IDLE, Lifecycle.ACTIVE):
-            why = (
-                CloseReason.SERVER_CLOSED
-                if previous is Lifecycle.IDLE
-                else CloseReason.ERROR
-            )
+            why = CloseReason.SERVER_CLOSED
+            if previous is Lifecycle.ACTIVE:
+                why = CloseReason.ERROR
             self._counters.closed[why] += 1
             self._event("close", connection.key, why)
-            self._carryOut(self._core.lost(connection))
+        self._carryOut(self._core.lost(connection))
         self._checkClosed()
 
     # Shutdown
@@ -710,9 +731,7 @@ class HTTPConnectionPool:
         self._closeTimer = None
         for connection in list(self._live):
             if connection.lifecycle is Lifecycle.ACTIVE:
-                self._counters.closed[CloseReason.SHUTDOWN] += 1
-                connection.moveTo(Lifecycle.CLOSING)
-                self._carryOut(self._core.lost(connection))
+                self._carryOut(self._core.discard(connection, CloseReason.SHUTDOWN))
             connection.abortTransport()
 
     def _checkClosed(self) -> None:
@@ -724,7 +743,8 @@ class HTTPConnectionPool:
             self._closeTimer = None
         watchers, self._closeWatchers = self._closeWatchers, []
         for d in watchers:
-            d.callback(None)
+            if not d.called:  # a caller may have cancelled its Deferred
+                d.callback(None)
 
     # Logging
 

@@ -37,6 +37,7 @@ __all__ = [
     "ConnectTimeoutError",
     "ResponseTimeoutError",
     "ReadTimeoutError",
+    "ResponseHeadersTooLargeError",
     "LifecycleError",
     "isTemporaryNetworkError",
 ]
@@ -146,6 +147,25 @@ class ReadTimeoutError(PoolError, ResponseFailed):
             key,
         )
         self.timeout = timeout
+
+
+class ResponseHeadersTooLargeError(PoolError, ParseError):
+    """
+    The response's status line and headers grew past C{maxHeaderBytes}
+    without ending; the connection was closed.  Reaches callers inside
+    Twisted's L{ResponseFailed}, like any other malformed response.
+
+    @ivar limit: The limit, in bytes.
+    """
+
+    def __init__(self, key: Hashable, limit: int) -> None:
+        message = (
+            f"the response headers from {key!r} exceed maxHeaderBytes={limit}; "
+            "the connection was closed"
+        )
+        ParseError.__init__(self, message, b"")
+        PoolError.__init__(self, message, key)
+        self.limit = limit
 
 
 class LifecycleError(PoolError):
