@@ -308,7 +308,8 @@ class FetchTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(result.returncode, 1, result.stderr)
         [line] = _lines(result.stdout)
         self.assertIsNone(line["status"])
-        self.assertTrue(line["error"])
+        self.assertEqual(line["error"], "SSLError")
+        self.assertIn("certificate verify failed", line["message"])
 
     def test_badOptions(self) -> None:
         """

@@ -135,7 +135,21 @@ def describeFailure(reason: Failure | BaseException) -> tuple[str, str]:
     message = str(cause).strip() or cause.__class__.__name__
     if cause is not exc:
         message = f"{message} ({exc.__class__.__name__})"
-    return cause.__class__.__name__, " ".join(message.split())
+    return _errorName(cause), " ".join(message.split())
+
+
+def _errorName(exc: BaseException) -> str:
+    """
+    The name of an error type for a JSON line: the class name, qualified by
+    its module when the name alone says nothing (C{OpenSSL.SSL.Error} is
+    called C{SSLError}).
+    """
+    cls = type(exc)
+    name = cls.__name__
+    if name in ("Error", "Exception", "Failure"):
+        module = cls.__module__.rsplit(".", 1)[-1]
+        return f"{module}{name}" if module.isupper() else f"{module}.{name}"
+    return name
 
 
 class _Attempt:
