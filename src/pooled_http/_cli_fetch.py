@@ -56,6 +56,9 @@ class Interrupted(Exception):
 
 _PENDING = object()
 
+#: How many requests L{Fetcher} starts before letting the reactor run.
+_STARTS_PER_TURN = 1000
+
 
 def parseURL(text: str) -> tuple[bytes, str]:
     """
@@ -510,6 +513,7 @@ class Fetcher:
         self._inFlight: dict[_Attempt, None] = {}
         self._index = 0
         self._exhausted = False
+        self._resumeScheduled = False
         self._feeding = False
         self._again = False
         self.interrupted = False
@@ -551,6 +555,7 @@ class Fetcher:
             self._again = True
             return
         self._feeding = True
+        started = 0
         try:
             while True:
                 self._again = False
@@ -571,11 +576,23 @@ class Fetcher:
                         assert isinstance(url, str)
                         self._burstStarted += 1
                         self._start(url)
+                        started += 1
+                        if started >= _STARTS_PER_TURN:
+                            # Many requests finished at once (invalid URLs
+                            # do): let the reactor breathe, then go on.
+                            if not self._resumeScheduled:
+                                self._resumeScheduled = True
+                                self._reactor.callLater(0, self._resume)
+                            return
                 if not self._again:
                     break
         finally:
             self._feeding = False
         self._checkDone()
+
+    def _resume(self) -> None:
+        self._resumeScheduled = False
+        self._feed()
 
     def _checkDone(self) -> None:
         if (
@@ -626,7 +643,13 @@ class Fetcher:
         sink = None
         if self._bodiesDir is not None:
             path = os.path.join(self._bodiesDir, f"{attempt.result.index:08d}.body")
-            sink = open(path, "wb")  # noqa: SIM115 - closed by the receiver
+            try:
+                sink = open(path, "wb")  # noqa: SIM115 - closed by the receiver
+            except OSError:
+                # Read the body anyway, so that the connection goes back to
+                # the pool, and report why it could not be saved.
+                response.deliverBody(_BodyReceiver(None))
+                return fail()
             attempt.result.body = path
         receiver = attempt.receiver = _BodyReceiver(sink)
         response.deliverBody(receiver)
