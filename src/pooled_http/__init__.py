@@ -13,6 +13,7 @@ shuts down cleanly and reports what it is doing::
     agent = Agent(reactor, pool=pool)
 """
 
+from ._agent import PooledAgent, PooledHTTPClient, TLSPolicyIdentity, treqClient
 from ._pool import HTTPConnectionPool
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from .errors import (
@@ -31,6 +32,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HTTPConnectionPool",
+    "PooledAgent",
+    "PooledHTTPClient",
+    "TLSPolicyIdentity",
+    "treqClient",
     "RetryPolicy",
     "IDEMPOTENT_METHODS",
     "PoolError",

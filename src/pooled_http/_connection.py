@@ -200,6 +200,21 @@ class PooledConnection(HTTP11ClientProtocol):
         _cancel(self.handshakeTimer)
         self.handshakeTimer = None
 
+    @property
+    def stale(self) -> bool:
+        """
+        Whether the transport can no longer carry a request although
+        C{connectionLost} has not arrived yet: it is disconnecting, or its
+        TLS layer has already seen the peer's C{close_notify}.
+        """
+        transport: Any = self.transport
+        return (
+            transport is None
+            or bool(getattr(transport, "disconnecting", False))
+            or bool(getattr(transport, "disconnected", False))
+            or bool(getattr(transport, "_lostTLSConnection", False))
+        )
+
     def isTLS(self) -> bool:
         """
         Whether the transport is TLS.
@@ -216,16 +231,35 @@ class PooledConnection(HTTP11ClientProtocol):
         pool = self._pool
         self.lastUsed = pool._reactor.seconds()
         d = HTTP11ClientProtocol.request(self, request)
-        if self._state in ("TRANSMITTING", "WAITING"):
+        state = self._state
+        if state == "TRANSMITTING" or state == "WAITING":
             self._requestParser = self._parser
             self._awaitingHeaders = True
             self._headBytes = 0
-            timeout = pool.responseTimeout
-            if timeout is not None:
-                self._responseTimer = pool._reactor.callLater(
-                    timeout, self._responseTimedOut, timeout
-                )
+            if state == "WAITING":
+                self._requestWritten()
         return d
+
+    @property
+    def _state(self) -> str:
+        return self.__dict__.get("_stateValue", "QUIESCENT")
+
+    @_state.setter
+    def _state(self, value: str) -> None:
+        previous = self.__dict__.get("_stateValue", "QUIESCENT")
+        self.__dict__["_stateValue"] = value
+        if previous == "TRANSMITTING" and value == "WAITING":
+            self._requestWritten()
+
+    def _requestWritten(self) -> None:
+        """
+        The whole request is on the wire: the response timer starts.
+        """
+        timeout = self._pool.responseTimeout
+        if timeout is not None and self._awaitingHeaders and self._responseTimer is None:
+            self._responseTimer = self._pool._reactor.callLater(
+                timeout, self._responseTimedOut, timeout
+            )
 
     def dataReceived(self, data: bytes) -> None:
         """

@@ -178,8 +178,9 @@ class PoolCore:
     """
     The books of a connection pool.
 
-    Connections carry two attributes the core reads: C{key} and C{serial}
-    (a number that grows with every connection opened).
+    Connections carry three attributes the core reads: C{key}, C{serial}
+    (a number that grows with every connection opened) and C{stale}
+    (whether its transport is already going away).
 
     @ivar perHostLimit: Slots one key may occupy.
     @ivar globalLimit: Slots all keys together may occupy.
@@ -236,6 +237,11 @@ class PoolCore:
             return None
         connection, _ = bucket.idle.popitem()
         del self._idle[connection]
+        if connection.stale:
+            # Its close is under way: a request on it would be lost.
+            bucket.closing.add(connection)
+            self.closingCount += 1
+            return None
         bucket.inUse.add(connection)
         bucket.reused += 1
         return connection
@@ -327,6 +333,9 @@ class PoolCore:
         elif self.total >= self.globalLimit and len(self._ring) > self.closingCount:
             # Another key waits for a slot: this connection makes room.
             self._close(bucket, connection, CloseReason.EVICTED, actions)
+        elif bucket.total >= self.perHostLimit or self.total > self.globalLimit:
+            # A limit was lowered while it was in use.
+            self._close(bucket, connection, CloseReason.TOO_MANY_IDLE, actions)
         else:
             if len(bucket.idle) >= self.maxIdlePerHost:
                 oldest = next(iter(bucket.idle))
@@ -468,6 +477,9 @@ class PoolCore:
             waiter = bucket.waiters[0]
             connection, _ = bucket.idle.popitem()
             del self._idle[connection]
+            if connection.stale:
+                self._close(bucket, connection, CloseReason.SERVER_CLOSED, actions)
+                continue
             if connection.serial < waiter.minSerial:
                 # A retry wants a newer connection: this one's slot is its.
                 self._close(bucket, connection, CloseReason.EVICTED, actions)

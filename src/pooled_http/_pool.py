@@ -447,6 +447,7 @@ class HTTPConnectionPool:
             connection = core.takeIdle(key)
             if connection is not None:
                 self._counters.waits += 1
+                self._event("reuse", key, "idle connection handed out")
                 return succeed(self._handOut(connection, endpoint, True))
         waiter = Waiter(key, minSerial)
         waiter.endpoint = endpoint
@@ -530,6 +531,8 @@ class HTTPConnectionPool:
             c.waitMax = wait
         if reused:
             self._event("reuse", connection.key, "handed to a waiting request")
+        else:
+            self._event("open", connection.key, "new connection handed out")
         requester = self._handOut(connection, waiter.endpoint, reused)
         connection.handOff(lambda: waiter.deferred.callback(requester))
 
