@@ -146,11 +146,15 @@ class SoakResult:
         if self.duplicates:
             found.append(f"POSTs processed twice: {self.duplicates[:5]}")
         if self.fdAfter != self.fdBefore:
-            found.append(f"file descriptors {self.fdBefore} before, {self.fdAfter} after")
+            found.append(
+                f"file descriptors {self.fdBefore} before, {self.fdAfter} after"
+            )
         if self.delayedCallsLeft:
             found.append(f"DelayedCalls left: {self.delayedCallsLeft[:5]}")
         if self.atRest != (0, 0, 0):
-            found.append(f"pool not at rest (inUse, connecting, waiting) = {self.atRest}")
+            found.append(
+                f"pool not at rest (inUse, connecting, waiting) = {self.atRest}"
+            )
         if checkMemory and self.memoryGrowth > 0.10:
             found.append(
                 f"memory grew {self.memoryGrowth:.1%} after warm-up "
@@ -359,11 +363,15 @@ async def runSoak(
     result.connections = server.connectionCount
     result.kills = Counter(chaos.kills)
     result.duplicates = sorted(
-        i.decode() for i, n in server.processed.items() if n > 1 and i.startswith(b"post-")
+        i.decode()
+        for i, n in server.processed.items()
+        if n > 1 and i.startswith(b"post-")
     )
     result.fdAfter = openFileDescriptors()
     result.delayedCallsLeft = [
-        repr(c) for c in reactor.getDelayedCalls() if c not in delayedBefore and c.active()
+        repr(c)
+        for c in reactor.getDelayedCalls()
+        if c not in delayedBefore and c.active()
     ]
     return result
 

@@ -142,7 +142,11 @@ class FaultTestCase(unittest.TestCase):
         return response, result
 
     async def fetchOk(
-        self, agent: Agent, url: bytes, method: bytes = b"GET", body: bytes | None = None
+        self,
+        agent: Agent,
+        url: bytes,
+        method: bytes = b"GET",
+        body: bytes | None = None,
     ) -> bytes:
         """
         Send a request that must succeed with a complete body; return it.
@@ -201,7 +205,9 @@ class FaultTestCase(unittest.TestCase):
         Wait until connection C{number} of C{server} is lost.
         """
         await self.waitFor(
-            lambda: len(server.connections) > number
-            and not server.connections[number].isOpen,
+            lambda: (
+                len(server.connections) > number
+                and not server.connections[number].isOpen
+            ),
             f"server connection {number} lost",
         )

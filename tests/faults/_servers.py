@@ -173,8 +173,12 @@ class RequestParser:
         )
         self._count += 1
         self._current = request
-        self._chunked = (request.header(b"transfer-encoding") or b"").lower() == b"chunked"
-        self._remaining = 0 if self._chunked else int(request.header(b"content-length") or b"0")
+        self._chunked = (
+            request.header(b"transfer-encoding") or b""
+        ).lower() == b"chunked"
+        self._remaining = (
+            0 if self._chunked else int(request.header(b"content-length") or b"0")
+        )
         self.onHeaders(request)
         if not self._chunked and not self._remaining and not self.stopped:
             self._finishRequest()
@@ -545,7 +549,9 @@ class ChaosScript:
             connection.state["point"] = self.random.choice(self.POINTS)
             connection.state["cut"] = self.random.randrange(1, len(self.body))
 
-    def __call__(self, connection: ScriptedConnection, request: ReceivedRequest) -> None:
+    def __call__(
+        self, connection: ScriptedConnection, request: ReceivedRequest
+    ) -> None:
         state = connection.state
         headers = [(b"X-Request-Id", request.requestId or b"")]
         last = request.index + 1 >= state["lifetime"]

@@ -27,7 +27,9 @@ from ._servers import (
 )
 
 
-def closeIdleAfterFirst(connection: ScriptedConnection, request: ReceivedRequest) -> None:
+def closeIdleAfterFirst(
+    connection: ScriptedConnection, request: ReceivedRequest
+) -> None:
     """
     Answer, and on the first connection close it soon after (while idle).
     """
@@ -64,7 +66,9 @@ class IdleCloseTests(FaultTestCase):
         await self._check(b"POST", b"x" * 100)
 
 
-def closeReusedRequests(connection: ScriptedConnection, request: ReceivedRequest) -> None:
+def closeReusedRequests(
+    connection: ScriptedConnection, request: ReceivedRequest
+) -> None:
     """
     Answer the first request of a connection; read any later one and close
     without answering.
@@ -273,7 +277,9 @@ def http10ByEOF(connection: ScriptedConnection, request: ReceivedRequest) -> Non
     An HTTP/1.0 server: no Content-Length, the body ends when the server
     closes.
     """
-    connection.send(response(body=b"body ended by EOF", version=b"HTTP/1.0", contentLength=None))
+    connection.send(
+        response(body=b"body ended by EOF", version=b"HTTP/1.0", contentLength=None)
+    )
     connection.close()
 
 
@@ -326,9 +332,7 @@ def bytesWhileIdle(connection: ScriptedConnection, request: ReceivedRequest) -> 
     """
     okScript(connection, request)
     if connection.number == 0:
-        connection.later(
-            0.05, connection.send, response(body=b"unsolicited")
-        )
+        connection.later(0.05, connection.send, response(body=b"unsolicited"))
 
 
 class BytesWhileIdleTests(FaultTestCase):

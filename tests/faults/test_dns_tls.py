@@ -35,7 +35,9 @@ class DNSTests(FaultTestCase):
         url = b"http://ok.test:%d/" % (server.port,)
         self.assertEqual(await self.fetchOk(agent, url), b"ok")
         self.assertIn("ok.test", self.resolver.lookups)
-        self.assertEqual(server.requests[0].header(b"host"), b"ok.test:%d" % (server.port,))
+        self.assertEqual(
+            server.requests[0].header(b"host"), b"ok.test:%d" % (server.port,)
+        )
         await self.assertPoolAtRest(pool, idle=1)
 
     async def test_nameDoesNotExist(self) -> None:
@@ -75,7 +77,9 @@ class TLSTests(FaultTestCase):
         self.assertEqual(len(server.connections), 1)
         await self.assertPoolAtRest(pool, idle=1)
 
-    async def _tlsFailure(self, serverIdentities: tuple[str, ...], clientTLS: TLSMaterial) -> None:
+    async def _tlsFailure(
+        self, serverIdentities: tuple[str, ...], clientTLS: TLSMaterial
+    ) -> None:
         server = self.startServer(tls=self.tls.serverOptions(serverIdentities))
         pool = self.makePool()
         agent = self.makeAgent(pool, contextFactory=clientTLS.clientPolicy())
@@ -85,7 +89,10 @@ class TLSTests(FaultTestCase):
         from service_identity import VerificationError
 
         self.assertTrue(
-            any(isinstance(e, (SSL.Error, VerificationError)) for e in innermost(failure)),
+            any(
+                isinstance(e, (SSL.Error, VerificationError))
+                for e in innermost(failure)
+            ),
             innermost(failure),
         )
         await self.waitLost(server, 0)

@@ -18,7 +18,9 @@ from ._base import FaultTestCase, innermost
 from ._servers import ReceivedRequest, ScriptedConnection, okScript, response
 
 
-def onFirstConnection(fault: bytes | None = None, then: str = "close", delay: float = 0.0):  # type: ignore[no-untyped-def]
+def onFirstConnection(
+    fault: bytes | None = None, then: str = "close", delay: float = 0.0
+):  # type: ignore[no-untyped-def]
     """
     A script: on the first request of the first connection send C{fault}
     and then C{"close"}, C{"reset"} (after C{delay}) or C{"stay"}; answer
@@ -68,13 +70,19 @@ class ResponseFaultTestCase(FaultTestCase):
     """
 
     async def assertNextRequestUsesNewConnection(
-        self, server, pool, agent, failedConnection: int = 0  # type: ignore[no-untyped-def]
+        self,
+        server,
+        pool,
+        agent,
+        failedConnection: int = 0,  # type: ignore[no-untyped-def]
     ) -> None:
         await self.waitLost(server, failedConnection)
         await self.assertPoolAtRest(pool, idle=0)
         failedRequests = len(server.connections[failedConnection].requests)
         self.assertEqual(await self.fetchOk(agent, server.url()), b"ok")
-        self.assertEqual(len(server.connections[failedConnection].requests), failedRequests)
+        self.assertEqual(
+            len(server.connections[failedConnection].requests), failedRequests
+        )
         self.assertEqual(len(server.connections), failedConnection + 2)
         await self.assertPoolAtRest(pool, idle=1)
 
@@ -190,7 +198,9 @@ class HugeHeaderTests(ResponseFaultTestCase):
 
     async def test_hundredThousandHeaderLines(self) -> None:
         lines = b"".join(b"X-H%d: v\r\n" % (i,) for i in range(100_000))
-        await self._huge(b"HTTP/1.1 200 OK\r\n" + lines + b"Content-Length: 2\r\n\r\nok")
+        await self._huge(
+            b"HTTP/1.1 200 OK\r\n" + lines + b"Content-Length: 2\r\n\r\nok"
+        )
 
 
 class ContentLengthTests(ResponseFaultTestCase):
@@ -265,7 +275,9 @@ class ChunkedTests(ResponseFaultTestCase):
         await self.assertNextRequestUsesNewConnection(server, pool, agent)
 
     async def _chunkedHead(self, delay: float) -> None:
-        head = response(contentLength=None, body=b"", headers=[(b"Transfer-Encoding", b"chunked")])
+        head = response(
+            contentLength=None, body=b"", headers=[(b"Transfer-Encoding", b"chunked")]
+        )
         stray = b"5\r\nhello\r\n0\r\n\r\n"
 
         def script(connection: ScriptedConnection, request: ReceivedRequest) -> None:
