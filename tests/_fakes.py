@@ -21,7 +21,7 @@ from twisted.internet.error import (
     ConnectionAborted,
     ConnectionDone,
 )
-from twisted.internet.interfaces import IConsumer, IProtocolFactory
+from twisted.internet.interfaces import IConsumer, IProtocolFactory, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import Request
 from twisted.web.http_headers import Headers
+from zope.interface import implementer
 
 __all__ = [
     "KEY",
@@ -36,6 +37,7 @@ __all__ = [
     "ConnectAttempt",
     "FakeEndpoint",
     "FakeTransport",
+    "FakeTLSTransport",
     "BodyCollector",
     "BytesProducer",
     "makeRequest",
@@ -150,6 +152,34 @@ class FakeTransport(StringTransport):
         return self.value().count(b" HTTP/1.1\r\n")
 
 
+@implementer(ISSLTransport)
+class FakeTLSTransport(FakeTransport):
+    """
+    A L{FakeTransport} that says it is TLS; the test completes the handshake
+    by calling the protocol's C{handshakeCompleted()}.
+    """
+
+    def getPeerCertificate(self) -> None:
+        """No certificate."""
+        return None
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """Record the setting."""
+        self.tcpNoDelay = enabled
+
+    def getTcpNoDelay(self) -> bool:
+        """Return the setting."""
+        return getattr(self, "tcpNoDelay", False)
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        """Record the setting."""
+        self.tcpKeepAlive = enabled
+
+    def getTcpKeepAlive(self) -> bool:
+        """Return the setting."""
+        return getattr(self, "tcpKeepAlive", False)
+
+
 class ConnectAttempt:
     """
     One call to L{FakeEndpoint.connect}: the test decides its outcome.
@@ -182,12 +212,13 @@ class ConnectAttempt:
         """
         return self.deferred.called
 
-    def succeed(self, hangOnClose: bool | None = None) -> Any:
+    def succeed(self, hangOnClose: bool | None = None, tls: bool = False) -> Any:
         """
         Build the protocol, connect it to a fresh L{FakeTransport} and fire
         the attempt with it.
 
         @param hangOnClose: Override the endpoint's C{hangOnClose} setting.
+        @param tls: Use a L{FakeTLSTransport} (handshake not yet complete).
         @return: The protocol.
         """
         assert not self.deferred.called, "connect attempt already finished"
@@ -195,7 +226,8 @@ class ConnectAttempt:
         assert protocol is not None
         if hangOnClose is None:
             hangOnClose = self.endpoint.hangOnClose
-        transport = FakeTransport(self.endpoint.clock, hangOnClose)
+        transportType = FakeTLSTransport if tls else FakeTransport
+        transport = transportType(self.endpoint.clock, hangOnClose)
         transport.protocol = protocol
         protocol.makeConnection(transport)
         self.protocol = protocol

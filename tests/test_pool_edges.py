@@ -21,7 +21,7 @@ from _fakes import (
     makeRequest,
     settle,
 )
-from pooled_http.errors import ResponseTimeoutError
+from pooled_http.errors import ConnectTimeoutError, ResponseTimeoutError
 from pooled_http.stats import CloseReason
 
 
@@ -352,3 +352,55 @@ class KeyTests(PoolTestCase):
         d.cancel()
         self.failureResultOf(d, CancelledError)
         self.assertNotIn(OTHER_KEY, self.stats().perKey)
+
+
+class HandshakeTimeoutTests(PoolTestCase):
+    """
+    C{connectTimeout} covers the TLS handshake, which finishes after the
+    endpoint's connect.
+    """
+
+    def test_handshakeTooSlow(self) -> None:
+        """
+        A TLS connection whose handshake does not finish within what is
+        left of C{connectTimeout} is aborted with L{ConnectTimeoutError}
+        and its slot freed.
+        """
+        self.makePool(connectTimeout=5, maxConnectionsPerHost=1, maxPersistentPerHost=1)
+        self.endpoint.autoConnect = False
+        d = self.get()
+        waiter = self.get()
+        self.clock.advance(2)
+        self.endpoint.attempts[0].succeed(tls=True)
+        outcome: list[Any] = []
+        d.addCallback(lambda conn: conn.request(makeRequest()))
+        d.addBoth(outcome.append)
+        self.clock.advance(2.5)
+        self.assertEqual(outcome, [])
+        self.clock.advance(0.5)
+        settle(self.clock)
+        self.assertTrue(self.endpoint.attempts[0].transport.aborted)
+        self.assertEqual(len(outcome), 1)
+        failure = outcome[0]
+        self.assertTrue(failure.check(ConnectTimeoutError), failure)
+        self.assertEqual(self.endpoint.connects, 2)
+        self.endpoint.attempts[1].succeed()
+        self.successResultOf(waiter)
+        self.assertEqual(self.stats().timedOut, 1)
+
+    def test_handshakeInTime(self) -> None:
+        """
+        A handshake finished in time leaves no timer, and the connection
+        works.
+        """
+        self.makePool(connectTimeout=5)
+        self.endpoint.autoConnect = False
+        d = self.get()
+        protocol = self.endpoint.attempts[0].succeed(tls=True)
+        self.clock.advance(1)
+        protocol.handshakeCompleted()
+        conn = self.successResultOf(d)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.roundTrip(conn)
+        self.clock.advance(10)
+        self.assertFalse(self.endpoint.attempts[0].transport.closing)
