@@ -465,3 +465,284 @@ class DemoTests(SynchronousTestCase):
                 self.assertEqual(line.split()[1:], ["0", "0"], line)
             if line.strip().startswith("ok"):
                 self.assertEqual(line.split()[1:], ["300", "300"], line)
+
+
+class _FakeTransport:
+    """
+    The transport a fake response body is delivered over.
+    """
+
+    stopped = False
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+class _FakeResponse:
+    """
+    A response whose body is delivered at once.
+    """
+
+    def __init__(self, code: int, body: bytes) -> None:
+        self.code = code
+        self._body = body
+
+    def deliverBody(self, protocol: Any) -> None:
+        from twisted.python.failure import Failure
+        from twisted.web._newclient import ResponseDone
+
+        protocol.makeConnection(_FakeTransport())
+        protocol.dataReceived(self._body)
+        protocol.connectionLost(Failure(ResponseDone()))
+
+
+class _FakeAgent:
+    """
+    An agent whose requests stay pending until the test answers them.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[bytes, Any]] = []
+        self.maxPending = 0
+        self.requests = 0
+
+    def request(self, method: bytes, uri: bytes, headers: Any = None, bodyProducer: Any = None) -> Any:
+        from twisted.internet.defer import Deferred
+
+        d: Deferred[Any] = Deferred()
+        self.pending.append((uri, d))
+        self.requests += 1
+        self.maxPending = max(self.maxPending, len(self.pending))
+        return d
+
+    def answer(self, index: int = 0, code: int = 200, body: bytes = b"abc") -> None:
+        _, d = self.pending.pop(index)
+        d.callback(_FakeResponse(code, body))
+
+
+class FetcherTests(SynchronousTestCase):
+    """
+    The fetch engine, driven by a fake agent and a L{Clock}.
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.agent = _FakeAgent()
+        self.results: list[Any] = []
+        self.taken = 0
+
+    def urls(self, count: int) -> Any:
+        for i in range(count):
+            self.taken += 1
+            yield f"http://127.0.0.1:{8000 + i % 3}/{i}"
+
+    def fetcher(self, urls: Any, concurrency: int, **kwargs: Any) -> Any:
+        from pooled_http._cli_fetch import Fetcher, IterSource
+
+        return Fetcher(
+            self.clock,
+            self.agent,
+            None,
+            IterSource(urls),
+            self.results.append,
+            concurrency=concurrency,
+            **kwargs,
+        )
+
+    def test_boundedAndLazy(self) -> None:
+        """
+        No more than C{concurrency} requests are in flight, and URLs are
+        taken from the source only as slots free up.
+        """
+        fetcher = self.fetcher(self.urls(5000), 7)
+        done = fetcher.run()
+        self.assertEqual((len(self.agent.pending), self.taken), (7, 7))
+        self.agent.answer(3)
+        self.assertEqual((len(self.agent.pending), self.taken), (7, 8))
+        while self.agent.pending:
+            self.agent.answer()
+        self.assertEqual(self.agent.maxPending, 7)
+        self.assertEqual(len(self.results), 5000)
+        self.assertEqual(sorted(r.index for r in self.results), list(range(5000)))
+        self.assertTrue(all(r.ok and r.status == 200 and r.bytes == 3 for r in self.results))
+        self.assertIsNone(self.successResultOf(done))
+
+    def test_bursts(self) -> None:
+        """
+        In bursts, the next requests start only when the whole burst is done.
+        """
+        fetcher = self.fetcher(self.urls(7), 3, bursts=True)
+        done = fetcher.run()
+        self.assertEqual(len(self.agent.pending), 3)
+        self.agent.answer()
+        self.agent.answer()
+        self.assertEqual((len(self.agent.pending), self.taken), (1, 3))
+        self.agent.answer()
+        self.assertEqual(len(self.agent.pending), 3)
+        while self.agent.pending:
+            self.agent.answer()
+        self.assertEqual(len(self.results), 7)
+        self.successResultOf(done)
+
+    def test_invalidURLs(self) -> None:
+        """
+        Invalid URLs get their result at once, without a request; a long run
+        of them lets the reactor run in between.
+        """
+        from pooled_http._cli_fetch import _STARTS_PER_TURN
+
+        urls = ["nope"] * (_STARTS_PER_TURN + 10) + ["http://127.0.0.1:1/"]
+        done = self.fetcher(iter(urls), 4).run()
+        self.assertEqual(len(self.results), _STARTS_PER_TURN)
+        self.clock.advance(0)
+        self.assertEqual(len(self.results), _STARTS_PER_TURN + 10)
+        self.assertEqual({r.error for r in self.results}, {"InvalidURL"})
+        self.assertEqual(len(self.agent.pending), 1)
+        self.agent.answer()
+        self.successResultOf(done)
+
+    def test_failure(self) -> None:
+        """
+        A failed request is reported with the type of the underlying error.
+        """
+        from twisted.internet.error import ConnectionRefusedError
+        from twisted.python.failure import Failure
+        from twisted.web._newclient import ResponseNeverReceived
+
+        done = self.fetcher(self.urls(1), 4).run()
+        _, d = self.agent.pending.pop()
+        d.errback(ResponseNeverReceived([Failure(ConnectionRefusedError())]))
+        [result] = self.results
+        self.assertEqual(result.error, "ConnectionRefusedError")
+        self.assertIn("ResponseNeverReceived", result.message)
+        self.assertFalse(result.ok)
+        self.successResultOf(done)
+
+    def test_interrupt(self) -> None:
+        """
+        L{Fetcher.interrupt} cancels the requests in flight (reported as
+        C{Interrupted}) and takes no more URLs.
+        """
+        fetcher = self.fetcher(self.urls(100), 5)
+        done = fetcher.run()
+        self.agent.answer()
+        fetcher.interrupt()
+        self.assertEqual(len(self.results), 6)
+        self.assertEqual([r.error for r in self.results[1:]], ["Interrupted"] * 5)
+        self.assertEqual(self.taken, 6)
+        self.successResultOf(done)
+
+    def test_recorder(self) -> None:
+        """
+        L{ConnectionRecorder} notes whether the connection handed out for the
+        request being issued was reused, and passes everything else through.
+        """
+        from twisted.internet.defer import succeed
+
+        from pooled_http._cli_fetch import ConnectionRecorder, _Attempt
+        from pooled_http._cli_report import FetchResult
+
+        class Connection:
+            reused = True
+
+        class Pool:
+            persistent = True
+
+            def getConnection(self, key: Any, endpoint: Any) -> Any:
+                return succeed(Connection())
+
+        recorder = ConnectionRecorder(Pool())
+        attempt = _Attempt(FetchResult(0, "u", "h"), 0.0)
+        recorder.current = attempt
+        self.successResultOf(recorder.getConnection(("http", b"h", 80), None))
+        self.assertIs(attempt.result.reused, True)
+        self.assertIsNone(recorder.current)
+        self.assertIs(recorder.persistent, True)
+
+
+class HelperTests(SynchronousTestCase):
+    """
+    URL checks, error names, percentiles, option parsing and the threaded
+    line source.
+    """
+
+    def test_parseURL(self) -> None:
+        from pooled_http._cli_fetch import InvalidURL, parseURL
+
+        self.assertEqual(parseURL("http://127.0.0.1/x"), (b"http://127.0.0.1/x", "http://127.0.0.1:80"))
+        self.assertEqual(parseURL("https://[::1]:8443/")[1], "https://[::1]:8443")
+        self.assertEqual(parseURL("http://localhost/é")[0], b"http://localhost/%C3%A9")
+        for bad in ("", "127.0.0.1/x", "ftp://h/", "http:///x", "http://h:99999/", "http://h:x/", "http://h/a b"):
+            self.assertRaises(InvalidURL, parseURL, bad)
+
+    def test_describeFailure(self) -> None:
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+        from twisted.web._newclient import ResponseFailed
+        from twisted.web.http import PotentialDataLoss
+
+        from pooled_http._cli_fetch import describeFailure
+        from pooled_http.errors import ReadTimeoutError
+
+        wrapped = ResponseFailed([Failure(ConnectionLost("gone")), Failure(PotentialDataLoss())])
+        name, message = describeFailure(Failure(wrapped))
+        self.assertEqual(name, "ConnectionLost")
+        self.assertIn("gone", message)
+        name, _ = describeFailure(ReadTimeoutError(("http", b"h", 80), 1.0))
+        self.assertEqual(name, "ReadTimeoutError")
+
+    def test_percentiles(self) -> None:
+        from pooled_http._cli_report import percentiles
+
+        self.assertEqual(percentiles(range(1, 101), (50, 95, 99, 100)), [50, 95, 99, 100])
+        self.assertEqual(percentiles([], (50,)), [None])
+        self.assertEqual(percentiles([7.0], (1, 99)), [7.0, 7.0])
+
+    def test_parseTimeout(self) -> None:
+        import argparse
+
+        from pooled_http.cli import parseTimeout
+
+        self.assertEqual(parseTimeout("2.5"), {"connect": 2.5, "response": 2.5, "read": 2.5})
+        self.assertEqual(parseTimeout("read=none, connect=1"), {"read": None, "connect": 1.0})
+        for bad in ("0", "-1", "x", "nan", "inf", "write=1", "connect"):
+            self.assertRaises(argparse.ArgumentTypeError, parseTimeout, bad)
+
+    def test_threadedLineSource(self) -> None:
+        """
+        L{ThreadedLineSource} hands out the URLs of a pipe, skipping blank
+        lines and comments, and wakes its reader when more arrive.
+        """
+        import queue
+
+        from pooled_http._cli_fetch import _PENDING, ThreadedLineSource
+
+        calls: queue.Queue[Any] = queue.Queue()
+
+        class Reactor:
+            def callFromThread(self, f: Any, *args: Any) -> None:
+                calls.put((f, args))
+
+        readEnd, writeEnd = os.pipe()
+        woken: list[int] = []
+        source = ThreadedLineSource(Reactor(), readEnd, bound=2)
+        source.setWaker(lambda: woken.append(1))
+        self.assertIs(source.take(), _PENDING)
+        os.write(writeEnd, b"http://a/\n\n# note\nhttp://b/\nhttp://c/\nhttp://d")
+        os.close(writeEnd)
+        got: list[Any] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            url = source.take()
+            if url is None:
+                break
+            if url is _PENDING:
+                f, args = calls.get(timeout=10)
+                f(*args)
+            else:
+                got.append(url)
+        os.close(readEnd)
+        self.assertEqual(got, ["http://a/", "http://b/", "http://c/", "http://d"])
+        self.assertTrue(woken)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from io import BytesIO
 from queue import Empty, Queue
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred
 from twisted.internet.error import ConnectingCancelledError
@@ -87,13 +88,15 @@ def parseURL(text: str) -> tuple[bytes, str]:
     if scheme.lower() not in (b"http", b"https"):
         raise InvalidURL(f"unsupported scheme {scheme.decode('ascii')!r} in {text!r}")
     try:
+        split = urlsplit(raw.decode("ascii"))
+        port = split.port
         uri = URI.fromBytes(raw)
-    except Exception as e:
+    except ValueError as e:
         raise InvalidURL(f"cannot parse {text!r}: {e}") from None
-    if not uri.host:
+    if not split.hostname or not uri.host:
         raise InvalidURL(f"no host in {text!r}")
-    if not 0 < uri.port < 65536:
-        raise InvalidURL(f"port {uri.port} out of range in {text!r}")
+    if port is not None and not 0 < port < 65536:
+        raise InvalidURL(f"port {port} out of range in {text!r}")
     host = uri.host.decode("ascii")
     if ":" in host:
         host = f"[{host}]"
