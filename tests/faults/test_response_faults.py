@@ -172,8 +172,10 @@ class MalformedStatusTests(ResponseFaultTestCase):
 class HugeHeaderTests(ResponseFaultTestCase):
     """
     Fault 8: a header line of 1 MB, and 100,000 header lines.  The request
-    fails cleanly with a L{ResponseFailed}, the connection is closed, and
-    memory stays bounded while the client parses.
+    fails cleanly with a L{ResponseFailed} wrapping a L{ParseError} (the
+    pool's L{errors.ResponseHeadersTooLargeError} past C{maxHeaderBytes}),
+    not a temporary error; the connection is closed, and memory stays
+    bounded while the client parses.
     """
 
     async def _huge(self, head: bytes) -> None:
@@ -187,6 +189,13 @@ class HugeHeaderTests(ResponseFaultTestCase):
         finally:
             tracemalloc.stop()
         self.assertIsInstance(failure, ResponseFailed)
+        # The failure must say the response was malformed (not that the
+        # connection "was closed cleanly"), and must not invite a retry.
+        self.assertTrue(
+            any(isinstance(e, ParseError) for e in innermost(failure)),
+            innermost(failure),
+        )
+        self.assertFalse(errors.isTemporaryNetworkError(failure))
         self.assertLess(peak, 8 * 1024 * 1024, f"peak {peak} bytes while parsing")
         await self.assertNextRequestUsesNewConnection(server, pool, agent)
 
