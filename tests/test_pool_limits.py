@@ -549,6 +549,7 @@ class PoolTimeoutTests(PoolTestCase):
         waited = self.stats().waitTime
         self.assertEqual(waited.count, 2)
         self.assertEqual(waited.max, 3)
+        self.assertEqual(waited.mean, 1.5)
 
     def test_noTimeoutWhenSlotFree(self) -> None:
         """

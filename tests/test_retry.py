@@ -155,6 +155,35 @@ class PoolRetryTests(PoolTestCase):
         self.failureResultOf(rd, ResponseNeverReceived)
         self.assertEqual(self.endpoint.connects, 1)
 
+    def test_unsentBodyRetried(self) -> None:
+        """
+        A request with a body of which nothing was written (the reused
+        connection was gone before it could be sent) is retried, and its
+        body goes out on the new connection.
+        """
+        conn = self.reusedConnection()
+        self.endpoint.attempts[0].serverClose()
+        rd = conn.request(makeRequest(b"DELETE", BytesProducer(b"payload")))
+        settle(self.clock)
+        self.assertEqual(self.endpoint.connects, 2)
+        retry = self.endpoint.attempts[1]
+        self.assertTrue(retry.transport.value().endswith(b"\r\n\r\npayload"))
+        retry.respond()
+        self.assertEqual(self.successResultOf(rd).code, 200)
+
+    def test_lostBeforeSendRetried(self) -> None:
+        """
+        A GET on a reused connection that was lost before it could be sent
+        (C{RequestNotSent}) is retried.
+        """
+        conn = self.reusedConnection()
+        self.endpoint.attempts[0].serverClose()
+        rd = conn.request(makeRequest())
+        settle(self.clock)
+        self.assertEqual(self.endpoint.connects, 2)
+        self.endpoint.attempts[1].respond()
+        self.assertEqual(self.successResultOf(rd).code, 200)
+
     def test_freshConnectionNotRetried(self) -> None:
         """
         A GET failing on a fresh connection is not retried (Twisted's rule:
