@@ -36,22 +36,40 @@ class SlowProducer:
         self.finished: Deferred[None] = Deferred()
 
     def startProducing(self, consumer: Any) -> Deferred[None]:
+        """
+        Remember the consumer; finish when L{finish} is called.
+        """
         self.consumer = consumer
         return self.finished
 
     def write(self, data: bytes) -> None:
+        """
+        Write C{data} to the consumer now.
+        """
         self.consumer.write(data)
 
     def finish(self) -> None:
+        """
+        The body is complete.
+        """
         self.finished.callback(None)
 
     def pauseProducing(self) -> None:
+        """
+        Nothing to pause.
+        """
         pass
 
     def resumeProducing(self) -> None:
+        """
+        Nothing to resume.
+        """
         pass
 
     def stopProducing(self) -> None:
+        """
+        Fail the body if it is not complete.
+        """
         if not self.finished.called:
             self.finished.errback(Exception("stopped"))
 

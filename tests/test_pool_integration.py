@@ -45,12 +45,18 @@ class CountingFactory(WrappingFactory):
         self.total = 0
 
     def registerProtocol(self, p: Any) -> None:
+        """
+        Count a new connection.
+        """
         WrappingFactory.registerProtocol(self, p)
         self.open += 1
         self.total += 1
         self.maxOpen = max(self.maxOpen, self.open)
 
     def unregisterProtocol(self, p: Any) -> None:
+        """
+        Count a closed connection.
+        """
         WrappingFactory.unregisterProtocol(self, p)
         self.open -= 1
 
@@ -69,6 +75,9 @@ class SlowResource(Resource):
         self.pending: set[Any] = set()
 
     def render_GET(self, request: Any) -> Any:
+        """
+        Answer shortly, with the request path in the body.
+        """
         def answer() -> None:
             self.pending.discard(call)
             self.answered += 1
@@ -87,6 +96,9 @@ class LoopbackMixin:
     """
 
     def listen(self: Any, factory: Any) -> CountingFactory:
+        """
+        Listen on 127.0.0.1, port 0, counting connections; stop in cleanup.
+        """
         counting = CountingFactory(factory)
         port = reactor.listenTCP(0, counting, interface="127.0.0.1")
         self.addCleanup(self.stopServer, port, counting)
@@ -95,6 +107,9 @@ class LoopbackMixin:
 
     @inlineCallbacks
     def stopServer(self, port: Any, counting: CountingFactory) -> Any:
+        """
+        Stop listening and wait until every server connection is gone.
+        """
         yield port.stopListening()
         for protocol in list(counting.protocols):
             protocol.transport.abortConnection()
@@ -104,11 +119,17 @@ class LoopbackMixin:
             yield deferLater(reactor, 0.01, lambda: None)
 
     def makePool(self: Any, **options: Any) -> HTTPConnectionPool:
+        """
+        Make a pool on the real reactor, closed in cleanup.
+        """
         pool = HTTPConnectionPool(reactor, **options)
         self.addCleanup(pool.close, 5)
         return pool
 
     def url(self: Any, path: str = "/") -> bytes:
+        """
+        An http URL to the server for C{path}.
+        """
         return f"http://127.0.0.1:{self.port}{path}".encode("ascii")
 
 
@@ -120,6 +141,9 @@ class BurstTests(LoopbackMixin, TestCase):
     timeout = 60
 
     def setUp(self) -> None:
+        """
+        Start a twisted.web server counting its connections.
+        """
         self.resource = SlowResource()
         self.counting = self.listen(Site(self.resource))
 
@@ -243,6 +267,9 @@ class CountingEndpointFactory:
         self.total = 0
 
     def endpointForURI(self, uri: Any) -> Any:
+        """
+        An endpoint to 127.0.0.1 at the URI's port, counting connections.
+        """
         return _CountingEndpoint(TCP4ClientEndpoint(reactor, "127.0.0.1", uri.port), self)
 
 
@@ -252,6 +279,9 @@ class _CountingEndpoint:
         self.counter = counter
 
     def connect(self, factory: Any) -> Any:
+        """
+        Connect, counting the protocol's connection from start to end.
+        """
         counter = self.counter
         build = factory.buildProtocol
 
@@ -293,6 +323,9 @@ class Scripted(Protocol):
         self.requests = 0
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        Run the script once per complete request head.
+        """
         self.buffer += data
         while b"\r\n\r\n" in self.buffer:
             _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
@@ -301,6 +334,9 @@ class Scripted(Protocol):
 
 
 def scriptedFactory(script: Any) -> Factory:
+    """
+    A server factory whose protocols follow C{script}.
+    """
     factory = Factory()
     factory.protocol = lambda: Scripted(script)  # type: ignore[assignment]
     return factory

@@ -49,14 +49,23 @@ class _Walk:
         self.seen: set[int] = set()
 
     def attempts(self) -> list[ConnectAttempt]:
+        """
+        Every connection attempt over all endpoints.
+        """
         return [a for ep in self.endpoints.values() for a in ep.attempts]
 
     def capture(self, d: Any) -> list[Any]:
+        """
+        Keep C{d}'s result in a list (consuming failures).
+        """
         box: list[Any] = []
         d.addBoth(box.append)
         return box
 
     def step(self) -> None:
+        """
+        Take one random action, then let zero-delay calls run.
+        """
         rng = self.rng
         actions = ["get", "get", "get", "succeed", "succeed", "fail", "cancel",
                    "request", "request", "respond", "respond", "respondClose",
@@ -134,6 +143,9 @@ class InvariantTests(SynchronousTestCase):
     """
 
     def check(self, walk: _Walk) -> None:
+        """
+        Assert every invariant on the walk's current state.
+        """
         s = walk.pool.stats()
         context = f"seed {walk.seed} after {walk.log[-12:]}: {walk.pool!r}"
         self.assertLessEqual(s.total, GLOBAL, context)
@@ -175,6 +187,9 @@ class InvariantTests(SynchronousTestCase):
             self.assertEqual(s.idle, 0, context)
 
     def finish(self, walk: _Walk) -> None:
+        """
+        Close the pool and assert that everything ended.
+        """
         closed = walk.capture(walk.pool.close(timeout=5))
         for attempt in walk.attempts():
             if not attempt.done:
@@ -196,6 +211,9 @@ class InvariantTests(SynchronousTestCase):
                 self.assertTrue(attempt.transport.lost, context)
 
     def walk(self, seeds: range, steps: int, rough: bool = False, **options: Any) -> None:
+        """
+        Run a walk per seed, checking after every step.
+        """
         for seed in seeds:
             walk = _Walk(seed, rough, **options)
             for _ in range(steps):

@@ -355,6 +355,9 @@ class ReadTimeoutTests(PoolTestCase):
     """
 
     def startResponse(self, **options: Any) -> tuple[Any, Any]:
+        """
+        Make a pool, send a request and feed its headers and 3 of 10 body bytes.
+        """
         self.makePool(**options)
         conn = self.getNow()
         rd = conn.request(makeRequest())
@@ -915,6 +918,9 @@ class _EndpointFactory:
         self.endpoints: dict[tuple[bytes, bytes, int], FakeEndpoint] = {}
 
     def endpointForURI(self, uri: Any) -> FakeEndpoint:
+        """
+        The L{FakeEndpoint} of the URI's key.
+        """
         key = (uri.scheme, uri.host, uri.port)
         if key not in self.endpoints:
             self.endpoints[key] = FakeEndpoint(self.clock)

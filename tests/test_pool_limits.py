@@ -667,6 +667,9 @@ class ValidationTests(PoolTestCase):
         self.assertIs(pool.persistent, False)
 
     def clockOrNew(self) -> Any:
+        """
+        A new L{Clock}.
+        """
         from twisted.internet.task import Clock
 
         return Clock()
