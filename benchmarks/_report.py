@@ -89,7 +89,11 @@ def evaluateTargets(results: dict[str, Any]) -> list[dict[str, Any]]:
         .get("byKeys", {})
     )
     name = "pool operations: cost at the most keys within 1.2x of 1 key"
-    costs = {int(k): v["usPerCycle"] for k, v in byKeys.items() if "usPerCycle" in v}
+    costs = {
+        int(k): v["usPerCycle"]
+        for k, v in byKeys.items()
+        if k.isdigit() and "usPerCycle" in v
+    }
     if 1 in costs and len(costs) > 1:
         most = max(costs)
         ratio = costs[most] / costs[1]
@@ -100,7 +104,9 @@ def evaluateTargets(results: dict[str, Any]) -> list[dict[str, Any]]:
             results["scenarios"]["pool-ops"]["clients"].get(STOCK, {}).get("byKeys", {})
         )
         stockCosts = {
-            int(k): v["usPerCycle"] for k, v in stockKeys.items() if "usPerCycle" in v
+            int(k): v["usPerCycle"]
+            for k, v in stockKeys.items()
+            if k.isdigit() and "usPerCycle" in v
         }
         if 1 in stockCosts and most in stockCosts:
             text += f"; stock pool: {stockCosts[most] / stockCosts[1]:.2f}x"
@@ -131,7 +137,7 @@ def writeMarkdown(results: dict[str, Any], path: str, plotName: str | None) -> N
         f"- machine: {machine.get('nproc')} CPUs ({machine.get('cpu')}), {machine.get('platform')}",
         f"- Python {machine.get('python')}, Twisted {machine.get('twisted')}, "
         f"aiohttp {machine.get('aiohttp')}, httpx {machine.get('httpx')}, "
-        f"pooled_http {machine.get('pooled_http')}",
+        f"pooled_http at {machine.get('commit')}",
         f"- server: {machine.get('serverNote')}",
         f"- {results['repeats']} repeats per client, clients alternating; "
         "req/s is the median (min-max); latencies are medians over repeats; "
@@ -196,18 +202,20 @@ def _httpTable(scenario: dict[str, Any]) -> list[str]:
 def _poolopsTable(scenario: dict[str, Any]) -> list[str]:
     keys = scenario["keys"]
     lines = [
-        f"{scenario['cycles']} cycles per measurement; us per cycle, median "
-        "(x the cost at 1 key).",
+        f"{scenario['cycles']} cycles per measurement, in interleaved batches "
+        "(fastest batch counts); microseconds per cycle, median over repeats "
+        "(x the cost at 1 key). *queued*: the only connection (cap 1) is "
+        "handed from the request that finished straight to a queued one.",
         "",
         "| client | "
         + " | ".join(f"{k} keys" for k in keys)
-        + " | cycles/s at 1 key |",
-        "|---|" + "---|" * (len(keys) + 1),
+        + " | queued hand-off | cycles/s at 1 key |",
+        "|---|" + "---|" * (len(keys) + 2),
     ]
     for client, entry in scenario["clients"].items():
-        if "byKeys" not in entry or "summary" in entry:
+        if "byKeys" not in entry:
             missing = _unavailable(entry.get("summary", {})) or "-"
-            lines.append(f"| {client} | {missing} |" + " |" * len(keys))
+            lines.append(f"| {client} | {missing} |" + " |" * (len(keys) + 1))
             continue
         cells = []
         for k in keys:
@@ -216,6 +224,8 @@ def _poolopsTable(scenario: dict[str, Any]) -> list[str]:
                 cells.append(f"{s['usPerCycle']:.2f} ({s.get('vsOneKey', 1):.2f}x)")
             else:
                 cells.append(_unavailable(s) or "-")
+        queued = entry["byKeys"].get("queued", {})
+        cells.append(_fmt(queued.get("usPerCycle"), ".2f") if queued else "n/a")
         first = entry["byKeys"].get(str(keys[0]), {})
         lines.append(
             f"| {client} | " + " | ".join(cells) + f" | {_fmt(first.get('rps'))} |"
@@ -270,9 +280,7 @@ def writePlot(results: dict[str, Any], path: str) -> str:
         if scenario["mode"] == "poolops":
             keys = scenario["keys"]
             width = 0.8 / max(1, len(clients))
-            shown = [
-                c for c, e in clients.items() if "byKeys" in e and "summary" not in e
-            ]
+            shown = [c for c, e in clients.items() if "byKeys" in e]
             for i, client in enumerate(shown):
                 values = [
                     clients[client]["byKeys"].get(str(k), {}).get("usPerCycle", 0)

@@ -30,6 +30,7 @@ from _common import (
 )
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.ssl import Certificate
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
@@ -73,6 +74,8 @@ def makePool(reactor: Any, client: str, job: dict[str, Any]) -> Any:
         from pooled_http import HTTPConnectionPool
 
         pool = HTTPConnectionPool(reactor, persistent=True)
+        for name, value in job.get("poolOptions", {}).items():
+            setattr(pool, name, value)
         if job.get("globalCap") is not None:
             pool.maxConnections = job["globalCap"]
         if keepIdle is not None:
@@ -116,9 +119,65 @@ async def timedGet(agent: Any, url: bytes, latencies: list[float]) -> None:
     @param latencies: Where the latency in seconds is appended.
     """
     started = time.perf_counter()
-    response = await agent.request(b"GET", url)
-    await readBody(response)
+    try:
+        response = await agent.request(b"GET", url)
+        await readBody(response)
+    finally:
+        PROGRESS[0] += 1
     latencies.append(time.perf_counter() - started)
+
+
+#: Requests finished (or failed) so far in this process, for the watchdog.
+PROGRESS = [0]
+
+
+def describePool(pool: Any) -> str:
+    """
+    @return: What a pool looks like, for a stall report.
+    """
+    lines = [repr(pool)]
+    if hasattr(pool, "stats"):
+        lines.append(repr(pool.stats()))
+    core = getattr(pool, "_core", None)
+    for bucket in getattr(core, "buckets", {}).values():
+        lines.append(
+            f"bucket {bucket.key!r}: idle={len(bucket.idle)} inUse={len(bucket.inUse)} "
+            f"connecting={len(bucket.connecting)} waiters={len(bucket.waiters)}"
+        )
+        for connection in list(bucket.inUse)[:10]:
+            lines.append(f"  in use: {connection!r} state={connection.state}")
+    if hasattr(pool, "_connections"):
+        lines.append(f"idle: { {k: len(v) for k, v in pool._connections.items()} }")
+    return "\n".join(lines)
+
+
+def watchStalls(
+    reactor: Any, pool: Any, seconds: float, outcome: dict[str, Any]
+) -> Any:
+    """
+    Stop the run if no request finishes for C{seconds}, recording the
+    pool's state in C{outcome["failed"]}.
+
+    @return: The watchdog's L{LoopingCall}.
+    """
+    last = [PROGRESS[0], time.monotonic()]
+
+    def check() -> None:
+        now = time.monotonic()
+        if PROGRESS[0] != last[0]:
+            last[0], last[1] = PROGRESS[0], now
+        elif now - last[1] > seconds:
+            outcome["failed"] = (
+                f"stalled: no request finished for {seconds:g} s after "
+                f"{PROGRESS[0]} requests\n" + describePool(pool)
+            )
+            watchdog.stop()
+            reactor.stop()
+
+    watchdog = LoopingCall(check)
+    watchdog.clock = reactor
+    watchdog.start(1.0, now=False)
+    return watchdog
 
 
 async def runWorkers(
@@ -239,9 +298,13 @@ async def closePool(pool: Any) -> None:
         await pool.closeCachedConnections()
 
 
-async def runJob(reactor: Any, job: dict[str, Any]) -> dict[str, Any]:
+async def runJob(
+    reactor: Any, job: dict[str, Any], outcome: dict[str, Any]
+) -> dict[str, Any]:
     """
     Run one job and return its result.
+
+    @param outcome: Where a stall is reported.
     """
     client = job["client"]
     if client == "pooled_http+PooledAgent" and pooledAgentClass() is None:
@@ -254,6 +317,7 @@ async def runJob(reactor: Any, job: dict[str, Any]) -> dict[str, Any]:
     pool = makePool(reactor, client, job)
     agent = makeAgent(reactor, client, pool, job)
     urls = [u.encode("ascii") for u in job["urls"]]
+    watchdog = watchStalls(reactor, pool, job.get("stallTimeout", 20.0), outcome)
     started = time.perf_counter()
     try:
         if job["mode"] == "workers":
@@ -266,6 +330,8 @@ async def runJob(reactor: Any, job: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"unknown mode {job['mode']!r}")
         elapsed = time.perf_counter() - started
     finally:
+        if watchdog.running:
+            watchdog.stop()
         await closePool(pool)
     latencies = result.pop("latencies")
     errors = result.pop("errors")
@@ -300,12 +366,14 @@ def main() -> None:
         outcome["failed"] = f.getTraceback()
 
     def start() -> None:
-        d = ensureDeferred(runJob(reactor, job))
+        d = ensureDeferred(runJob(reactor, job, outcome))
         d.addCallbacks(done, failed)
         d.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
 
     reactor.callWhenRunning(start)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
+    if "rps" not in outcome and "unavailable" not in outcome:
+        outcome.setdefault("failed", "the reactor stopped before the job finished")
     outcome["reactor"] = type(reactor).__name__
     emitResult(outcome)
 
