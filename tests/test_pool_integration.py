@@ -20,6 +20,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, ResponseFailed, readBody
+from twisted.web.client import HTTPConnectionPool as StockPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -176,6 +177,27 @@ class BurstTests(LoopbackMixin, TestCase):
         self.assertEqual(stats.idle, self.counting.open)
         yield pool.close()
         self.assertEqual(pool.stats().total, 0)
+
+    @inlineCallbacks
+    def test_counterSeesStockPoolExceedCap(self) -> Any:
+        """
+        The server-side counter is able to see a burst that is not capped:
+        Twisted's stock pool opens far more than 8 connections for the same
+        burst.  (A check of the test harness, not of pooled_http.)
+        """
+        stock = StockPool(reactor)
+        self.addCleanup(stock.closeCachedConnections)
+        agent = Agent(reactor, pool=stock)
+
+        @inlineCallbacks
+        def one(i: int) -> Any:
+            response = yield agent.request(b"GET", self.url(f"/{i}"))
+            yield readBody(response)
+            return response.code
+
+        codes = yield gatherResults([one(i) for i in range(100)])
+        self.assertEqual(codes, [200] * 100)
+        self.assertGreater(self.counting.maxOpen, 8)
 
     @inlineCallbacks
     def test_agentRepeatedBursts(self) -> Any:
