@@ -37,7 +37,6 @@ __all__ = [
     "ThreadedLineSource",
     "IterSource",
     "openSource",
-    "countURLs",
     "closePool",
 ]
 
@@ -301,17 +300,6 @@ def iterURLs(lines: Iterable[bytes | str]) -> Iterator[str]:
             yield url
 
 
-def countURLs(path: str) -> int:
-    """
-    Count the URLs in a file without keeping them.
-
-    @param path: The file.
-    @return: The count.
-    """
-    with open(path, "rb") as f:
-        return sum(1 for _ in iterURLs(f))
-
-
 class ThreadedLineSource:
     """
     URLs from a pipe or a terminal, read by a daemon thread into a bounded
@@ -444,14 +432,17 @@ def openSource(
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return ThreadedLineSource(reactor, fd)
         f: IO[bytes] = os.fdopen(os.dup(fd), "rb")
-        total = None
     else:
         f = open(inputPath, "rb")  # noqa: SIM115 - closed when exhausted
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             fd = os.dup(f.fileno())
             f.close()
             return ThreadedLineSource(reactor, fd)
-        total = countURLs(inputPath) if wantTotal else None
+    total = None
+    if wantTotal:
+        start = f.tell()
+        total = sum(1 for _ in iterURLs(f))
+        f.seek(start)
 
     def lines() -> Iterator[str]:
         with f:
