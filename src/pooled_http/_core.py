@@ -355,17 +355,10 @@ class PoolCore:
         slot until L{lost}.
         """
         actions: list[Action] = []
-        bucket = self.buckets.get(connection.key)
-        if bucket is None:
-            return actions
-        if connection in bucket.idle:
-            self._unidle(bucket, connection)
-        elif connection in bucket.inUse:
-            bucket.inUse.discard(connection)
-        else:
-            return actions
-        self._close(bucket, connection, reason, actions)
-        self._settle(bucket, actions)
+        bucket = self._detach(connection)
+        if bucket is not None:
+            self._close(bucket, connection, reason, actions)
+            self._settle(bucket, actions)
         return actions
 
     def lost(self, connection: Any) -> list[Action]:
@@ -375,20 +368,31 @@ class PoolCore:
         """
         actions: list[Action] = []
         bucket = self.buckets.get(connection.key)
-        if bucket is None:
-            return actions
-        if connection in bucket.closing:
+        if bucket is not None and connection in bucket.closing:
             bucket.closing.discard(connection)
             self.closingCount -= 1
-        elif connection in bucket.idle:
+        else:
+            bucket = self._detach(connection)
+        if bucket is not None:
+            self.total -= 1
+            self._settle(bucket, actions)
+        return actions
+
+    def _detach(self, connection: Any) -> Bucket | None:
+        """
+        Take a connection out of its bucket's idle or in-use set; return the
+        bucket, or L{None} if it was in neither.
+        """
+        bucket = self.buckets.get(connection.key)
+        if bucket is None:
+            return None
+        if connection in bucket.idle:
             self._unidle(bucket, connection)
         elif connection in bucket.inUse:
             bucket.inUse.discard(connection)
         else:
-            return actions
-        self.total -= 1
-        self._settle(bucket, actions)
-        return actions
+            return None
+        return bucket
 
     def closeIdle(self, key: Hashable | None, reason: str) -> list[Action]:
         """
