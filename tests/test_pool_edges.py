@@ -11,7 +11,12 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
-from twisted.web._newclient import ResponseDone
+from twisted.web._newclient import (
+    RequestNotSent,
+    ResponseDone,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
 
 from _fakes import (
     KEY,
@@ -422,3 +427,63 @@ class HandshakeTimeoutTests(PoolTestCase):
         self.roundTrip(conn)
         self.clock.advance(10)
         self.assertFalse(self.endpoint.attempts[0].transport.closing)
+
+
+class TwistedFailuresTests(PoolTestCase):
+    """
+    Twisted's own request failures reach callers unchanged.
+    """
+
+    def test_responseNeverReceived(self) -> None:
+        """
+        A connection lost before any response byte: exactly
+        L{ResponseNeverReceived}, wrapping the connection's reason.
+        """
+        self.makePool()
+        conn = self.getNow()
+        rd = conn.request(makeRequest())
+        self.endpoint.attempts[0].serverClose(ConnectionLost())
+        f = self.failureResultOf(rd)
+        self.assertIs(type(f.value), ResponseNeverReceived)
+        self.assertTrue(f.value.reasons[0].check(ConnectionLost))
+
+    def test_responseFailed(self) -> None:
+        """
+        A connection lost in the middle of the headers: exactly
+        L{ResponseFailed}.
+        """
+        self.makePool()
+        conn = self.getNow()
+        rd = conn.request(makeRequest())
+        self.endpoint.attempts[0].feed(b"HTTP/1.1 200 OK\r\nContent-Le")
+        self.endpoint.attempts[0].serverClose(ConnectionLost())
+        f = self.failureResultOf(rd)
+        self.assertIs(type(f.value), ResponseFailed)
+
+    def test_requestNotSent(self) -> None:
+        """
+        With retries off, a request on a connection already lost fails with
+        exactly L{RequestNotSent}.
+        """
+        self.makePool(retryAutomatically=False)
+        conn = self.getNow()
+        self.endpoint.attempts[0].serverClose()
+        f = self.failureResultOf(conn.request(makeRequest()))
+        self.assertIs(type(f.value), RequestNotSent)
+
+    def test_bodyCutShort(self) -> None:
+        """
+        A body cut short by the server: the body protocol gets Twisted's
+        L{ResponseFailed} with the reason and the data-loss marker.
+        """
+        self.makePool()
+        conn = self.getNow()
+        rd = conn.request(makeRequest())
+        attempt = self.endpoint.attempts[0]
+        attempt.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        body = BodyCollector()
+        self.successResultOf(rd).deliverBody(body)
+        attempt.serverClose(ConnectionLost())
+        assert body.reason is not None
+        self.assertIs(type(body.reason.value), ResponseFailed)
+        self.assertEqual(self.counts(), (0, 0, 0, 0))

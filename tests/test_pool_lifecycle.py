@@ -744,6 +744,8 @@ class ShutdownTests(PoolTestCase):
         inUse = self.endpoint.attempts[0].transport
         self.assertTrue(idle.closing)
         self.assertFalse(inUse.closing)
+        # Fires only after the closed connection's connectionLost.
+        self.assertNoResult(d)
         settle(self.clock)
         self.successResultOf(d)
         self.assertEqual(self.counts(), (0, 1, 0, 0))
