@@ -311,34 +311,65 @@ class FetchTests(_ServerMixin, SynchronousTestCase):
         self.assertEqual(line["error"], "SSLError")
         self.assertIn("certificate verify failed", line["message"])
 
+    def assertUsageError(self, code: int, stdout: str, stderr: str, args: Any) -> None:
+        self.assertEqual(code, 2, (args, stderr))
+        self.assertEqual(stdout, "", args)
+        self.assertEqual(len(stderr.strip().splitlines()), 1, (args, stderr))
+        self.assertIn("error", stderr, args)
+
     def test_badOptions(self) -> None:
         """
         A bad command line exits with status 2 and one line on stderr.
         """
         url = self.url("page/1")
+        for args in [
+            ("fetch", "--concurrency", "0", url),
+            ("fetch", "-i", os.path.join(self.tempPath(), "missing")),
+            ("fetch", "-H", "no colon", url),
+            ("nonsense",),
+        ]:
+            result = _run(*args)
+            self.assertUsageError(result.returncode, result.stdout, result.stderr, args)
+
+    def test_badOptionsInProcess(self) -> None:
+        """
+        L{main} returns 2 with a one-line message for every option it rejects
+        before starting anything.
+        """
+        import contextlib
+        import io
+
+        from pooled_http.cli import main
+
+        url = self.url("page/1")
         cases = [
             ("fetch",),
+            ("fetch", url, "-i", "-"),
             ("fetch", "--concurrency", "0", url),
             ("fetch", "--concurrency", "many", url),
             ("fetch", "--per-host", "-1", url),
+            ("fetch", "--max-connections", "0", url),
             ("fetch", "--timeout", "soon", url),
             ("fetch", "--timeout", "connect=1,whenever=2", url),
             ("fetch", "--retries", "-1", url),
             ("fetch", "-H", "no colon", url),
+            ("fetch", "-H", "Bad Name: x", url),
             ("fetch", "--method", "GE T", url),
             ("fetch", "--data", "x", "--data-file", "y", url),
-            ("fetch", "-i", os.path.join(self.tempPath(), "missing")),
+            ("fetch", "--data-file", os.path.join(self.tempPath(), "missing"), url),
             ("fetch", "--cafile", os.path.join(self.tempPath(), "missing"), url),
+            ("fetch", "--cafile", os.devnull, url),
+            ("fetch", "--bodies", os.devnull, url),
             ("fetch", "--no-such-option", url),
             ("demo", "--requests", "0"),
+            ("demo", "--ports", "x"),
             ("nonsense",),
         ]
         for args in cases:
-            result = _run(*args)
-            self.assertEqual(result.returncode, 2, (args, result.stderr))
-            self.assertEqual(result.stdout, "", args)
-            self.assertEqual(len(result.stderr.strip().splitlines()), 1, (args, result.stderr))
-            self.assertIn("error", result.stderr, args)
+            stdout, stderr = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                code = main(list(args))
+            self.assertUsageError(code, stdout.getvalue(), stderr.getvalue(), args)
 
     def test_help(self) -> None:
         """
