@@ -1021,6 +1021,12 @@ class LogEventTests(PoolTestCase):
         names = {e["pooledHttpEvent"] for e in events}
         for name in ("open", "reuse", "retry", "timeout", "close", "evict"):
             self.assertIn("pooled_http." + name, names)
+        # One event per occurrence: as many "open" events as connections
+        # opened, as many "reuse" events as reuses.
+        opened = [e for e in events if e["pooledHttpEvent"] == "pooled_http.open"]
+        reused = [e for e in events if e["pooledHttpEvent"] == "pooled_http.reuse"]
+        self.assertEqual(len(opened), self.stats().opened)
+        self.assertEqual(len(reused), self.stats().reused)
         for event in events:
             if event["pooledHttpEvent"] == "pooled_http.shutdown":
                 continue
