@@ -137,7 +137,8 @@ def readSpec() -> dict[str, Any]:
 
     @return: The decoded job (from C{sys.argv[1]}).
     """
-    return json.loads(sys.argv[1])  # type: ignore[no-any-return]
+    job: dict[str, Any] = json.loads(sys.argv[1])
+    return job
 
 
 def emitResult(result: dict[str, Any]) -> None:
@@ -160,5 +161,6 @@ def loadResult(output: str) -> dict[str, Any]:
     """
     for line in reversed(output.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
+            result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+            return result
     raise ValueError("no result line in client output")

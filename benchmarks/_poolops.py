@@ -164,7 +164,7 @@ def underlyingProtocol(handed: Any) -> HTTP11ClientProtocol | None:
     return None
 
 
-def makePool(client: str, clock: HeapClock) -> Any:
+def makePool(client: str, clock: Any) -> Any:
     """
     @return: The pool to measure, with default settings but enough idle
         room for one connection per key.
@@ -230,7 +230,8 @@ class Bench:
             protocol = underlyingProtocol(handed)
             if protocol is None:
                 protocol = self.protocols[before - 1]
-            protocol.transport.clear()
+            transport: Any = protocol.transport
+            transport.clear()
             protocol.dataReceived(CANNED_RESPONSE)
             responseDeferred.addErrback(lambda f: None)
         self.clock.runDue()
@@ -266,12 +267,14 @@ class QueuedBench:
         from pooled_http import HTTPConnectionPool
 
         del client
-        self.clock = HeapClock()
+        clock: Any = HeapClock()
+        endpoint: Any = MemoryEndpoint([])
+        self.clock = clock
         self.pool = HTTPConnectionPool(
-            self.clock, maxConnectionsPerHost=1, maxPersistentPerHost=1
+            clock, maxConnectionsPerHost=1, maxPersistentPerHost=1
         )
         self.key = ("http", b"127.0.0.1", 10000)
-        self.endpoint = MemoryEndpoint([])
+        self.endpoint = endpoint
         self.held = self.pool.getConnection(self.key, self.endpoint).result
 
     def batch(self, count: int) -> float:

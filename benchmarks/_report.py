@@ -48,19 +48,22 @@ def evaluateTargets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if "rps" in ours and "rps" in stock:
             ratio = ours["rps"] / stock["rps"]
             opened = ours.get("openedMax", 0)
-            runs = results.get("repeats", 1)
-            perRun = opened
             met = ratio >= factor
-            text = f"{ratio:.2f}x ({ours['rps']:.0f} vs {stock['rps']:.0f} req/s)"
+            text = (
+                f"pooled_http with Agent {ratio:.2f}x "
+                f"({ours['rps']:.0f} vs {stock['rps']:.0f} req/s)"
+            )
+            agent = _summary(results, scenario, POOLED_AGENT)
+            if "rps" in agent:
+                text += f", with PooledAgent {agent['rps'] / stock['rps']:.2f}x"
             if scenario == "burst":
-                capOk = perRun <= DEFAULT_PER_HOST
+                capOk = opened <= DEFAULT_PER_HOST
                 met = met and capOk
                 text += (
-                    f", at most {perRun} connections opened per run "
+                    f"; at most {opened} connections opened per run "
                     f"(cap {DEFAULT_PER_HOST}: {'ok' if capOk else 'EXCEEDED'}; "
-                    f"stock opened {stock.get('opened', 0):.0f})"
+                    f"the stock pool opened {stock.get('opened', 0):.0f})"
                 )
-            del runs
             targets.append(_target(name, met, text))
         else:
             targets.append(_target(name, None, "pooled_http or stock results missing"))

@@ -73,7 +73,7 @@ def makePool(reactor: Any, client: str, job: dict[str, Any]) -> Any:
     if client.startswith("pooled_http"):
         from pooled_http import HTTPConnectionPool
 
-        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool: Any = HTTPConnectionPool(reactor, persistent=True)
         for name, value in job.get("poolOptions", {}).items():
             setattr(pool, name, value)
         if job.get("globalCap") is not None:
@@ -262,7 +262,7 @@ async def runMemory(
         ],
         consumeErrors=True,
     )
-    errors = [repr(v.value) for ok, v in results if not ok]
+    errors = [repr(getattr(v, "value", v)) for ok, v in results if not ok]
     await sleep(reactor, 0.5)
     heapAfter = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
@@ -352,7 +352,9 @@ def main() -> None:
     """
     Run the job given on the command line under the default reactor.
     """
-    from twisted.internet import reactor
+    from twisted.internet import reactor as installedReactor
+
+    reactor: Any = installedReactor
 
     warnings.simplefilter("ignore", DeprecationWarning)
     raiseFileLimit()
@@ -368,10 +370,10 @@ def main() -> None:
     def start() -> None:
         d = ensureDeferred(runJob(reactor, job, outcome))
         d.addCallbacks(done, failed)
-        d.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
+        d.addBoth(lambda _: reactor.stop())
 
-    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(start)
+    reactor.run()
     if "rps" not in outcome and "unavailable" not in outcome:
         outcome.setdefault("failed", "the reactor stopped before the job finished")
     outcome["reactor"] = type(reactor).__name__

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from _common import BODY_SIZE, raiseFileLimit
 from twisted.internet import ssl, stdio
@@ -49,10 +50,10 @@ class CountingFactory(WrappingFactory):
     """
 
     def __init__(self, wrappedFactory: Site, counters: Counters) -> None:
-        WrappingFactory.__init__(self, wrappedFactory)
+        WrappingFactory.__init__(self, wrappedFactory)  # type: ignore[arg-type]
         self.counters = counters
 
-    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None) -> Any:
         """
         Count the connection, then build it as usual.
 
@@ -121,16 +122,20 @@ class StopOnEOF(Protocol):
         """
         @param reason: Why stdin closed.
         """
-        from twisted.internet import reactor
+        from twisted.internet import reactor as installedReactor
 
-        reactor.stop()  # type: ignore[attr-defined]
+        reactor: Any = installedReactor
+
+        reactor.stop()
 
 
 def main() -> None:
     """
     Listen, report the ports, serve until stdin closes.
     """
-    from twisted.internet import reactor
+    from twisted.internet import reactor as installedReactor
+
+    reactor: Any = installedReactor
 
     raiseFileLimit()
     count = int(sys.argv[1])
@@ -151,7 +156,7 @@ def main() -> None:
         return wrapped
 
     ports = [
-        reactor.listenTCP(0, factory(bodySite), backlog=1024, interface="127.0.0.1")  # type: ignore[attr-defined]
+        reactor.listenTCP(0, factory(bodySite), backlog=1024, interface="127.0.0.1")
         for _ in range(count)
     ]
     privateCertificate = ssl.PrivateCertificate.loadPEM(certPem + keyPem)
@@ -161,10 +166,10 @@ def main() -> None:
         # Clients offering ALPN (httpx) need the server to choose one.
         acceptableProtocols=[b"http/1.1"],
     )
-    tlsPort = reactor.listenSSL(  # type: ignore[attr-defined]
+    tlsPort = reactor.listenSSL(
         0, factory(bodySite), options, backlog=1024, interface="127.0.0.1"
     )
-    statusPort = reactor.listenTCP(0, factory(statusSite), interface="127.0.0.1")  # type: ignore[attr-defined]
+    statusPort = reactor.listenTCP(0, factory(statusSite), interface="127.0.0.1")
     info = {
         "ports": [p.getHost().port for p in ports],
         "tlsPort": tlsPort.getHost().port,
@@ -173,7 +178,7 @@ def main() -> None:
     sys.stdout.write(json.dumps(info) + "\n")
     sys.stdout.flush()
     stdio.StandardIO(StopOnEOF())
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
 
 
 if __name__ == "__main__":
