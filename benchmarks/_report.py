@@ -119,6 +119,12 @@ def evaluateTargets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
+def _load(values: Any) -> str:
+    if not values:
+        return "?"
+    return "/".join(f"{v:.2f}" for v in values)
+
+
 def _fmt(value: Any, spec: str = ".0f") -> str:
     if value is None:
         return "-"
@@ -142,6 +148,10 @@ def writeMarkdown(results: dict[str, Any], path: str, plotName: str | None) -> N
         f"aiohttp {machine.get('aiohttp')}, httpx {machine.get('httpx')}, "
         f"pooled_http at {machine.get('commit')}",
         f"- server: {machine.get('serverNote')}",
+        "- load average (1, 5, 15 min) before the run "
+        f"{_load(machine.get('loadAverageBefore'))}, after "
+        f"{_load(machine.get('loadAverageAfter'))}: other work on the machine "
+        "shows up as noise in every column alike (clients alternate)",
         f"- {results['repeats']} repeats per client, clients alternating; "
         "req/s is the median (min-max); latencies are medians over repeats; "
         "connections are counted by the server",

@@ -341,6 +341,7 @@ def machineInfo(server: Server) -> dict[str, Any]:
         "server": server.kind,
         "serverVersion": server.version,
         "serverNote": server.note,
+        "loadAverageBefore": os.getloadavg(),
     }
     info["pooled_http source"] = SOURCE[0]
     info["commit"] = gitDescription()
@@ -472,6 +473,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         server.stop()
     results["elapsed"] = time.time() - started
+    results["machine"]["loadAverageAfter"] = os.getloadavg()
     results["targets"] = evaluateTargets(results)
     os.makedirs(args.output, exist_ok=True)
     stem = args.name or datetime.date.today().isoformat()
