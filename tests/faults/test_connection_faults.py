@@ -21,6 +21,7 @@ from ._base import FaultTestCase, innermost
 from ._servers import (
     ReceivedRequest,
     ScriptedConnection,
+    TLSMaterial,
     okScript,
     response,
     unusedPort,
@@ -45,10 +46,18 @@ class IdleCloseTests(FaultTestCase):
     connection and succeeds.
     """
 
-    async def _check(self, method: bytes, body: bytes | None) -> None:
-        server = self.startServer(closeIdleAfterFirst)
-        pool = self.makePool()
-        agent = self.makeAgent(pool)
+    async def _check(
+        self, method: bytes, body: bytes | None, tls: bool = False
+    ) -> None:
+        if tls:
+            material = TLSMaterial()
+            server = self.startServer(closeIdleAfterFirst, tls=material.serverOptions())
+            pool = self.makePool()
+            agent = self.makeAgent(pool, contextFactory=material.clientPolicy())
+        else:
+            server = self.startServer(closeIdleAfterFirst)
+            pool = self.makePool()
+            agent = self.makeAgent(pool)
         self.assertEqual(await self.fetchOk(agent, server.url()), b"ok")
         await self.waitLost(server, 0)
         await self.assertPoolAtRest(pool, idle=0)
@@ -64,6 +73,13 @@ class IdleCloseTests(FaultTestCase):
 
     async def test_postAfterIdleClose(self) -> None:
         await self._check(b"POST", b"x" * 100)
+
+    async def test_postAfterIdleCloseTLS(self) -> None:
+        """
+        Over TLS the server's close begins with a close_notify alert; the
+        connection is dropped all the same.
+        """
+        await self._check(b"POST", b"x" * 100, tls=True)
 
 
 def closeReusedRequests(
