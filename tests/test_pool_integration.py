@@ -242,6 +242,25 @@ class BurstTests(LoopbackMixin, TestCase):
         self.assertLessEqual(self.counting.maxOpen, 8)
 
     @inlineCallbacks
+    def test_treqHTTPClient(self) -> Any:
+        """
+        C{treq.HTTPClient(Agent(reactor, pool=pool))} with a cap of 4.
+        """
+        pool = self.makePool(maxConnectionsPerHost=4)
+        client = treq.HTTPClient(Agent(reactor, pool=pool))
+
+        @inlineCallbacks
+        def one(i: int) -> Any:
+            response = yield client.get(self.url(f"/{i}"))
+            body = yield response.content()
+            return body
+
+        bodies = yield gatherResults([one(i) for i in range(30)])
+        self.assertEqual(bodies, [b"hello /%d" % (i,) for i in range(30)])
+        self.assertLessEqual(self.counting.maxOpen, 4)
+        self.assertLessEqual(self.counting.total, 4)
+
+    @inlineCallbacks
     def test_globalCapAcrossHosts(self) -> Any:
         """
         Two keys (127.0.0.1 and localhost, both connected to 127.0.0.1) share
