@@ -337,6 +337,18 @@ class ScriptedConnection(Protocol):
         if self.transport is not None:
             self.transport.loseConnection()
 
+    def closeAtOnce(self) -> None:
+        """
+        Close without waiting for the client: over TLS, send close_notify
+        and close the TCP connection right away (as nginx does) instead of
+        waiting for the client's close_notify; over TCP, the same as
+        L{close}.
+        """
+        self.close()
+        lower = getattr(self.transport, "transport", None)
+        if self.server._tls is not None and lower is not None:
+            lower.loseConnection()
+
     def reset(self) -> None:
         """
         Reset the connection: C{SO_LINGER} 0 then close, so the client gets

@@ -82,6 +82,70 @@ class IdleCloseTests(FaultTestCase):
         await self._check(b"POST", b"x" * 100, tls=True)
 
 
+def reactorTurns(count: int) -> defer.Deferred[None]:
+    """
+    Fire after C{count} turns of the reactor (chained C{callLater(0)}).
+    """
+    d: defer.Deferred[None] = defer.Deferred()
+
+    def step(left: int) -> None:
+        if left == 0:
+            d.callback(None)
+        else:
+            reactor.callLater(0, step, left - 1)
+
+    step(count)
+    return d
+
+
+class TLSCloseRaceTests(FaultTestCase):
+    """
+    Fault 1 at the worst moment, over TLS: the server sends close_notify
+    and closes TCP (as nginx does when its keep-alive timeout expires), and
+    the next request is made 0 to 5 reactor turns later - including the
+    turn in which the client has read close_notify but its TCP connection
+    is not closed yet.  Such a connection is never handed out: a GET
+    always succeeds, a POST succeeds or fails with L{ResponseNeverReceived}
+    (it met the close on the wire), never with an internal error of its
+    body producer.
+    """
+
+    async def test_requestRightAfterCloseNotify(self) -> None:
+        material = TLSMaterial()
+        server = self.startServer(tls=material.serverOptions())
+        pool = self.makePool()
+        agent = self.makeAgent(pool, contextFactory=material.clientPolicy())
+        outcomes = []
+        for method, body in [(b"GET", None), (b"POST", b"x" * 100)]:
+            for turns in range(6):
+                await self.fetchOk(agent, server.url())
+                await self.assertPoolAtRest(pool, idle=1)
+                [connection] = list(server.open)
+                connection.closeAtOnce()
+                await reactorTurns(turns)
+                try:
+                    outcomes.append(
+                        (
+                            method,
+                            turns,
+                            await self.fetchOk(agent, server.url(), method, body),
+                        )
+                    )
+                except ResponseNeverReceived as e:
+                    self.assertEqual(
+                        method, b"POST", f"GET failed after {turns} turns: {e!r}"
+                    )
+                    outcomes.append((method, turns, e))
+                except Exception as e:
+                    self.fail(f"{method!r} after {turns} turns: {e!r} {innermost(e)!r}")
+                await self.assertPoolAtRest(pool)
+                for open_ in list(server.open):
+                    open_.close()
+                await self.waitFor(lambda: not server.open, "server connections closed")
+                await self.assertPoolAtRest(pool, idle=0)
+        self.assertEqual(max(server.processed.values()), 1)
+
+
 def closeReusedRequests(
     connection: ScriptedConnection, request: ReceivedRequest
 ) -> None:
