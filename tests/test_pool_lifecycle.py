@@ -992,7 +992,8 @@ class LogEventTests(PoolTestCase):
 
     def test_events(self) -> None:
         """
-        Open, reuse, retry, timeout, close and eviction are logged.
+        Open, reuse (when C{logReuse} is set), retry, timeout, close and
+        eviction are logged.
         """
         events: list[dict[str, Any]] = []
 
@@ -1003,6 +1004,7 @@ class LogEventTests(PoolTestCase):
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
         self.makePool(maxConnections=1, responseTimeout=5)
+        self.pool.logReuse = True
         self.roundTrip(self.getNow())
         conn = self.getNow()
         rd = conn.request(makeRequest())

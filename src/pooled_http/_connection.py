@@ -233,12 +233,22 @@ class PooledConnection(HTTP11ClientProtocol):
         d = HTTP11ClientProtocol.request(self, request)
         state = self._state
         if state == "TRANSMITTING" or state == "WAITING":
-            self._requestParser = self._parser
+            parser: Any = self._parser
+            self._requestParser = parser
+            # Twisted closes a connection with an over-long header line as
+            # if the response had ended cleanly: say what happened.
+            parser.lineLengthExceeded = self._headerLineTooLong
             self._awaitingHeaders = True
             self._headBytes = 0
             if state == "WAITING":
                 self._requestWritten()
         return d
+
+    def _headerLineTooLong(self, line: bytes) -> None:
+        parser: Any = self._parser
+        limit = getattr(parser, "MAX_LENGTH", len(line))
+        self._awaitingHeaders = False
+        self._giveUp(Failure(ResponseHeadersTooLargeError(self.key, limit, line=True)))
 
     @property
     def _state(self) -> str:

@@ -227,6 +227,11 @@ class HTTPConnectionPool:
     closeGracePeriod: Setting[float] = Setting(DEFAULT_CLOSE_GRACE)
     maxHeaderBytes: Setting[int] = Setting(65536, integer=True)
 
+    #: Whether to log a C{pooled_http.reuse} event every time an idle
+    #: connection is handed out: one event per request, off by default
+    #: because Twisted's log machinery costs as much as the hand-out itself.
+    logReuse = False
+
     _log = Logger()
 
     def __init__(
@@ -253,6 +258,9 @@ class HTTPConnectionPool:
         self._core = PoolCore(8, 256, 8)
         self._counters = _Counters()
         self._generation = 0
+        # Idle connections on the default timeout, by when they went idle.
+        self._parked: dict[PooledConnection, float] = {}
+        self._sweeper: DelayedCall | None = None
         self._serial = 0
         self._live: set[PooledConnection] = set()
         self._closing: Deferred[None] | None = None
@@ -288,6 +296,12 @@ class HTTPConnectionPool:
             # Code written for Twisted's pool raises maxPersistentPerHost to
             # get more parallel connections: the per-key cap follows it.
             self._persistentExplicit = True
+        if name == "cachedConnectionTimeout" and getattr(self, "_sweeper", None):
+            # Wait for the oldest idle connection's new deadline.
+            sweeper, self._sweeper = self._sweeper, None
+            if sweeper is not None and sweeper.active():
+                sweeper.cancel()
+            self._sweep()
         if name not in _LIMITS or not getattr(self, "_ready", False):
             return
         core = self._core
@@ -447,7 +461,8 @@ class HTTPConnectionPool:
             connection = core.takeIdle(key)
             if connection is not None:
                 self._counters.waits += 1
-                self._event("reuse", key, "idle connection handed out")
+                if self.logReuse:
+                    self._event("reuse", key, "idle connection handed out")
                 return succeed(self._handOut(connection, endpoint, True))
         waiter = Waiter(key, minSerial)
         waiter.endpoint = endpoint
@@ -471,11 +486,7 @@ class HTTPConnectionPool:
             self._counters.reused += 1
         if connection.lifecycle is Lifecycle.IDLE:
             connection.moveTo(Lifecycle.ACTIVE)
-            idleTimer = connection.idleTimer
-            if idleTimer is not None:
-                connection.idleTimer = None
-                if idleTimer.active():
-                    idleTimer.cancel()
+            self._unpark(connection)
         policy = self.retryPolicy if self.retryAutomatically else None
         return _PooledRequester(self, connection, endpoint, reused, policy)
 
@@ -529,25 +540,72 @@ class HTTPConnectionPool:
         c.waitSum += wait
         if wait > c.waitMax:
             c.waitMax = wait
-        if reused:
+        if reused and self.logReuse:
             self._event("reuse", connection.key, "handed to a waiting request")
-        else:
-            self._event("open", connection.key, "new connection handed out")
         requester = self._handOut(connection, waiter.endpoint, reused)
         connection.handOff(lambda: waiter.deferred.callback(requester))
 
     def _park(self, connection: PooledConnection) -> None:
+        """
+        Keep a connection idle until its idle timeout.
+
+        Connections on the pool's own C{cachedConnectionTimeout} expire in
+        the order they went idle, so one reactor timer serves them all (its
+        cost does not grow with the number of idle connections); one whose
+        server or age asks for less gets a timer of its own.
+        """
         connection.moveTo(Lifecycle.IDLE)
         timeout = self._idleTimeout(connection)
         if timeout <= 0:
             self._carryOut(self._core.discard(connection, CloseReason.EXPIRED))
             return
-        reason = CloseReason.IDLE_TIMEOUT
-        if self.maxConnectionAge is not None and timeout < self.cachedConnectionTimeout:
-            reason = CloseReason.EXPIRED
-        connection.idleTimer = self._reactor.callLater(
-            timeout, self._idleExpired, connection, reason
-        )
+        if timeout < self.cachedConnectionTimeout:
+            reason = CloseReason.IDLE_TIMEOUT
+            if connection.keepAliveTimeout is None:
+                reason = CloseReason.EXPIRED
+            connection.idleTimer = self._reactor.callLater(
+                timeout, self._idleExpired, connection, reason
+            )
+            return
+        self._parked[connection] = self._reactor.seconds()
+        if self._sweeper is None:
+            self._sweeper = self._reactor.callLater(timeout, self._sweep)
+
+    def _unpark(self, connection: PooledConnection) -> None:
+        """
+        A connection stops being idle: forget its idle timeout.
+        """
+        idleTimer = connection.idleTimer
+        if idleTimer is not None:
+            connection.idleTimer = None
+            if idleTimer.active():
+                idleTimer.cancel()
+        parked = self._parked
+        if parked.pop(connection, None) is not None and not parked:
+            sweeper = self._sweeper
+            if sweeper is not None:
+                self._sweeper = None
+                if sweeper.active():
+                    sweeper.cancel()
+
+    def _sweep(self) -> None:
+        """
+        Close the connections whose idle timeout has passed, oldest first,
+        and wait for the next one.
+        """
+        self._sweeper = None
+        parked = self._parked
+        timeout = float(self.cachedConnectionTimeout)
+        now = self._reactor.seconds()
+        while parked:
+            connection, since = next(iter(parked.items()))
+            if since + timeout > now:
+                self._sweeper = self._reactor.callLater(
+                    since + timeout - now, self._sweep
+                )
+                return
+            del parked[connection]
+            self._carryOut(self._core.discard(connection, CloseReason.IDLE_TIMEOUT))
 
     def _idleTimeout(self, connection: PooledConnection) -> float:
         """
@@ -569,6 +627,7 @@ class HTTPConnectionPool:
         self._carryOut(self._core.discard(connection, reason))
 
     def _close(self, connection: PooledConnection, reason: str) -> None:
+        self._unpark(connection)
         if connection.lifecycle is Lifecycle.CLOSED:
             # Already gone: only the books need to know.
             self._carryOut(self._core.lost(connection))
@@ -585,7 +644,6 @@ class HTTPConnectionPool:
 
     def _connect(self, waiter: Any) -> None:
         key = waiter.key
-        self._event("open", key, "opening a new connection")
         try:
             d = waiter.endpoint.connect(PooledConnectionFactory(self, key))
         except BaseException:
@@ -613,6 +671,7 @@ class HTTPConnectionPool:
     def _connected(self, connection: PooledConnection, waiter: Any, timer: Any) -> None:
         waiter.connecting = None
         self._counters.opened += 1
+        self._event("open", waiter.key, "new connection")
         self._live.add(connection)
         if timer is not None and timer.active():
             timer.cancel()
@@ -719,6 +778,8 @@ class HTTPConnectionPool:
         previous = connection.lifecycle
         connection.lifecycle = Lifecycle.CLOSED
         self._live.discard(connection)
+        if previous is Lifecycle.IDLE:
+            self._unpark(connection)
         if previous in (Lifecycle.IDLE, Lifecycle.ACTIVE):
             why = CloseReason.SERVER_CLOSED
             if previous is Lifecycle.ACTIVE:

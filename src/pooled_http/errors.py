@@ -152,17 +152,24 @@ class ReadTimeoutError(PoolError, ResponseFailed):
 class ResponseHeadersTooLargeError(PoolError, ParseError):
     """
     The response's status line and headers grew past C{maxHeaderBytes}
-    without ending; the connection was closed.  Reaches callers inside
+    without ending, or one header line past Twisted's line limit; the
+    connection was closed.  Reaches callers inside
     Twisted's L{ResponseFailed}, like any other malformed response.
 
     @ivar limit: The limit, in bytes.
     """
 
-    def __init__(self, key: Hashable, limit: int) -> None:
-        message = (
-            f"the response headers from {key!r} exceed maxHeaderBytes={limit}; "
-            "the connection was closed"
-        )
+    def __init__(self, key: Hashable, limit: int, line: bool = False) -> None:
+        if line:
+            message = (
+                f"a response header line from {key!r} is longer than {limit} "
+                "bytes; the connection was closed"
+            )
+        else:
+            message = (
+                f"the response headers from {key!r} exceed maxHeaderBytes={limit}; "
+                "the connection was closed"
+            )
         ParseError.__init__(self, message, b"")
         PoolError.__init__(self, message, key)
         self.limit = limit
