@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import treq
+from treq.client import HTTPClient
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -247,7 +248,7 @@ class BurstTests(LoopbackMixin, TestCase):
         C{treq.HTTPClient(Agent(reactor, pool=pool))} with a cap of 4.
         """
         pool = self.makePool(maxConnectionsPerHost=4)
-        client = treq.HTTPClient(Agent(reactor, pool=pool))
+        client = HTTPClient(Agent(reactor, pool=pool))
 
         @inlineCallbacks
         def one(i: int) -> Any:
