@@ -245,7 +245,7 @@ class BurstTests(LoopbackMixin, TestCase):
     @inlineCallbacks
     def test_treqHTTPClient(self) -> Any:
         """
-        C{treq.HTTPClient(Agent(reactor, pool=pool))} with a cap of 4.
+        C{treq.client.HTTPClient(Agent(reactor, pool=pool))} with a cap of 4.
         """
         pool = self.makePool(maxConnectionsPerHost=4)
         client = HTTPClient(Agent(reactor, pool=pool))
