@@ -49,12 +49,15 @@ class Lifecycle(Enum):
     CLOSED = "closed"
 
 
-_TRANSITIONS: dict[Lifecycle, frozenset[Lifecycle]] = {
-    Lifecycle.ACTIVE: frozenset({Lifecycle.IDLE, Lifecycle.CLOSING, Lifecycle.CLOSED}),
-    Lifecycle.IDLE: frozenset({Lifecycle.ACTIVE, Lifecycle.CLOSING, Lifecycle.CLOSED}),
-    Lifecycle.CLOSING: frozenset({Lifecycle.CLOSED}),
-    Lifecycle.CLOSED: frozenset(),
+#: The lifecycle's transitions, as data: state -> the states it may go to.
+_TRANSITIONS: dict[Lifecycle, tuple[Lifecycle, ...]] = {
+    Lifecycle.ACTIVE: (Lifecycle.IDLE, Lifecycle.CLOSING, Lifecycle.CLOSED),
+    Lifecycle.IDLE: (Lifecycle.ACTIVE, Lifecycle.CLOSING, Lifecycle.CLOSED),
+    Lifecycle.CLOSING: (Lifecycle.CLOSED,),
+    Lifecycle.CLOSED: (),
 }
+# The same keyed by value: a str's hash is cached, an Enum's is computed.
+_NEXT = {state.value: allowed for state, allowed in _TRANSITIONS.items()}
 
 
 def _cancel(call: DelayedCall | None) -> None:
@@ -128,7 +131,7 @@ class PooledConnection(HTTP11ClientProtocol):
 
         @raise LifecycleError: If the transition is not allowed.
         """
-        if new not in _TRANSITIONS[self.lifecycle]:
+        if new not in _NEXT[self.lifecycle._value_]:
             raise LifecycleError(
                 f"connection to {self.key!r} cannot go from "
                 f"{self.lifecycle.value} to {new.value}",

@@ -24,7 +24,7 @@ from twisted.web.iweb import IResponse
 from ._connection import Lifecycle, PooledConnection, PooledConnectionFactory
 from ._core import Action, ActionKind, PoolCore, Waiter, WaiterState
 from ._retry import RetryPolicy
-from ._settings import Setting
+from ._settings import Setting, settings
 from .errors import (
     ConnectTimeoutError,
     PoolClosedError,
@@ -37,6 +37,21 @@ __all__ = ["HTTPConnectionPool"]
 
 #: How long a connection being closed may take before it is aborted.
 DEFAULT_CLOSE_GRACE = 2.0
+
+_SETTINGS = settings(
+    Setting("maxPersistentPerHost", integer=True),
+    Setting("maxConnectionsPerHost", integer=True),
+    Setting("maxConnections", integer=True),
+    Setting("cachedConnectionTimeout"),
+    Setting("poolTimeout", optional=True),
+    Setting("connectTimeout", optional=True),
+    Setting("responseTimeout", optional=True),
+    Setting("readTimeout", optional=True),
+    Setting("maxConnectionAge", optional=True),
+    Setting("maxRequestsPerConnection", integer=True, optional=True),
+    Setting("closeGracePeriod"),
+    Setting("maxHeaderBytes", integer=True),
+)
 
 _LIMITS = frozenset({"maxConnectionsPerHost", "maxConnections", "maxPersistentPerHost"})
 
@@ -212,20 +227,19 @@ class HTTPConnectionPool:
         L{ResponseHeadersTooLargeError} (inside Twisted's C{ResponseFailed}).
     """
 
-    maxPersistentPerHost: Setting[int] = Setting(8, integer=True)
-    maxConnectionsPerHost: Setting[int] = Setting(8, integer=True)
-    maxConnections: Setting[int] = Setting(256, integer=True)
-    cachedConnectionTimeout: Setting[float] = Setting(240.0)
-    poolTimeout: Setting[float | None] = Setting(None, optional=True)
-    connectTimeout: Setting[float | None] = Setting(30.0, optional=True)
-    responseTimeout: Setting[float | None] = Setting(None, optional=True)
-    readTimeout: Setting[float | None] = Setting(None, optional=True)
-    maxConnectionAge: Setting[float | None] = Setting(None, optional=True)
-    maxRequestsPerConnection: Setting[int | None] = Setting(
-        None, integer=True, optional=True
-    )
-    closeGracePeriod: Setting[float] = Setting(DEFAULT_CLOSE_GRACE)
-    maxHeaderBytes: Setting[int] = Setting(65536, integer=True)
+    # Defaults; every assignment is checked by __setattr__.
+    maxPersistentPerHost: int = 8
+    maxConnectionsPerHost: int = 8
+    maxConnections: int = 256
+    cachedConnectionTimeout: float = 240.0
+    poolTimeout: float | None = None
+    connectTimeout: float | None = 30.0
+    responseTimeout: float | None = None
+    readTimeout: float | None = None
+    maxConnectionAge: float | None = None
+    maxRequestsPerConnection: int | None = None
+    closeGracePeriod: float = DEFAULT_CLOSE_GRACE
+    maxHeaderBytes: int = 65536
 
     #: Whether to log a C{pooled_http.reuse} event every time an idle
     #: connection is handed out: one event per request, off by default
@@ -290,6 +304,14 @@ class HTTPConnectionPool:
         self._settingChanged("maxConnections")
 
     # Settings
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        rule = _SETTINGS.get(name)
+        if rule is None:
+            object.__setattr__(self, name, value)
+            return
+        object.__setattr__(self, name, rule.validate(value))
+        self._settingChanged(name)
 
     def _settingChanged(self, name: str) -> None:
         if name == "maxPersistentPerHost":

@@ -1,58 +1,33 @@
 """
-Validated settings: the limits and timeouts of a pool, as attributes that
-check every value at construction and on assignment.
+Validated settings: the limits and timeouts of a pool, checked at
+construction and on every assignment.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Generic, TypeVar, overload
-
-T = TypeVar("T")
+from typing import Any
 
 
-class Setting(Generic[T]):
+class Setting:
     """
-    A data descriptor for one pool setting.
+    The rule for one pool setting.
 
     A value that is zero, negative, not a number (C{bool} included), or not
     finite raises L{ValueError} naming the setting; L{None} is allowed only
-    for settings that can be disabled.  Assigning a new value calls the
-    owner's C{_settingChanged(name)} so limits take effect at once.
+    for settings that can be disabled.
 
     @ivar name: The attribute name.
-    @ivar default: The default value.
     @ivar integer: Whether only whole numbers are allowed.
     @ivar optional: Whether L{None} (disabled) is allowed.
     """
 
-    def __init__(
-        self, default: T, *, integer: bool = False, optional: bool = False
-    ) -> None:
-        self.default = default
+    __slots__ = ("name", "integer", "optional")
+
+    def __init__(self, name: str, *, integer: bool = False, optional: bool = False) -> None:
+        self.name = name
         self.integer = integer
         self.optional = optional
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, instance: None, owner: type) -> Setting[T]: ...
-
-    @overload
-    def __get__(self, instance: object, owner: type) -> T: ...
-
-    def __get__(self, instance: object | None, owner: type) -> Any:
-        if instance is None:
-            return self
-        return instance.__dict__.get(self.name, self.default)
-
-    def __set__(self, instance: Any, value: T) -> None:
-        instance.__dict__[self.name] = self.validate(value)
-        changed = getattr(instance, "_settingChanged", None)
-        if changed is not None:
-            changed(self.name)
 
     def validate(self, value: Any) -> Any:
         """
@@ -78,3 +53,10 @@ class Setting(Generic[T]):
         if value <= 0:
             raise ValueError(f"{self.name} must be {kind}, not {value!r}")
         return value
+
+
+def settings(*rules: Setting) -> dict[str, Setting]:
+    """
+    Index setting rules by name.
+    """
+    return {rule.name: rule for rule in rules}
