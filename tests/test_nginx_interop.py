@@ -10,7 +10,9 @@ meeting connections nginx is closing.  No GET may fail; every POST either
 succeeds or fails with a clear, typed error; nginx's access log, which
 records the unique C{X-Request-Id} of every request it processed, must not
 show any id twice.  nginx answers with the method and the id, so a response
-given to the wrong request would be caught too.
+given to the wrong request would be caught too.  A second configuration
+also announces the timeout (C{Keep-Alive: timeout=1}); then the pool closes
+idle connections first and not even a POST fails.
 
 Skipped, with the reason, when nginx is not installed.
 """
@@ -76,7 +78,7 @@ http {{
     {tempPaths}
     log_format ids '$http_x_request_id $request_method $status $connection $connection_requests';
     access_log {tmp}/access.log ids;
-    keepalive_timeout 1s;
+    keepalive_timeout 1s{headerTimeout};
     keepalive_requests 3;
     server {{
         listen 127.0.0.1:{port};
@@ -130,8 +132,11 @@ class NginxServer:
     @ivar tmp: The directory holding the configuration and logs.
     """
 
-    def __init__(self, nginx: str, tmp: str, tls: TLSMaterial) -> None:
+    def __init__(
+        self, nginx: str, tmp: str, tls: TLSMaterial, keepAliveHeader: bool = False
+    ) -> None:
         self.nginx = nginx
+        self.keepAliveHeader = keepAliveHeader
         self.tmp = tmp
         os.makedirs(tmp, exist_ok=True)
         cert = tls.ca.issue_cert("127.0.0.1")
@@ -157,6 +162,7 @@ class NginxServer:
                         port=self.port,
                         tlsPort=self.tlsPort,
                         tempPaths=tempPathDirectives(self.nginx, self.tmp),
+                        headerTimeout=" 1s" if self.keepAliveHeader else "",
                     )
                 )
             output = open(os.path.join(self.tmp, "stderr.log"), "wb")
@@ -242,17 +248,24 @@ class NginxInteropTests(unittest.TestCase):
 
     timeout = 120
 
-    async def setUp(self) -> None:
+    def setUp(self) -> None:
         nginx = findNginx()
         if nginx is None:
             raise unittest.SkipTest(
                 "nginx is not installed (apt-get install nginx-light); "
                 "the nginx interoperability tests need it"
             )
+        self.nginx = nginx
         self.tls = TLSMaterial()
+
+    async def startNginx(self, keepAliveHeader: bool = False) -> None:
+        """
+        Start nginx for this test; with C{keepAliveHeader} it also tells
+        clients its timeout (C{Keep-Alive: timeout=1}).
+        """
         tmp = tempfile.mkdtemp(prefix="pooled-http-nginx-")
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        self.server = NginxServer(nginx, tmp, self.tls)
+        self.server = NginxServer(self.nginx, tmp, self.tls, keepAliveHeader)
         self.addCleanup(self.server.stop)
         await self.server.start()
 
@@ -359,6 +372,7 @@ class NginxInteropTests(unittest.TestCase):
         No GET fails, every answer is the right one, every POST failure is a
         typed request failure, and nginx processes no request twice.
         """
+        await self.startNginx()
         await self._runLoad()
 
     async def test_postFailuresAreClear(self) -> None:
@@ -367,6 +381,7 @@ class NginxInteropTests(unittest.TestCase):
         or its answer never came (never, for example, an internal error of
         the body producer).
         """
+        await self.startNginx()
         outcomes, _ = await self._runLoad()
         for requestId, (_method, outcome) in outcomes.items():
             if isinstance(outcome, Exception):
@@ -375,3 +390,19 @@ class NginxInteropTests(unittest.TestCase):
                     CLEAR_POST_ERRORS,
                     f"POST {requestId!r}: {outcome!r} {innermost(outcome)!r}",
                 )
+
+    async def test_keepAliveHeaderHonoured(self) -> None:
+        """
+        When nginx announces its timeout (C{Keep-Alive: timeout=1}) the
+        pool closes idle connections before nginx does, so even POSTs after
+        pauses around the timeout never meet a connection nginx is closing.
+        """
+        await self.startNginx(keepAliveHeader=True)
+        outcomes, stats = await self._runLoad()
+        failed = {
+            requestId: outcome
+            for requestId, (_method, outcome) in outcomes.items()
+            if isinstance(outcome, Exception)
+        }
+        self.assertEqual(failed, {})
+        self.assertGreater(stats.closed.get(CloseReason.IDLE_TIMEOUT, 0), 0)
