@@ -35,16 +35,23 @@ def reasonsOf(exc: BaseException) -> list[BaseException]:
     reasons = getattr(exc, "reasons", None)
     if not reasons:
         return [exc]
-    return [r.value if isinstance(r, Failure) else r for r in reasons]
+    inner: list[BaseException] = []
+    for reason in reasons:
+        value = reason.value if isinstance(reason, Failure) else reason
+        if isinstance(value, BaseException):
+            inner.append(value)
+    return inner
 
 
-def innermost(exc: BaseException) -> list[BaseException]:
+def innermost(exc: BaseException | None) -> list[BaseException]:
     """
     Every non-wrapper exception inside C{exc}, however deeply wrapped.
 
     @param exc: An exception.
     """
     found: list[BaseException] = []
+    if exc is None:
+        return found
     stack = [exc]
     for _ in range(100):
         if not stack:

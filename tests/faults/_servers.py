@@ -47,6 +47,7 @@ __all__ = [
     "ScriptedConnection",
     "ScriptedServer",
     "ChaosScript",
+    "Script",
     "response",
     "okScript",
     "unusedPort",
@@ -246,6 +247,7 @@ def response(
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+#: A server script: called with the connection and each request.
 Script = Callable[["ScriptedConnection", ReceivedRequest], None]
 
 

@@ -115,7 +115,7 @@ class TLSCloseRaceTests(FaultTestCase):
         server = self.startServer(tls=material.serverOptions())
         pool = self.makePool()
         agent = self.makeAgent(pool, contextFactory=material.clientPolicy())
-        outcomes = []
+        outcomes: list[tuple[bytes, int, object]] = []
         for method, body in [(b"GET", None), (b"POST", b"x" * 100)]:
             for turns in range(6):
                 await self.fetchOk(agent, server.url())

@@ -8,19 +8,28 @@ framing, a chunked HEAD response and 1xx interim responses (faults 3, 4, 7,
 from __future__ import annotations
 
 import tracemalloc
+from typing import Any
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.web._newclient import ParseError, ResponseFailed, ResponseNeverReceived
+from twisted.web.client import Agent
 
 from pooled_http import errors
 
 from ._base import FaultTestCase, innermost
-from ._servers import ReceivedRequest, ScriptedConnection, okScript, response
+from ._servers import (
+    ReceivedRequest,
+    Script,
+    ScriptedConnection,
+    ScriptedServer,
+    okScript,
+    response,
+)
 
 
 def onFirstConnection(
     fault: bytes | None = None, then: str = "close", delay: float = 0.0
-):  # type: ignore[no-untyped-def]
+) -> Script:
     """
     A script: on the first request of the first connection send C{fault}
     and then C{"close"}, C{"reset"} (after C{delay}) or C{"stay"}; answer
@@ -47,7 +56,7 @@ def onFirstConnection(
     return script
 
 
-def onSecondRequest(fault: bytes):  # type: ignore[no-untyped-def]
+def onSecondRequest(fault: bytes) -> Script:
     """
     A script that answers the first request of the first connection well
     and sends C{fault} for the second one (so it fails on a reused
@@ -71,11 +80,15 @@ class ResponseFaultTestCase(FaultTestCase):
 
     async def assertNextRequestUsesNewConnection(
         self,
-        server,
-        pool,
-        agent,
-        failedConnection: int = 0,  # type: ignore[no-untyped-def]
+        server: ScriptedServer,
+        pool: Any,
+        agent: Agent,
+        failedConnection: int = 0,
     ) -> None:
+        """
+        The failed connection is lost, the pool holds nothing, and the next
+        request succeeds on a new connection.
+        """
         await self.waitLost(server, failedConnection)
         await self.assertPoolAtRest(pool, idle=0)
         failedRequests = len(server.connections[failedConnection].requests)

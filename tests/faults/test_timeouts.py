@@ -6,16 +6,28 @@ drips its body and stalls, and a caller that never reads a body (faults 5,
 
 from __future__ import annotations
 
-from twisted.internet import reactor, task
+from collections.abc import Callable
+
+from twisted.internet import defer, reactor, task
 from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
+from twisted.web.iweb import IResponse
 
 from pooled_http import errors
 
 from ._base import FaultTestCase, innermost
-from ._servers import ReceivedRequest, ScriptedConnection, okScript, response
+from ._servers import (
+    ReceivedRequest,
+    Script,
+    ScriptedConnection,
+    collectBody,
+    okScript,
+    response,
+)
 
 
-def silentOn(predicate):  # type: ignore[no-untyped-def]
+def silentOn(
+    predicate: Callable[[ScriptedConnection, ReceivedRequest], bool],
+) -> Script:
     """
     A script that never answers requests matching C{predicate} and answers
     the others well.
@@ -49,6 +61,7 @@ class NoHeadersTests(FaultTestCase):
         failure = await self.failureOf(self.request(agent, server.url(), method, body))
         self.assertIsInstance(failure, errors.ResponseTimeoutError)
         self.assertIsInstance(failure, ResponseNeverReceived)
+        assert isinstance(failure, errors.ResponseTimeoutError)
         self.assertEqual(failure.timeout, 0.3)
         self.assertTrue(errors.isTemporaryNetworkError(failure))
         await self.waitLost(server, 0)
@@ -145,8 +158,6 @@ class UnreadBodyTests(FaultTestCase):
         self.assertEqual(await self.fetchOkFrom(second), b"ok")
         await self.waitLost(server, 0)
         self.assertEqual([len(c.requests) for c in server.connections], [1, 1])
-        from ._servers import collectBody
-
         result = await collectBody(unread)
         self.assertFalse(result.complete)
         failure = result.reason.value
@@ -157,9 +168,10 @@ class UnreadBodyTests(FaultTestCase):
         )
         await self.assertPoolAtRest(pool, idle=1)
 
-    async def fetchOkFrom(self, d) -> bytes:  # type: ignore[no-untyped-def]
-        from ._servers import collectBody
-
+    async def fetchOkFrom(self, d: defer.Deferred[IResponse]) -> bytes:
+        """
+        Wait for a response and read its body, which must be complete.
+        """
         response_ = await d
         result = await collectBody(response_)
         self.assertTrue(result.complete, result.reason)
