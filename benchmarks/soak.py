@@ -232,7 +232,8 @@ async def runSoak(
     @param requests: How many requests to send.
     @param seed: Seeds the server's choices of what to kill and when.
     @param killRate: The share of connections the server kills.
-    @param concurrency: Requests in flight at once (and the pool's cap).
+    @param concurrency: Requests in flight at once.  The pool allows half
+        as many connections, so requests also queue for a free slot.
     @param maxSeconds: Hard bound on the run; requests not started by then
         are not sent, requests still pending some seconds later are
         cancelled and reported.
@@ -260,8 +261,8 @@ async def runSoak(
     ).start()
     pool = HTTPConnectionPool(
         reactor,
-        maxConnectionsPerHost=concurrency,
-        maxPersistentPerHost=concurrency,
+        maxConnectionsPerHost=max(1, concurrency // 2),
+        maxPersistentPerHost=max(1, concurrency // 2),
         connectTimeout=5,
         responseTimeout=5,
         readTimeout=5,
@@ -354,6 +355,8 @@ async def runSoak(
             "retried": stats.retried,
             "timedOut": stats.timedOut,
             "failed": stats.failed,
+            "handedOut": stats.waitTime.count,
+            "maxWait": round(stats.waitTime.max, 4),
             "closed": {k: v for k, v in stats.closed.items() if v},
         }
         await pool.close()
