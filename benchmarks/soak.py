@@ -33,6 +33,7 @@ import importlib.util
 import itertools
 import json
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -43,8 +44,17 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
+from twisted.internet.error import ConnectError
+from twisted.web._newclient import (
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
 from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
+
+from pooled_http import HTTPConnectionPool, errors
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -173,25 +183,16 @@ class SoakResult:
         return figures
 
 
-def _typedErrors() -> tuple[type[BaseException], ...]:
-    from twisted.internet.error import ConnectError
-    from twisted.web._newclient import (
-        RequestNotSent,
-        RequestTransmissionFailed,
-        ResponseFailed,
-        ResponseNeverReceived,
-    )
-
-    from pooled_http import errors
-
-    return (
-        ResponseFailed,
-        ResponseNeverReceived,
-        RequestNotSent,
-        RequestTransmissionFailed,
-        errors.PoolError,
-        ConnectError,
-    )
+#: What a request may fail with in the soak: Twisted's request failures and
+#: the pool's own errors.  Anything else is reported as untyped.
+TYPED_ERRORS: tuple[type[BaseException], ...] = (
+    ResponseFailed,
+    ResponseNeverReceived,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    errors.PoolError,
+    ConnectError,
+)
 
 
 async def _prime(reactor: Any) -> None:
@@ -200,8 +201,6 @@ async def _prime(reactor: Any) -> None:
     what the reactor sets up once and keeps (the thread pool that resolves
     host names, with its file descriptors) is not counted against the run.
     """
-    from pooled_http import HTTPConnectionPool
-
     server = _servers.ScriptedServer(reactor).start()
     pool = HTTPConnectionPool(reactor)
     try:
@@ -242,12 +241,10 @@ async def runSoak(
     @param postShare: The share of requests that are POSTs.
     @param progress: Called with a line of progress now and then.
     """
-    from pooled_http import HTTPConnectionPool
-
     result = SoakResult()
-    typed = _typedErrors()
+    typed = TYPED_ERRORS
     chaos = _servers.ChaosScript(seed, killRate)
-    choices = __import__("random").Random(seed + 1)
+    choices = random.Random(seed + 1)
     warmup = requests // 10 if warmup is None else warmup
     await _prime(reactor)
     result.fdBefore = openFileDescriptors()

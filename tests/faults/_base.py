@@ -18,6 +18,8 @@ from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
+from pooled_http import HTTPConnectionPool
+
 from ._servers import BodyResult, ScriptedServer, collectBody, okScript
 
 __all__ = ["FaultTestCase", "reasonsOf", "innermost"]
@@ -92,8 +94,6 @@ class FaultTestCase(unittest.TestCase):
 
         @param kwargs: Pool options.
         """
-        from pooled_http import HTTPConnectionPool
-
         pool = HTTPConnectionPool(reactor, **kwargs)
         self.addCleanup(pool.close)
         return pool

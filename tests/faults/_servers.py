@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer
+import trustme
+from twisted.internet import defer, ssl
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -37,8 +38,9 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
+from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.iweb import IResponse
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer, providedBy
 
 __all__ = [
     "LOOPBACK",
@@ -605,8 +607,6 @@ class TLSMaterial:
 
     def __post_init__(self) -> None:
         if self.ca is None:
-            import trustme
-
             self.ca = trustme.CA()
 
     def serverOptions(self, identities: Sequence[str] = (LOOPBACK,)) -> Any:
@@ -616,8 +616,6 @@ class TLSMaterial:
 
         @param identities: Host names or IP addresses.
         """
-        from twisted.internet import ssl
-
         cert = self.ca.issue_cert(*identities)
         pem = cert.private_key_and_cert_chain_pem.bytes()
         return ssl.PrivateCertificate.loadPEM(pem).options()
@@ -626,9 +624,6 @@ class TLSMaterial:
         """
         An Agent C{contextFactory} that trusts only this CA.
         """
-        from twisted.internet import ssl
-        from twisted.web.client import BrowserLikePolicyForHTTPS
-
         root = ssl.Certificate.loadPEM(self.ca.cert_pem.bytes())
         return BrowserLikePolicyForHTTPS(trustRoot=root)
 
@@ -696,8 +691,6 @@ class ResolverReactor:
     def __init__(self, reactor: Any, resolver: IHostnameResolver) -> None:
         self._reactor = reactor
         self.nameResolver = resolver
-        from zope.interface import directlyProvides, providedBy
-
         directlyProvides(self, providedBy(reactor), IReactorPluggableNameResolver)
 
     def installNameResolver(self, resolver: IHostnameResolver) -> IHostnameResolver:
@@ -726,8 +719,6 @@ class BodyResult:
         """
         Whether the body ended with C{ResponseDone}.
         """
-        from twisted.web.client import ResponseDone
-
         return bool(self.reason.check(ResponseDone))
 
 

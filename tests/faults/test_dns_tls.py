@@ -7,6 +7,8 @@ never completes (faults 12, 13).
 
 from __future__ import annotations
 
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet import reactor
 from twisted.internet.error import DNSLookupError
 
@@ -85,9 +87,6 @@ class TLSTests(FaultTestCase):
         agent = self.makeAgent(pool, contextFactory=clientTLS.clientPolicy())
         failure = await self.failureOf(self.request(agent, server.url()))
         self.assertFalse(errors.isTemporaryNetworkError(failure), innermost(failure))
-        from OpenSSL import SSL
-        from service_identity import VerificationError
-
         self.assertTrue(
             any(
                 isinstance(e, (SSL.Error, VerificationError))
