@@ -183,7 +183,10 @@ def writeMarkdown(results: dict[str, Any], path: str, plotName: str | None) -> N
 
 def _unavailable(summary: dict[str, Any]) -> str | None:
     if "unavailable" in summary:
-        return "not available: " + str(summary["unavailable"])
+        reason = str(summary["unavailable"])
+        if reason.startswith(("n/a", "not run")):
+            return reason
+        return "not available: " + reason
     if "failed" in summary:
         return "FAILED: " + str(summary["failed"]).strip().splitlines()[-1]
     return None

@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -170,8 +171,10 @@ def makeScenarios(scale: float, smoke: bool) -> list[Scenario]:
     ]
 
 
-#: Where the pooled_http package benchmarked is imported from (--src).
+#: Where the pooled_http package benchmarked is imported from (--src,
+#: --rev), and what to call it in the results.
 SOURCE = [SRC]
+SOURCE_NAME: list[str | None] = [None]
 
 
 def runSubprocess(script: str, job: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -303,6 +306,41 @@ def addRatios(clients: dict[str, dict[str, Any]]) -> None:
                 summary[name] = summary["rps"] / base
 
 
+def exportRevision(revision: str) -> tuple[str, str]:
+    """
+    Export C{src/} as committed at C{revision} into a temporary directory,
+    so that edits to the working tree during a run change nothing.
+
+    @param revision: Any git revision, e.g. C{HEAD}.
+    @return: C{(directory, commit)}: the directory holding C{src/} and the
+        short commit id.
+    @raise SystemExit: If git cannot export it.
+    """
+    import io
+    import tarfile
+    import tempfile
+
+    root = os.path.dirname(HERE)
+    try:
+        commit = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", revision],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        archive = subprocess.run(
+            ["git", "-C", root, "archive", "--format=tar", commit, "src"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SystemExit(f"cannot export {revision!r} with git: {e}") from e
+    directory = tempfile.mkdtemp(prefix="pooled-http-bench-src-")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory, commit
+
+
 def gitDescription() -> str | None:
     """
     @return: The checkout's commit, marked C{dirty} if C{src/} has
@@ -344,7 +382,9 @@ def machineInfo(server: Server) -> dict[str, Any]:
         "loadAverageBefore": os.getloadavg(),
     }
     info["pooled_http source"] = SOURCE[0]
-    info["commit"] = gitDescription()
+    info["commit"] = SOURCE_NAME[0] or (
+        gitDescription() if SOURCE[0] == SRC else f"the tree in {SOURCE[0]}"
+    )
     for module in ("aiohttp", "httpx"):
         try:
             info[module] = __import__(module).__version__
@@ -419,6 +459,12 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
         help="directory holding the pooled_http package to measure "
         "(default: this checkout's src/)",
     )
+    parser.add_argument(
+        "--rev",
+        default=None,
+        help="measure pooled_http as committed at this git revision "
+        "(e.g. HEAD), exported to a temporary directory",
+    )
     args = parser.parse_args(argv)
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     args.clients = [c for c in args.clients.split(",") if c]
@@ -444,6 +490,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
     args = parseArguments(argv)
     SOURCE[0] = os.path.abspath(args.src)
+    exported = None
+    if args.rev:
+        exported, commit = exportRevision(args.rev)
+        SOURCE[0] = os.path.join(exported, "src")
+        SOURCE_NAME[0] = f"{commit} ({args.rev})"
     raiseFileLimit()
     scenarios = {s.name: s for s in makeScenarios(args.scale, args.smoke)}
     for name in args.scenarios:
@@ -472,6 +523,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results["scenarios"][scenario.name] = runScenario(scenario, args, server)
     finally:
         server.stop()
+        if exported is not None:
+            shutil.rmtree(exported, ignore_errors=True)
     results["elapsed"] = time.time() - started
     results["machine"]["loadAverageAfter"] = os.getloadavg()
     results["targets"] = evaluateTargets(results)
