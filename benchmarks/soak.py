@@ -195,16 +195,27 @@ TYPED_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-async def _prime(reactor: Any) -> None:
+def _agent(reactor: Any, pool: HTTPConnectionPool, material: Any) -> Agent:
+    """
+    An Agent on C{pool}, trusting C{material}'s CA if given.
+    """
+    if material is None:
+        return Agent(reactor, pool=pool)
+    return Agent(reactor, pool=pool, contextFactory=material.clientPolicy())
+
+
+async def _prime(reactor: Any, material: Any) -> None:
     """
     Send a few requests through a throwaway pool and server first, so that
     what the reactor sets up once and keeps (the thread pool that resolves
     host names, with its file descriptors) is not counted against the run.
     """
-    server = _servers.ScriptedServer(reactor).start()
+    server = _servers.ScriptedServer(
+        reactor, tls=material.serverOptions() if material else None
+    ).start()
     pool = HTTPConnectionPool(reactor)
     try:
-        agent = Agent(reactor, pool=pool)
+        agent = _agent(reactor, pool, material)
         for _ in range(3):
             response = await agent.request(b"GET", server.url())
             await _servers.collectBody(response)
@@ -223,6 +234,7 @@ async def runSoak(
     warmup: int | None = None,
     postShare: float = 1 / 3,
     progress: Callable[[str], None] | None = None,
+    tls: bool = False,
 ) -> SoakResult:
     """
     Run the soak and return what it found (the caller decides pass/fail).
@@ -240,13 +252,16 @@ async def runSoak(
         10% of C{requests}).
     @param postShare: The share of requests that are POSTs.
     @param progress: Called with a line of progress now and then.
+    @param tls: Whether to soak over TLS (a trustme certificate) instead of
+        plain HTTP.
     """
     result = SoakResult()
     typed = TYPED_ERRORS
     chaos = _servers.ChaosScript(seed, killRate)
     choices = random.Random(seed + 1)
     warmup = requests // 10 if warmup is None else warmup
-    await _prime(reactor)
+    material = _servers.TLSMaterial() if tls else None
+    await _prime(reactor, material)
     result.fdBefore = openFileDescriptors()
     delayedBefore = set(reactor.getDelayedCalls())
     server = _servers.ScriptedServer(
@@ -255,6 +270,7 @@ async def runSoak(
         onConnect=chaos.onConnect,
         record=False,
         countIf=lambda request: request.method == b"POST",
+        tls=material.serverOptions() if material else None,
     ).start()
     pool = HTTPConnectionPool(
         reactor,
@@ -264,7 +280,7 @@ async def runSoak(
         responseTimeout=5,
         readTimeout=5,
     )
-    agent = Agent(reactor, pool=pool)
+    agent = _agent(reactor, pool, material)
     url = server.url(b"/soak")
     started = time.monotonic()
     deadline = started + maxSeconds
@@ -386,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-rate", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument("--tls", action="store_true", help="soak over TLS")
     options = parser.parse_args(argv)
     if not 0 < options.max_seconds <= 120:
         parser.error("--max-seconds must be in (0, 120]")
@@ -400,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             killRate=options.kill_rate,
             concurrency=options.concurrency,
             maxSeconds=options.max_seconds,
+            tls=options.tls,
             progress=lambda line: print(line, file=sys.stderr),
         )
         status = _report(result)

@@ -1,7 +1,7 @@
 """
-A reduced soak in the test suite: 2,000 requests through one pool against a
-loopback server that kills a seeded random 5% of its connections at random
-points (before headers, mid-body, while idle).  Runs the same code as
+A reduced soak in the test suite: 2,000 requests (and 1,000 over TLS)
+through one pool against a loopback server that kills a seeded random 5% of
+its connections at random points (before headers, mid-body, while idle).  Runs the same code as
 benchmarks/soak.py, which does 50,000 and also checks memory.
 """
 
@@ -57,3 +57,21 @@ class SoakTests(unittest.TestCase):
         self.assertEqual(result.succeeded + sum(result.errors.values()), 2000)
         self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
         self.assertGreater(result.succeeded, 1800)
+
+    async def test_soakTLS(self) -> None:
+        """
+        The same over TLS, with 1,000 requests.
+        """
+        soak = loadSoak()
+        result = await soak.runSoak(
+            reactor,
+            requests=1000,
+            seed=21,
+            killRate=0.05,
+            concurrency=8,
+            maxSeconds=25,
+            tls=True,
+        )
+        self.assertEqual(result.problems(checkMemory=False), [])
+        self.assertEqual(result.succeeded + sum(result.errors.values()), 1000)
+        self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
