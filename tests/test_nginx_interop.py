@@ -367,19 +367,12 @@ class NginxInteropTests(unittest.TestCase):
         )
         return outcomes, stats
 
-    async def test_getsNeverFailNothingProcessedTwice(self) -> None:
+    async def test_keepAliveRaces(self) -> None:
         """
-        No GET fails, every answer is the right one, every POST failure is a
-        typed request failure, and nginx processes no request twice.
-        """
-        await self.startNginx()
-        await self._runLoad()
-
-    async def test_postFailuresAreClear(self) -> None:
-        """
-        A POST that fails says clearly what happened: it could not be sent,
-        or its answer never came (never, for example, an internal error of
-        the body producer).
+        No GET fails, every answer is the right one, nginx processes no
+        request twice, and a POST that fails says clearly what happened: it
+        could not be sent, or its answer never came (never, for example, an
+        internal error of its body producer).
         """
         await self.startNginx()
         outcomes, _ = await self._runLoad()
