@@ -337,7 +337,10 @@ def exportRevision(revision: str) -> tuple[str, str]:
         raise SystemExit(f"cannot export {revision!r} with git: {e}") from e
     directory = tempfile.mkdtemp(prefix="pooled-http-bench-src-")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(directory, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(directory, filter="data")
+        else:
+            tar.extractall(directory)
     return directory, commit
 
 
