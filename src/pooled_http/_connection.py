@@ -366,6 +366,11 @@ class PooledConnection(HTTP11ClientProtocol):
         # Twisted calls the quiescent callback before it detaches the old
         # response parser: a waiting request may only be given this
         # connection once that is done, or its new parser would be detached.
+        if self._requestParser is parser:
+            # Do not keep the finished response's parser (headers, buffers,
+            # Deferreds) alive while the connection sits idle; a request
+            # started from the response's callbacks has its own by now.
+            self._requestParser = None
         pending, self._pendingHandOff = self._pendingHandOff, None
         if pending is not None:
             pending()
