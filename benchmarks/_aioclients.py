@@ -21,7 +21,7 @@ from typing import Any
 from _common import (
     emitResult,
     fetchStatus,
-    latencySummary,
+    finishResult,
     raiseFileLimit,
     readSpec,
     residentBytes,
@@ -235,19 +235,7 @@ async def runJob(job: dict[str, Any]) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     finally:
         await session.close()
-    latencies = result.pop("latencies")
-    errors = result.pop("errors")
-    result.update(
-        {
-            "requests": len(latencies),
-            "errors": len(errors),
-            "firstErrors": errors[:3],
-            "elapsed": elapsed,
-            "rps": len(latencies) / elapsed if elapsed else 0.0,
-            **latencySummary(latencies),
-        }
-    )
-    return result
+    return finishResult(result, elapsed)
 
 
 def main() -> None:

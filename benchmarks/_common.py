@@ -36,6 +36,26 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[index]
 
 
+def finishResult(result: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    """
+    Turn a client run's raw C{latencies} and C{errors} into the figures the
+    runner reports: counts, the first errors, req/s and latency percentiles.
+    """
+    latencies = result.pop("latencies")
+    errors = result.pop("errors")
+    result.update(
+        {
+            "requests": len(latencies),
+            "errors": len(errors),
+            "firstErrors": errors[:3],
+            "elapsed": elapsed,
+            "rps": len(latencies) / elapsed if elapsed else 0.0,
+            **latencySummary(latencies),
+        }
+    )
+    return result
+
+
 def latencySummary(latencies: Sequence[float]) -> dict[str, float]:
     """
     Summarise per-request latencies.

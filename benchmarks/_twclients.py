@@ -23,7 +23,7 @@ from typing import Any
 from _common import (
     emitResult,
     fetchStatus,
-    latencySummary,
+    finishResult,
     raiseFileLimit,
     readSpec,
     residentBytes,
@@ -333,19 +333,7 @@ async def runJob(
         if watchdog.running:
             watchdog.stop()
         await closePool(pool)
-    latencies = result.pop("latencies")
-    errors = result.pop("errors")
-    result.update(
-        {
-            "requests": len(latencies),
-            "errors": len(errors),
-            "firstErrors": errors[:3],
-            "elapsed": elapsed,
-            "rps": len(latencies) / elapsed if elapsed else 0.0,
-            **latencySummary(latencies),
-        }
-    )
-    return result
+    return finishResult(result, elapsed)
 
 
 def main() -> None:
