@@ -65,6 +65,23 @@ def _cancel(call: DelayedCall | None) -> None:
         call.cancel()
 
 
+class _StateWatch:
+    """
+    Stands in for L{HTTP11ClientProtocol}'s C{_state} attribute to see the
+    moment a request has been fully written (C{TRANSMITTING} to
+    C{WAITING}).  It defines only C{__set__}: reads find the value in the
+    instance's dictionary at C level, so the watch costs nothing on the
+    many reads Twisted makes, only a call on each of the few writes.
+    """
+
+    def __set__(self, instance: PooledConnection, value: str) -> None:
+        values = instance.__dict__
+        previous = values.get("_state")
+        values["_state"] = value
+        if value == "WAITING" and previous == "TRANSMITTING":
+            instance._requestWritten()
+
+
 @implementer(IHandshakeListener)
 class PooledConnection(HTTP11ClientProtocol):
     """
@@ -90,6 +107,7 @@ class PooledConnection(HTTP11ClientProtocol):
 
     def __init__(self, pool: HTTPConnectionPool, key: Hashable) -> None:
         HTTP11ClientProtocol.__init__(self, pool._connectionQuiescent)
+        self._state = "QUIESCENT"
         self._pool = pool
         self.key = key
         self.lifecycle = Lifecycle.ACTIVE
@@ -253,16 +271,7 @@ class PooledConnection(HTTP11ClientProtocol):
         self._awaitingHeaders = False
         self._giveUp(Failure(ResponseHeadersTooLargeError(self.key, limit, line=True)))
 
-    @property
-    def _state(self) -> str:
-        return self.__dict__.get("_stateValue", "QUIESCENT")
-
-    @_state.setter
-    def _state(self, value: str) -> None:
-        previous = self.__dict__.get("_stateValue", "QUIESCENT")
-        self.__dict__["_stateValue"] = value
-        if previous == "TRANSMITTING" and value == "WAITING":
-            self._requestWritten()
+    _state: str = _StateWatch()  # type: ignore[assignment]
 
     def _requestWritten(self) -> None:
         """
