@@ -673,3 +673,31 @@ class ValidationTests(PoolTestCase):
         from twisted.internet.task import Clock
 
         return Clock()
+
+
+class BadArgumentTests(PoolTestCase):
+    """
+    C{getConnection} refuses arguments it cannot work with, naming the key.
+    """
+
+    def test_unhashableKey(self) -> None:
+        """
+        A key that cannot be hashed raises L{TypeError} naming it.
+        """
+        pool = self.makePool()
+        with self.assertRaises(TypeError) as cm:
+            pool.getConnection([b"http", b"a.example", 80], self.endpoint)
+        self.assertIn("[b'http', b'a.example', 80]", str(cm.exception))
+        self.assertIn("hashable", str(cm.exception))
+
+    def test_notAnEndpoint(self) -> None:
+        """
+        Something without C{connect} is not an endpoint: L{TypeError} naming
+        the key, and nothing is left queued.
+        """
+        pool = self.makePool()
+        with self.assertRaises(TypeError) as cm:
+            pool.getConnection(KEY, None)  # type: ignore[arg-type]
+        self.assertIn(repr(KEY), str(cm.exception))
+        self.assertIn("IStreamClientEndpoint", str(cm.exception))
+        self.assertEqual(self.counts(), (0, 0, 0, 0))

@@ -353,6 +353,8 @@ class HTTPConnectionPool:
             C{abort()} like L{HTTP11ClientProtocol}; failing with
             L{PoolClosedError}, L{PoolTimeoutError}, L{ConnectTimeoutError}
             or the endpoint's own connection error.
+        @raise TypeError: If C{key} is not hashable or C{endpoint} is not an
+            endpoint.
         """
         return self._acquire(key, endpoint, 0)
 
@@ -480,12 +482,20 @@ class HTTPConnectionPool:
         if core.closed:
             return _failed(PoolClosedError(key))
         if not minSerial:
-            connection = core.takeIdle(key)
+            try:
+                connection = core.takeIdle(key)
+            except TypeError:
+                raise TypeError(f"pool key {key!r} is not hashable") from None
             if connection is not None:
                 self._counters.waits += 1
                 if self.logReuse:
                     self._event("reuse", key, "idle connection handed out")
                 return succeed(self._handOut(connection, endpoint, True))
+        if not callable(getattr(endpoint, "connect", None)):
+            raise TypeError(
+                f"endpoint for pool key {key!r} must provide IStreamClientEndpoint, "
+                f"not {endpoint!r}"
+            )
         waiter = Waiter(key, minSerial)
         waiter.endpoint = endpoint
         waiter.enqueuedAt = self._reactor.seconds()
