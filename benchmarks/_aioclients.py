@@ -13,23 +13,21 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-import tracemalloc
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from typing import Any
 
 from _common import (
+    ServerStatus,
     emitResult,
     fetchStatus,
     finishResult,
     raiseFileLimit,
     readSpec,
-    residentBytes,
 )
+from _workload import Runtime, runWorkload
 
 ASYNC_CLIENTS = ("aiohttp", "httpx")
-
-Getter = Callable[[str], Awaitable[None]]
 
 
 def sslContext(job: dict[str, Any]) -> ssl.SSLContext | None:
@@ -111,101 +109,21 @@ class HttpxClient:
         await self.client.aclose()
 
 
-async def timedGet(get: Getter, url: str, latencies: list[float]) -> None:
+async def gatherAll(
+    coroutines: list[Coroutine[Any, Any, None]],
+) -> list[BaseException | None]:
     """
-    GET a URL, read its body, record the latency in seconds.
+    Run coroutines concurrently; return each one's exception or L{None}.
     """
-    started = time.perf_counter()
-    await get(url)
-    latencies.append(time.perf_counter() - started)
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    return [r if isinstance(r, BaseException) else None for r in results]
 
 
-async def runWorkers(
-    get: Getter, urls: list[str], job: dict[str, Any]
-) -> dict[str, Any]:
+async def serverStatus(port: int) -> ServerStatus:
     """
-    C{concurrency} workers each loop GETs until C{total} requests are done.
+    Read the server's connection counts without blocking the loop.
     """
-    latencies: list[float] = []
-    errors: list[str] = []
-    remaining = [job["total"]]
-    counter = [0]
-
-    async def worker() -> None:
-        while remaining[0] > 0:
-            remaining[0] -= 1
-            index = counter[0]
-            counter[0] += 1
-            try:
-                await timedGet(get, urls[index % len(urls)], latencies)
-            except Exception as e:
-                errors.append(repr(e))
-
-    await asyncio.gather(*(worker() for _ in range(job["concurrency"])))
-    return {"latencies": latencies, "errors": errors}
-
-
-async def runBursts(
-    get: Getter, urls: list[str], job: dict[str, Any]
-) -> dict[str, Any]:
-    """
-    C{total} GETs in bursts of C{concurrency}, gathering each burst.
-    """
-    latencies: list[float] = []
-    errors: list[str] = []
-    done = 0
-    while done < job["total"]:
-        size = min(job["concurrency"], job["total"] - done)
-        results = await asyncio.gather(
-            *(
-                timedGet(get, urls[(done + i) % len(urls)], latencies)
-                for i in range(size)
-            ),
-            return_exceptions=True,
-        )
-        errors.extend(repr(r) for r in results if isinstance(r, BaseException))
-        done += size
-    return {"latencies": latencies, "errors": errors}
-
-
-async def runMemory(
-    get: Getter, urls: list[str], job: dict[str, Any]
-) -> dict[str, Any]:
-    """
-    Open C{connections} keep-alive connections, leave them idle, measure.
-    """
-    await asyncio.gather(*(timedGet(get, u, []) for u in urls))
-    await asyncio.sleep(0.2)
-    loop = asyncio.get_running_loop()
-    before = (
-        await loop.run_in_executor(None, fetchStatus, job["statusPort"])
-    ).active - 1
-    rssBefore = residentBytes()
-    tracemalloc.start()
-    heapBefore = tracemalloc.get_traced_memory()[0]
-    latencies: list[float] = []
-    perUrl = job["connections"] // len(urls)
-    results = await asyncio.gather(
-        *(timedGet(get, u, latencies) for u in urls for _ in range(perUrl)),
-        return_exceptions=True,
-    )
-    errors = [repr(r) for r in results if isinstance(r, BaseException)]
-    await asyncio.sleep(0.5)
-    heapAfter = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    rssAfter = residentBytes()
-    after = (
-        await loop.run_in_executor(None, fetchStatus, job["statusPort"])
-    ).active - 1
-    idle = max(1, after - before)
-    return {
-        "latencies": latencies,
-        "errors": errors,
-        "idleConnections": after,
-        "addedConnections": after - before,
-        "rssPerConnection": (rssAfter - rssBefore) / idle,
-        "heapPerConnection": (heapAfter - heapBefore) / idle,
-    }
+    return await asyncio.get_running_loop().run_in_executor(None, fetchStatus, port)
 
 
 async def runJob(job: dict[str, Any]) -> dict[str, Any]:
@@ -224,14 +142,8 @@ async def runJob(job: dict[str, Any]) -> dict[str, Any]:
         return {"unavailable": f"{client} is not installed ({e})"}
     started = time.perf_counter()
     try:
-        if job["mode"] == "workers":
-            result = await runWorkers(session.get, job["urls"], job)
-        elif job["mode"] == "bursts":
-            result = await runBursts(session.get, job["urls"], job)
-        elif job["mode"] == "memory":
-            result = await runMemory(session.get, job["urls"], job)
-        else:
-            raise ValueError(f"unknown mode {job['mode']!r}")
+        runtime = Runtime(session.get, gatherAll, asyncio.sleep, serverStatus)
+        result = await runWorkload(runtime, job["urls"], job)
         elapsed = time.perf_counter() - started
     finally:
         await session.close()

@@ -16,18 +16,19 @@ one C{RESULT {...}} line.
 from __future__ import annotations
 
 import time
-import tracemalloc
 import warnings
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, cast
 
 from _common import (
+    ServerStatus,
     emitResult,
     fetchStatus,
     finishResult,
     raiseFileLimit,
     readSpec,
-    residentBytes,
 )
+from _workload import Runtime, runWorkload
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.ssl import Certificate
 from twisted.internet.task import LoopingCall
@@ -110,23 +111,6 @@ def makeAgent(reactor: Any, client: str, pool: Any, job: dict[str, Any]) -> Any:
     return Agent(reactor, **kwargs)
 
 
-async def timedGet(agent: Any, url: bytes, latencies: list[float]) -> None:
-    """
-    GET a URL, read its body, record the latency.
-
-    @param agent: The agent.
-    @param url: The URL.
-    @param latencies: Where the latency in seconds is appended.
-    """
-    started = time.perf_counter()
-    try:
-        response = await agent.request(b"GET", url)
-        await readBody(response)
-    finally:
-        PROGRESS[0] += 1
-    latencies.append(time.perf_counter() - started)
-
-
 #: Requests finished (or failed) so far in this process, for the watchdog.
 PROGRESS = [0]
 
@@ -180,103 +164,33 @@ def watchStalls(
     return watchdog
 
 
-async def runWorkers(
-    agent: Any, urls: list[bytes], job: dict[str, Any]
-) -> dict[str, Any]:
+def twistedRuntime(reactor: Any, agent: Any) -> Runtime:
     """
-    C{concurrency} workers each loop GETs until C{total} requests are done.
-
-    @return: Counters and latencies.
+    The workloads' view of a Twisted agent and reactor.
     """
-    latencies: list[float] = []
-    errors: list[str] = []
-    remaining = [job["total"]]
-    counter = [0]
 
-    async def worker() -> None:
-        while remaining[0] > 0:
-            remaining[0] -= 1
-            index = counter[0]
-            counter[0] += 1
-            try:
-                await timedGet(agent, urls[index % len(urls)], latencies)
-            except Exception as e:
-                errors.append(repr(e))
+    async def get(url: bytes) -> None:
+        try:
+            response = await agent.request(b"GET", url)
+            await readBody(response)
+        finally:
+            PROGRESS[0] += 1
 
-    await DeferredList([ensureDeferred(worker()) for _ in range(job["concurrency"])])
-    return {"latencies": latencies, "errors": errors}
-
-
-async def runBursts(
-    agent: Any, urls: list[bytes], job: dict[str, Any]
-) -> dict[str, Any]:
-    """
-    C{total} GETs in bursts of C{concurrency}: start a burst, wait for all of
-    it, start the next.
-
-    @return: Counters and latencies.
-    """
-    latencies: list[float] = []
-    errors: list[str] = []
-    done = 0
-    while done < job["total"]:
-        size = min(job["concurrency"], job["total"] - done)
+    async def gatherAll(
+        coroutines: list[Coroutine[Any, Any, None]],
+    ) -> list[BaseException | None]:
         results = await DeferredList(
-            [
-                ensureDeferred(timedGet(agent, urls[(done + i) % len(urls)], latencies))
-                for i in range(size)
-            ],
-            consumeErrors=True,
+            [ensureDeferred(c) for c in coroutines], consumeErrors=True
         )
-        for ok, value in results:
-            if not ok:
-                assert isinstance(value, Failure)
-                errors.append(repr(value.value))
-        done += size
-    return {"latencies": latencies, "errors": errors}
+        return [None if ok else cast(Failure, value).value for ok, value in results]
 
+    async def pause(seconds: float) -> None:
+        await sleep(reactor, seconds)
 
-async def runMemory(
-    reactor: Any, agent: Any, urls: list[bytes], job: dict[str, Any]
-) -> dict[str, Any]:
-    """
-    Open C{connections} keep-alive connections spread over C{urls}, leave
-    them idle in the pool, and measure what they cost.
+    async def serverStatus(port: int) -> ServerStatus:
+        return fetchStatus(port)
 
-    @return: Resident and Python-heap bytes per idle connection.
-    """
-    # Warm up: one request per URL, so the code paths are loaded.
-    await DeferredList([ensureDeferred(timedGet(agent, u, [])) for u in urls])
-    await sleep(reactor, 0.2)
-    before = fetchStatus(job["statusPort"]).active - 1
-    rssBefore = residentBytes()
-    tracemalloc.start()
-    heapBefore = tracemalloc.get_traced_memory()[0]
-    latencies: list[float] = []
-    perUrl = job["connections"] // len(urls)
-    results = await DeferredList(
-        [
-            ensureDeferred(timedGet(agent, u, latencies))
-            for u in urls
-            for _ in range(perUrl)
-        ],
-        consumeErrors=True,
-    )
-    errors = [repr(getattr(v, "value", v)) for ok, v in results if not ok]
-    await sleep(reactor, 0.5)
-    heapAfter = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    rssAfter = residentBytes()
-    after = fetchStatus(job["statusPort"]).active - 1
-    idle = max(1, after - before)
-    return {
-        "latencies": latencies,
-        "errors": errors,
-        "idleConnections": after,
-        "addedConnections": after - before,
-        "rssPerConnection": (rssAfter - rssBefore) / idle,
-        "heapPerConnection": (heapAfter - heapBefore) / idle,
-    }
+    return Runtime(get, gatherAll, pause, serverStatus)
 
 
 def sleep(reactor: Any, seconds: float) -> Deferred[None]:
@@ -320,14 +234,7 @@ async def runJob(
     watchdog = watchStalls(reactor, pool, job.get("stallTimeout", 20.0), outcome)
     started = time.perf_counter()
     try:
-        if job["mode"] == "workers":
-            result = await runWorkers(agent, urls, job)
-        elif job["mode"] == "bursts":
-            result = await runBursts(agent, urls, job)
-        elif job["mode"] == "memory":
-            result = await runMemory(reactor, agent, urls, job)
-        else:
-            raise ValueError(f"unknown mode {job['mode']!r}")
+        result = await runWorkload(twistedRuntime(reactor, agent), urls, job)
         elapsed = time.perf_counter() - started
     finally:
         if watchdog.running:
