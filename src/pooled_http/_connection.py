@@ -20,6 +20,7 @@ from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
 from .errors import (
+    ConnectTimeoutError,
     LifecycleError,
     PoolError,
     ReadTimeoutError,
@@ -213,6 +214,24 @@ class PooledConnection(HTTP11ClientProtocol):
 
     # TLS
 
+    def awaitHandshake(self, remaining: float, timeout: float) -> None:
+        """
+        The transport is connected; if it is TLS and the handshake is still
+        going, the connect timeout keeps running until it completes.
+
+        @param remaining: Seconds left of the connect timeout.
+        @param timeout: The whole connect timeout, for the error message.
+        """
+        if self.handshakeDone or not ISSLTransport.providedBy(self.transport):
+            return
+        self.handshakeTimer = self._pool._reactor.callLater(
+            max(0.0, remaining), self._handshakeTimedOut, timeout
+        )
+
+    def _handshakeTimedOut(self, timeout: float) -> None:
+        self.handshakeTimer = None
+        self._timedOut(ConnectTimeoutError(self.key, timeout))
+
     def handshakeCompleted(self) -> None:
         """
         The TLS handshake finished: the connect phase is over.
@@ -235,12 +254,6 @@ class PooledConnection(HTTP11ClientProtocol):
             or bool(getattr(transport, "disconnected", False))
             or bool(getattr(transport, "_lostTLSConnection", False))
         )
-
-    def isTLS(self) -> bool:
-        """
-        Whether the transport is TLS.
-        """
-        return ISSLTransport.providedBy(self.transport)
 
     # Requests
 
@@ -322,16 +335,22 @@ class PooledConnection(HTTP11ClientProtocol):
                 timeout, self._readTimedOut, timeout
             )
 
+    def _timedOut(self, error: PoolError) -> None:
+        """
+        A timer of this connection fired: remember why, so the request
+        fails with C{error}, and abort.
+        """
+        self.timeoutError = error
+        self._pool._timedOut(self, error)
+        self.abortTransport()
+
     def _responseTimedOut(self, timeout: float) -> None:
         self._responseTimer = None
-        self.timeoutError = ResponseTimeoutError(self.key, timeout)
-        self._pool._timedOut(self, self.timeoutError)
-        self.abortTransport()
+        self._timedOut(ResponseTimeoutError(self.key, timeout))
 
     def _readTimedOut(self, timeout: float) -> None:
         self._readTimer = None
         error = ReadTimeoutError(self.key, timeout)
-        self.timeoutError = error
         parser: Any = self._parser
         response = getattr(parser, "response", None) if parser is not None else None
         if response is not None:
@@ -340,8 +359,7 @@ class PooledConnection(HTTP11ClientProtocol):
             parser.bodyDecoder = None
             parser.state = "DONE"  # twisted.web._newclient.DONE
             response._bodyDataFinished(Failure(error))
-        self._pool._timedOut(self, error)
-        self.abortTransport()
+        self._timedOut(error)
 
     def _stopRequestTimers(self) -> None:
         _cancel(self._responseTimer)

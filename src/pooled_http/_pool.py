@@ -53,6 +53,8 @@ _SETTINGS = settings(
     Setting("maxHeaderBytes", integer=True),
 )
 
+_CLOSE_TIMEOUT = Setting("close(timeout)", optional=True, zero=True)
+
 _LIMITS = frozenset({"maxConnectionsPerHost", "maxConnections", "maxPersistentPerHost"})
 
 
@@ -277,10 +279,8 @@ class HTTPConnectionPool:
         self._sweeper: DelayedCall | None = None
         self._serial = 0
         self._live: set[PooledConnection] = set()
-        self._closing: Deferred[None] | None = None
         self._closeWatchers: list[Deferred[None]] = []
         self._closeTimer: DelayedCall | None = None
-        self._ready = False
         self.persistent = persistent
         self.retryAutomatically = retryAutomatically
         if retryPolicy is not None and not isinstance(retryPolicy, RetryPolicy):
@@ -300,8 +300,6 @@ class HTTPConnectionPool:
         self.maxRequestsPerConnection = maxRequestsPerConnection
         self.closeGracePeriod = closeGracePeriod
         self.maxHeaderBytes = maxHeaderBytes
-        self._ready = True
-        self._settingChanged("maxConnections")
 
     # Settings
 
@@ -318,13 +316,13 @@ class HTTPConnectionPool:
             # Code written for Twisted's pool raises maxPersistentPerHost to
             # get more parallel connections: the per-key cap follows it.
             self._persistentExplicit = True
-        if name == "cachedConnectionTimeout" and getattr(self, "_sweeper", None):
+        if name == "cachedConnectionTimeout" and self._sweeper is not None:
             # Wait for the oldest idle connection's new deadline.
             sweeper, self._sweeper = self._sweeper, None
             if sweeper is not None and sweeper.active():
                 sweeper.cancel()
             self._sweep()
-        if name not in _LIMITS or not getattr(self, "_ready", False):
+        if name not in _LIMITS:
             return
         core = self._core
         perHost = self.maxConnectionsPerHost
@@ -389,19 +387,10 @@ class HTTPConnectionPool:
         @return: A Deferred that fires after every connection's
             C{connectionLost}.
         """
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not timeout >= 0
-        ):
-            raise ValueError(
-                f"close(timeout=...) must be a number of seconds >= 0 or None, "
-                f"not {timeout!r}"
-            )
+        timeout = _CLOSE_TIMEOUT.validate(timeout)
         watcher: Deferred[None] = Deferred()
         self._closeWatchers.append(watcher)
-        if self._closing is None:
-            self._closing = watcher
+        if not self._core.closed:
             self._event("shutdown", None, "close() called")
             self._carryOut(self._core.shutdown())
             for bucket in list(self._core.buckets.values()):
@@ -463,7 +452,7 @@ class HTTPConnectionPool:
             inUse += len(bucket.inUse)
             connecting += len(bucket.connecting)
             waiting += len(bucket.waiters)
-        state = "closed" if self._closing is not None else "open"
+        state = "closed" if self._core.closed else "open"
         c = self._counters
         return (
             f"<HTTPConnectionPool {state} keys={len(core.buckets)} "
@@ -707,19 +696,11 @@ class HTTPConnectionPool:
         self._live.add(connection)
         if timer is not None and timer.active():
             timer.cancel()
-            if connection.isTLS() and not connection.handshakeDone:
-                # The connect phase ends with the TLS handshake.
-                remaining = max(0.0, timer.getTime() - self._reactor.seconds())
-                connection.handshakeTimer = self._reactor.callLater(
-                    remaining, self._handshakeTimedOut, connection, self.connectTimeout
-                )
+            # The connect phase ends with the TLS handshake.
+            connection.awaitHandshake(
+                timer.getTime() - self._reactor.seconds(), self.connectTimeout or 0
+            )
         self._carryOut(self._core.connected(waiter, connection))
-
-    def _handshakeTimedOut(self, connection: PooledConnection, timeout: float) -> None:
-        connection.handshakeTimer = None
-        connection.timeoutError = ConnectTimeoutError(connection.key, timeout)
-        self._timedOut(connection, connection.timeoutError)
-        connection.abortTransport()
 
     def _connectFailed(self, failure: Failure, waiter: Any, timer: Any) -> None:
         waiter.connecting = None
@@ -831,7 +812,7 @@ class HTTPConnectionPool:
             connection.abortTransport()
 
     def _checkClosed(self) -> None:
-        if self._closing is None or self._live or self._core.buckets:
+        if not self._core.closed or self._live or self._core.buckets:
             return
         if self._closeTimer is not None:
             if self._closeTimer.active():

@@ -13,21 +13,30 @@ class Setting:
     """
     The rule for one pool setting.
 
-    A value that is zero, negative, not a number (C{bool} included), or not
-    finite raises L{ValueError} naming the setting; L{None} is allowed only
-    for settings that can be disabled.
+    A value that is zero (unless allowed), negative, not a number (C{bool}
+    included), or not finite raises L{ValueError} naming the setting;
+    L{None} is allowed only for settings that can be disabled.
 
     @ivar name: The attribute name.
     @ivar integer: Whether only whole numbers are allowed.
     @ivar optional: Whether L{None} (disabled) is allowed.
+    @ivar zero: Whether zero is allowed.
     """
 
-    __slots__ = ("name", "integer", "optional")
+    __slots__ = ("name", "integer", "optional", "zero")
 
-    def __init__(self, name: str, *, integer: bool = False, optional: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        integer: bool = False,
+        optional: bool = False,
+        zero: bool = False,
+    ) -> None:
         self.name = name
         self.integer = integer
         self.optional = optional
+        self.zero = zero
 
     def validate(self, value: Any) -> Any:
         """
@@ -39,7 +48,8 @@ class Setting:
             if self.optional:
                 return None
             raise ValueError(f"{self.name} must be a positive number, not None")
-        kind = "a positive whole number" if self.integer else "a positive number"
+        sign = "a non-negative" if self.zero else "a positive"
+        kind = f"{sign} whole number" if self.integer else f"{sign} number"
         if self.optional:
             kind += " or None"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -50,7 +60,7 @@ class Setting:
             value = int(value)
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{self.name} must be {kind}, not {value!r}")
-        if value <= 0:
+        if value < 0 or (value == 0 and not self.zero):
             raise ValueError(f"{self.name} must be {kind}, not {value!r}")
         return value
 
