@@ -187,6 +187,8 @@ class PoolCore:
     @ivar maxIdlePerHost: Idle connections one key may keep.
     @ivar total: Slots occupied over all keys.
     @ivar closingCount: Connections closing over all keys.
+    @ivar opened: Connections opened since the core was made.
+    @ivar reused: Idle connections handed out again since then.
     @ivar buckets: Map of key to L{Bucket}; a key that holds nothing is
         removed, so memory follows what is open, not what was ever seen.
     @ivar closed: Whether the pool is shut down (no new connections).
@@ -200,6 +202,8 @@ class PoolCore:
         self.maxIdlePerHost = maxIdlePerHost
         self.total = 0
         self.closingCount = 0
+        self.opened = 0
+        self.reused = 0
         self.buckets: dict[Hashable, Bucket] = {}
         # Every idle connection, oldest first: the eviction order.
         self._idle: dict[Any, Bucket] = {}
@@ -243,7 +247,7 @@ class PoolCore:
             self.closingCount += 1
             return None
         bucket.inUse.add(connection)
-        bucket.reused += 1
+        self._reuse(bucket)
         return connection
 
     def request(self, waiter: Waiter) -> list[Action]:
@@ -281,6 +285,7 @@ class PoolCore:
         bucket = self._bucket(waiter.key)
         bucket.connecting.discard(waiter)
         bucket.opened += 1
+        self.opened += 1
         bucket.inUse.add(connection)
         if waiter.state is WaiterState.CONNECTING:
             waiter.state = WaiterState.DONE
@@ -324,7 +329,7 @@ class PoolCore:
                 bucket.waiters.popleft()
                 waiter.state = WaiterState.DONE
                 bucket.inUse.add(connection)
-                bucket.reused += 1
+                self._reuse(bucket)
                 actions.append(Action(ActionKind.HAND, waiter, connection, True))
             else:
                 # A retry wants a connection newer than the one that failed:
@@ -445,6 +450,10 @@ class PoolCore:
             bucket = self.buckets[key] = Bucket(key)
         return bucket
 
+    def _reuse(self, bucket: Bucket) -> None:
+        bucket.reused += 1
+        self.reused += 1
+
     def _unidle(self, bucket: Bucket, connection: Any) -> None:
         del bucket.idle[connection]
         del self._idle[connection]
@@ -491,7 +500,7 @@ class PoolCore:
             bucket.waiters.popleft()
             waiter.state = WaiterState.DONE
             bucket.inUse.add(connection)
-            bucket.reused += 1
+            self._reuse(bucket)
             actions.append(Action(ActionKind.HAND, waiter, connection, True))
 
     def _touch(self, bucket: Bucket) -> None:

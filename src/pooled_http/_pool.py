@@ -64,8 +64,6 @@ class _Counters:
     """
 
     __slots__ = (
-        "opened",
-        "reused",
         "closed",
         "retried",
         "timedOut",
@@ -76,8 +74,6 @@ class _Counters:
     )
 
     def __init__(self) -> None:
-        self.opened = 0
-        self.reused = 0
         self.closed: dict[str, int] = dict.fromkeys(CloseReason.ALL, 0)
         self.retried = 0
         self.timedOut = 0
@@ -431,8 +427,8 @@ class HTTPConnectionPool:
             inUse=inUse,
             connecting=connecting,
             waiting=waiting,
-            opened=c.opened,
-            reused=c.reused,
+            opened=self._core.opened,
+            reused=self._core.reused,
             closed=dict(c.closed),
             retried=c.retried,
             timedOut=c.timedOut,
@@ -458,7 +454,7 @@ class HTTPConnectionPool:
             f"<HTTPConnectionPool {state} keys={len(core.buckets)} "
             f"idle={core.idleCount} inUse={inUse} connecting={connecting} "
             f"waiting={waiting} limits={core.perHostLimit}/key,"
-            f"{core.globalLimit} total opened={c.opened} reused={c.reused} "
+            f"{core.globalLimit} total opened={core.opened} reused={core.reused} "
             f"closed={sum(c.closed.values())}>"
         )
 
@@ -503,8 +499,6 @@ class HTTPConnectionPool:
         endpoint: IStreamClientEndpoint,
         reused: bool,
     ) -> _PooledRequester:
-        if reused:
-            self._counters.reused += 1
         if connection.lifecycle is Lifecycle.IDLE:
             connection.moveTo(Lifecycle.ACTIVE)
             self._unpark(connection)
@@ -691,7 +685,6 @@ class HTTPConnectionPool:
 
     def _connected(self, connection: PooledConnection, waiter: Any, timer: Any) -> None:
         waiter.connecting = None
-        self._counters.opened += 1
         self._event("open", waiter.key, "new connection")
         self._live.add(connection)
         if timer is not None and timer.active():
