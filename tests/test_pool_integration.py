@@ -115,7 +115,15 @@ class LoopbackMixin:
         yield port.stopListening()
         for protocol in list(counting.protocols):
             protocol.transport.abortConnection()
-        for _ in range(200):
+        yield self.waitAllClosed(counting, 200)
+
+    @inlineCallbacks
+    def waitAllClosed(self, counting: CountingFactory, turns: int = 100) -> Any:
+        """
+        Wait (at most C{turns} times 10 ms) until the server has no
+        connection open.
+        """
+        for _ in range(turns):
             if counting.open == 0:
                 break
             yield deferLater(reactor, 0.01, lambda: None)
@@ -402,10 +410,7 @@ class MisbehavingServerTests(LoopbackMixin, TestCase):
         agent = Agent(reactor, pool=pool)
         with self.assertRaises(ResponseTimeoutError):
             yield agent.request(b"GET", self.url())
-        for _ in range(100):
-            if counting.open == 0:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield self.waitAllClosed(counting)
         self.assertEqual(counting.open, 0)
         self.assertEqual(pool.stats().total, 0)
 
@@ -425,10 +430,7 @@ class MisbehavingServerTests(LoopbackMixin, TestCase):
         response = yield agent.request(b"GET", self.url())
         with self.assertRaises(ReadTimeoutError):
             yield readBody(response)
-        for _ in range(100):
-            if counting.open == 0:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield self.waitAllClosed(counting)
         self.assertEqual(counting.open, 0)
         self.assertEqual(pool.stats().total, 0)
 
@@ -488,8 +490,5 @@ class MisbehavingServerTests(LoopbackMixin, TestCase):
         self.assertIsInstance(outcome[0], Failure)
         self.assertTrue(outcome[0].check(ResponseFailed), outcome[0])
         self.assertEqual(pool.stats().total, 0)
-        for _ in range(100):
-            if counting.open == 0:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield self.waitAllClosed(counting)
         self.assertEqual(counting.open, 0)

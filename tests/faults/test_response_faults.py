@@ -261,11 +261,11 @@ class ChunkedTests(ResponseFaultTestCase):
     the next request.
     """
 
-    async def test_brokenChunkSize(self) -> None:
+    async def _brokenChunked(self, body: bytes) -> None:
         server = self.startServer(
             onFirstConnection(
                 response(
-                    body=b"zz\r\nhello\r\n0\r\n\r\n",
+                    body=body,
                     contentLength=None,
                     headers=[(b"Transfer-Encoding", b"chunked")],
                 ),
@@ -279,22 +279,11 @@ class ChunkedTests(ResponseFaultTestCase):
         self.assertIsInstance(result.reason.value, ResponseFailed)
         await self.assertNextRequestUsesNewConnection(server, pool, agent)
 
+    async def test_brokenChunkSize(self) -> None:
+        await self._brokenChunked(b"zz\r\nhello\r\n0\r\n\r\n")
+
     async def test_chunkLongerThanAnnounced(self) -> None:
-        server = self.startServer(
-            onFirstConnection(
-                response(
-                    body=b"3\r\nhello\r\n0\r\n\r\n",
-                    contentLength=None,
-                    headers=[(b"Transfer-Encoding", b"chunked")],
-                ),
-                "stay",
-            )
-        )
-        pool = self.makePool()
-        agent = self.makeAgent(pool)
-        response_, result = await self.fetch(agent, server.url())
-        self.assertIsInstance(result.reason.value, ResponseFailed)
-        await self.assertNextRequestUsesNewConnection(server, pool, agent)
+        await self._brokenChunked(b"3\r\nhello\r\n0\r\n\r\n")
 
     async def _chunkedHead(self, delay: float) -> None:
         head = response(
