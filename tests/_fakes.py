@@ -533,6 +533,25 @@ class PoolTestCase(SynchronousTestCase):
         """
         return self.successResultOf(self.get(key, endpoint))
 
+    def startResponse(
+        self,
+        head: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+        **options: Any,
+    ) -> tuple[Any, Any]:
+        """
+        Make a pool, send a request on a new connection and feed it C{head}
+        (by default the headers and 3 of 10 body bytes).
+
+        @param options: Pool options.
+        @return: The response and the connection attempt.
+        """
+        self.makePool(**options)
+        conn = self.getNow()
+        rd = conn.request(makeRequest())
+        attempt = self.endpoint.attempts[0]
+        attempt.feed(head)
+        return self.successResultOf(rd), attempt
+
     def roundTrip(
         self,
         conn: Any,

@@ -114,12 +114,9 @@ class BodylessResponseTests(PoolTestCase):
         """
         A chunked body: the connection returns after the last chunk.
         """
-        self.makePool()
-        conn = self.getNow()
-        rd = conn.request(makeRequest())
-        attempt = self.endpoint.attempts[0]
-        attempt.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
-        response = self.successResultOf(rd)
+        response, attempt = self.startResponse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+        )
         body = BodyCollector()
         response.deliverBody(body)
         self.assertEqual(self.counts(), (0, 1, 0, 0))
@@ -262,12 +259,9 @@ class InUseTests(PoolTestCase):
         A response abandoned half-way (the body protocol calls
         C{transport.stopProducing()}) frees the slot.
         """
-        self.makePool()
-        conn = self.getNow()
-        rd = conn.request(makeRequest())
-        attempt = self.endpoint.attempts[0]
-        attempt.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
-        response = self.successResultOf(rd)
+        response, attempt = self.startResponse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"
+        )
         body = BodyCollector()
         response.deliverBody(body)
         body.transport.stopProducing()
@@ -476,13 +470,9 @@ class TwistedFailuresTests(PoolTestCase):
         A body cut short by the server: the body protocol gets Twisted's
         L{ResponseFailed} with the reason and the data-loss marker.
         """
-        self.makePool()
-        conn = self.getNow()
-        rd = conn.request(makeRequest())
-        attempt = self.endpoint.attempts[0]
-        attempt.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        response, attempt = self.startResponse()
         body = BodyCollector()
-        self.successResultOf(rd).deliverBody(body)
+        response.deliverBody(body)
         attempt.serverClose(ConnectionLost())
         assert body.reason is not None
         self.assertIs(type(body.reason.value), ResponseFailed)

@@ -298,12 +298,9 @@ class ResponseTimeoutTests(PoolTestCase):
         """
         Once the headers arrived, a slow body is not a response timeout.
         """
-        self.makePool(responseTimeout=3)
-        conn = self.getNow()
-        rd = conn.request(makeRequest())
-        attempt = self.endpoint.attempts[0]
-        attempt.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
-        response = self.successResultOf(rd)
+        response, attempt = self.startResponse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab", responseTimeout=3
+        )
         body = BodyCollector()
         response.deliverBody(body)
         self.clock.advance(10)
@@ -353,17 +350,6 @@ class ReadTimeoutTests(PoolTestCase):
     C{readTimeout}: no body bytes for that long while a response is being
     delivered.
     """
-
-    def startResponse(self, **options: Any) -> tuple[Any, Any]:
-        """
-        Make a pool, send a request and feed its headers and 3 of 10 body bytes.
-        """
-        self.makePool(**options)
-        conn = self.getNow()
-        rd = conn.request(makeRequest())
-        attempt = self.endpoint.attempts[0]
-        attempt.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
-        return self.successResultOf(rd), attempt
 
     def test_bodyStall(self) -> None:
         """
