@@ -7,17 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from twisted.internet.defer import CancelledError
-from twisted.internet.error import ConnectingCancelledError
 from twisted.python.failure import Failure
 from twisted.web._newclient import (
     RequestNotSent,
     RequestTransmissionFailed,
     ResponseNeverReceived,
-    _WrapperException,
 )
 
-from .errors import PoolError, ReadTimeoutError, ResponseTimeoutError
+from .errors import PoolError, ReadTimeoutError, ResponseTimeoutError, isCancellation
 
 __all__ = ["RetryPolicy", "IDEMPOTENT_METHODS"]
 
@@ -39,9 +36,12 @@ class RetryPolicy:
     """
     Which failed requests are sent again, and how many times.
 
-    The default reproduces Twisted's own rule exactly: a request with an
-    idempotent method and no body that failed on a I{reused} connection
-    before any response byte arrived is retried once, on a new connection.
+    The default follows Twisted's own rule: a request with an idempotent
+    method that failed on a I{reused} connection before any response byte
+    arrived is retried once, on a new connection.  It goes one step further
+    than Twisted for a request with a body: Twisted never retries one, this
+    policy retries it when not one byte of it was written
+    (L{RequestNotSent}), because then the body producer was never started.
     A cancelled request is never retried, nor is one that failed after any
     part of its response arrived.
 
@@ -104,7 +104,7 @@ class RetryPolicy:
         if self.onlyReusedConnections and not reusedConnection:
             return False
         exc = failure.value
-        if isinstance(exc, (ReadTimeoutError,)):
+        if isinstance(exc, ReadTimeoutError):
             return False
         if isinstance(exc, ResponseTimeoutError):
             return self.retryTimeouts
@@ -112,24 +112,10 @@ class RetryPolicy:
             return False
         if not isinstance(exc, self.nothingProcessed):
             return False
-        if exc is None or _cancelled(exc):
+        if isCancellation(exc):
             return False
         if hasBody and not isinstance(exc, RequestNotSent):
             # A body producer cannot be replayed once it started writing;
             # only a request of which nothing was written may go again.
             return False
         return True
-
-
-def _cancelled(exc: BaseException) -> bool:
-    """
-    Tell whether a (possibly wrapped) failure comes from a cancellation.
-    """
-    if isinstance(exc, (CancelledError, ConnectingCancelledError)):
-        return True
-    if isinstance(exc, _WrapperException):
-        return any(
-            isinstance(r, Failure) and r.value is not None and _cancelled(r.value)
-            for r in exc.reasons or ()
-        )
-    return False

@@ -14,7 +14,7 @@ ResponseNeverReceived} or C{failure.check(ResponseFailed)} keeps working:
 from __future__ import annotations
 
 import socket
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Any
 
 from twisted.internet import error as ierror
@@ -40,6 +40,8 @@ __all__ = [
     "ResponseHeadersTooLargeError",
     "LifecycleError",
     "isTemporaryNetworkError",
+    "wrappedReasons",
+    "isCancellation",
 ]
 
 
@@ -185,6 +187,47 @@ class LifecycleError(PoolError):
 # Markers Twisted adds beside the real reason when a body is cut short.
 _DATA_LOSS = (_DataLoss, PotentialDataLoss)
 
+#: How deep L{wrappedReasons} callers look into nested wrapper exceptions.
+MAX_WRAPPER_DEPTH = 10
+
+
+def wrappedReasons(exc: BaseException) -> list[BaseException]:
+    """
+    The exceptions a Twisted wrapper exception (L{ResponseNeverReceived},
+    L{ResponseFailed}, L{RequestGenerationFailed}, ...) carries, with the
+    data-loss markers Twisted adds beside the real reason left out.
+
+    This is the one place that knows how Twisted wraps the causes of a
+    failed request; everything that looks inside them goes through it.
+
+    @param exc: Any exception.
+    @return: The wrapped exceptions, in order; empty if C{exc} wraps none.
+    """
+    if not isinstance(exc, _WrapperException):
+        return []
+    values = []
+    for reason in exc.reasons or ():
+        value = reason.value if isinstance(reason, Failure) else reason
+        if value is not None and not isinstance(value, _DATA_LOSS):
+            values.append(value)
+    return values
+
+
+def isCancellation(exc: BaseException, depth: int = 0) -> bool:
+    """
+    Tell whether an exception, or any exception it wraps, comes from a
+    cancelled Deferred or connection attempt.
+
+    @param exc: Any exception.
+    @param depth: How deep the search already is (callers leave it at 0).
+    @return: Whether C{exc} is, or wraps, a cancellation.
+    """
+    if isinstance(exc, (CancelledError, ierror.ConnectingCancelledError)):
+        return True
+    if depth >= MAX_WRAPPER_DEPTH:
+        return False
+    return any(isCancellation(inner, depth + 1) for inner in wrappedReasons(exc))
+
 # Failures that mean "try again later may work".
 _TEMPORARY: tuple[type[BaseException], ...] = (
     ConnectTimeoutError,
@@ -298,7 +341,7 @@ def isTemporaryNetworkError(failureOrException: Failure | BaseException) -> bool
 
 
 def _isTemporary(exc: BaseException, depth: int) -> bool:
-    if depth > 10:
+    if depth > MAX_WRAPPER_DEPTH:
         return False
     if _tlsError(exc):
         return False
@@ -308,12 +351,7 @@ def _isTemporary(exc: BaseException, depth: int) -> bool:
     if dns is not None:
         return dns
     if isinstance(exc, _WrapperException):
-        reasons: Iterable[Failure] = exc.reasons or ()
-        values = [
-            v
-            for v in (r.value if isinstance(r, Failure) else r for r in reasons)
-            if v is not None and not isinstance(v, _DATA_LOSS)
-        ]
+        values = wrappedReasons(exc)
         if not values:
             return isinstance(exc, ResponseNeverReceived)
         return all(_isTemporary(v, depth + 1) for v in values)

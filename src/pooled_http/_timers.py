@@ -1,0 +1,18 @@
+"""
+The one helper every timer of the pool and its connections goes through.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.base import DelayedCall
+
+
+def cancelCall(call: DelayedCall | None) -> None:
+    """
+    Cancel a delayed call if there is one and it has not run or been
+    cancelled yet; do nothing otherwise.
+
+    @param call: The delayed call, or L{None}.
+    """
+    if call is not None and call.active():
+        call.cancel()
