@@ -177,8 +177,8 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         @raise ValueError: Naming the setting, for a bad limit or timeout.
         @raise TypeError: For a C{retryPolicy} or C{connectionFactory} of
             the wrong type.
-
-        Every other keyword argument sets the attribute of the same name.
+        @note: Every other keyword argument sets the attribute of the same
+            name.
         """
         self._reactor: Any = reactor
         self._core = PoolCore(8, 256, 8)
@@ -274,7 +274,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         @param key: Identifies connections that can be used interchangeably.
         @param endpoint: Opens a new connection when one is needed.
         @return: A Deferred firing with an object offering C{request()} and
-            C{abort()} like L{HTTP11ClientProtocol}; failing with
+            C{abort()} like L{twisted.web._newclient.HTTP11ClientProtocol}; failing with
             L{PoolClosedError}, L{PoolTimeoutError}, L{ConnectTimeoutError}
             or the endpoint's own connection error.
         @raise TypeError: If C{key} is not hashable or C{endpoint} is not an
@@ -298,7 +298,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         """
         Every timer the pool and its connections still have to run: pool
         timeouts of waiters, connect timers, idle timers, shutdown timers
-        and each live connection's own (for L{pooled_http.testing}).
+        and each live connection's own (for C{pooled_http.testing}).
         """
         calls = self._idle.pendingCalls()
         for bucket in self._core.buckets.values():

@@ -67,7 +67,7 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
     One pooled HTTP/1.1 connection on Twisted's L{HTTP11ClientProtocol}.
 
     @ivar key: The pool key it belongs to.
-    @ivar lifecycle: A L{Lifecycle}; change it only with L{moveTo}.
+    @ivar lifecycle: A L{Lifecycle}; change it only with L{LifecycleMixin.moveTo}.
     @ivar createdAt: When the connection was opened (reactor seconds).
     @ivar requestsServed: Requests sent on it.
     @ivar serial: Set by the pool: grows with every connection it opens.
@@ -258,7 +258,7 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         The body's protocol aborted its transport (C{readBody} cancelled):
         abort the connection, and tell that protocol nothing more, since it
         has given up (C{readBody}'s Deferred has already failed with
-        L{CancelledError}; a second failure would be an AlreadyCalledError).
+        L{twisted.internet.defer.CancelledError}; a second failure would be an AlreadyCalledError).
         """
         if proxy._producer is None:
             return
