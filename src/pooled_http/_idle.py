@@ -103,7 +103,9 @@ class IdleTimers:
         """
         A connection stops being idle: forget its idle timeout.
         """
-        cancelCall(self._own.pop(connection, None))
+        own = self._own
+        if own:
+            cancelCall(own.pop(connection, None))
         parked = self._parked
         if parked.pop(connection, None) is not None and not parked:
             sweeper, self._sweeper = self._sweeper, None
