@@ -40,7 +40,7 @@ from ._reports import ConnectionReports, PoolOwner
 from ._retry import RetryPolicy
 from ._settings import DEFAULT, Setting, settings
 from ._shutdown import Shutdown
-from ._timers import cancelCall
+from ._timers import activeCalls, cancelCall
 from ._twistedproto import TwistedHTTP11Connection
 from .errors import (
     ConnectTimeoutError,
@@ -302,18 +302,14 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         """
         calls = self._idle.pendingCalls()
         for bucket in self._core.buckets.values():
-            for waiter in bucket.waiters:
-                if waiter.timer is not None and waiter.timer.active():
-                    calls.append(waiter.timer)
+            calls.extend(activeCalls(waiter.timer for waiter in bucket.waiters))
             for waiter in bucket.connecting:
                 calls.extend(self._connector.pendingCalls(waiter))
         for connection in self._live:
             own = getattr(connection, "pendingCalls", None)
             if own is not None:
                 calls.extend(own())
-        if self._closeTimer is not None and self._closeTimer.active():
-            calls.append(self._closeTimer)
-        calls.extend(t for t in self._stragglerTimers if t.active())
+        calls.extend(activeCalls([self._closeTimer, *self._stragglerTimers]))
         return calls
 
     # Handing out

@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from ._contract import ConnectionOwner
 from ._lifecycle import Lifecycle, LifecycleMixin
-from ._timers import cancelCall
+from ._timers import activeCalls, cancelCall
 from .errors import (
     ConnectTimeoutError,
     PoolError,
@@ -122,13 +122,9 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         """
         The connection's timers that are still to run.
         """
-        calls = (
-            self.handshakeTimer,
-            self._responseTimer,
-            self._readTimer,
-            self._graceTimer,
+        return activeCalls(
+            (self.handshakeTimer, self._responseTimer, self._readTimer, self._graceTimer)
         )
-        return [c for c in calls if c is not None and c.active()]
 
     def handOff(self, give: Callable[[], object]) -> None:
         """
