@@ -18,15 +18,6 @@ from twisted.logger import globalLogPublisher
 from twisted.web._newclient import ResponseDone, ResponseNeverReceived
 from twisted.web.client import Agent, readBody
 
-from _fakes import (
-    KEY,
-    OTHER_KEY,
-    BodyCollector,
-    FakeEndpoint,
-    PoolTestCase,
-    makeRequest,
-    settle,
-)
 from pooled_http import HTTPConnectionPool
 from pooled_http.errors import (
     ConnectTimeoutError,
@@ -35,6 +26,15 @@ from pooled_http.errors import (
     ResponseTimeoutError,
 )
 from pooled_http.stats import CloseReason, KeyStats, PoolStats
+from tests.support.fakes import (
+    KEY,
+    OTHER_KEY,
+    BodyCollector,
+    FakeEndpoint,
+    PoolTestCase,
+    makeRequest,
+    settle,
+)
 
 #: Enough time for any "short grace period" before an abort.
 GRACE = 60
