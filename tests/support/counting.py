@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import WrappingFactory
 from twisted.web.iweb import IAgentEndpointFactory
@@ -57,21 +56,21 @@ class CountingFactory(WrappingFactory, ConnectionCounter):
     """
 
     def __init__(self, wrappedFactory: Any) -> None:
-        WrappingFactory.__init__(self, wrappedFactory)
+        super().__init__(wrappedFactory)
         ConnectionCounter.__init__(self)
 
     def registerProtocol(self, p: Any) -> None:
         """
         Count a new connection.
         """
-        WrappingFactory.registerProtocol(self, p)
+        super().registerProtocol(p)
         self.countOpened()
 
     def unregisterProtocol(self, p: Any) -> None:
         """
         Count a closed connection.
         """
-        WrappingFactory.unregisterProtocol(self, p)
+        super().unregisterProtocol(p)
         self.countClosed()
 
 
@@ -109,7 +108,7 @@ class _CountingEndpoint:
         self.endpoint = endpoint
         self.counter = counter
 
-    def connect(self, factory: IProtocolFactory) -> Any:
+    def connect(self, factory: Any) -> Any:
         """
         Connect, counting the protocol's connection from start to end.
 
