@@ -267,6 +267,60 @@ class CoreTestCase(SynchronousTestCase):
         )
         self.assertEqual(core.idleCount, len(core._idle))
 
+    def inUseWithWaiter(
+        self, minSerial: int = 0
+    ) -> tuple[PoolCore, FakeConnection, NamedWaiter]:
+        """
+        A core allowing one connection per key, with C{a1} in use and the
+        waiter C{w} (wanting a serial of at least C{minSerial}) queued
+        behind it.
+        """
+        core = self.makeCore(1, 10, 1)
+        (a1,) = self.openInUse(A, "a1")
+        w = self.waiter("w", A, minSerial)
+        self.assertStep(
+            core.request(w),
+            [],
+            buckets={A: bucket(inUse=["a1"], waiters=["w"], opened=1)},
+            total=1,
+            opened=1,
+            waiters={"wa1": DONE, "w": WAITING},
+        )
+        return core, a1, w
+
+    def assertClosingBeforeWaiter(
+        self, actions: list[Action], expected: list[tuple[Any, ...]]
+    ) -> None:
+        """
+        After L{inUseWithWaiter}: C{a1} is closing and keeps its slot, so
+        C{w} still waits.
+        """
+        self.assertStep(
+            actions,
+            expected,
+            buckets={A: bucket(closing=["a1"], waiters=["w"], opened=1)},
+            total=1,
+            closingCount=1,
+            opened=1,
+            waiters={"wa1": DONE, "w": WAITING},
+        )
+
+    def assertWaiterConnects(
+        self, actions: list[Action], expected: list[tuple[Any, ...]] | None = None
+    ) -> None:
+        """
+        After L{inUseWithWaiter}: C{a1} is gone and C{w} connects in its
+        slot; C{expected} are the actions (by default, that connect).
+        """
+        self.assertStep(
+            actions,
+            [connect("w")] if expected is None else expected,
+            buckets={A: bucket(connecting=["w"], opened=1)},
+            total=1,
+            opened=1,
+            waiters={"wa1": DONE, "w": CONNECTING},
+        )
+
     def openInUse(self, key: Hashable, *names: str) -> list[FakeConnection]:
         """
         Open connections of C{key} and hand them out, one waiter each
@@ -764,27 +818,12 @@ class ReleaseTests(CoreTestCase):
         A connection that cannot be reused is closed for the reason given
         and keeps its slot until lost; the waiter behind it then connects.
         """
-        core = self.makeCore(1, 10, 1)
-        (a1,) = self.openInUse(A, "a1")
-        w = self.waiter("w", A)
-        core.request(w)
-        self.assertStep(
+        core, a1, w = self.inUseWithWaiter()
+        self.assertClosingBeforeWaiter(
             core.release(a1, False, CloseReason.NOT_REUSABLE),
             [close("a1", CloseReason.NOT_REUSABLE)],
-            buckets={A: bucket(closing=["a1"], waiters=["w"], opened=1)},
-            total=1,
-            closingCount=1,
-            opened=1,
-            waiters={"wa1": DONE, "w": WAITING},
         )
-        self.assertStep(
-            core.lost(a1),
-            [connect("w")],
-            buckets={A: bucket(connecting=["w"], opened=1)},
-            total=1,
-            opened=1,
-            waiters={"wa1": DONE, "w": CONNECTING},
-        )
+        self.assertWaiterConnects(core.lost(a1))
 
     def test_releaseNotReusableDefaultReason(self) -> None:
         """
@@ -831,28 +870,12 @@ class ReleaseTests(CoreTestCase):
         lost, as L{PoolCore.takeIdle} and serving from idle connections
         know): it is closed, and the waiter connects once it is lost.
         """
-        core = self.makeCore(1, 10, 1)
-        (a1,) = self.openInUse(A, "a1")
-        w = self.waiter("w", A)
-        core.request(w)
+        core, a1, w = self.inUseWithWaiter()
         a1.stale = True
-        self.assertStep(
-            core.release(a1, True),
-            [close("a1", CloseReason.SERVER_CLOSED)],
-            buckets={A: bucket(closing=["a1"], waiters=["w"], opened=1)},
-            total=1,
-            closingCount=1,
-            opened=1,
-            waiters={"wa1": DONE, "w": WAITING},
+        self.assertClosingBeforeWaiter(
+            core.release(a1, True), [close("a1", CloseReason.SERVER_CLOSED)]
         )
-        self.assertStep(
-            core.lost(a1),
-            [connect("w")],
-            buckets={A: bucket(connecting=["w"], opened=1)},
-            total=1,
-            opened=1,
-            waiters={"wa1": DONE, "w": CONNECTING},
-        )
+        self.assertWaiterConnects(core.lost(a1))
 
     def test_retryWaiterEvicts(self) -> None:
         """
@@ -860,60 +883,34 @@ class ReleaseTests(CoreTestCase):
         connection that comes back older than that is closed, and its slot
         opens a new connection for the retry.
         """
-        core = self.makeCore(1, 10, 1)
-        (a1,) = self.openInUse(A, "a1")
-        retry = self.waiter("retry", A, minSerial=a1.serial + 1)
-        self.assertStep(
-            core.request(retry),
-            [],
-            buckets={A: bucket(inUse=["a1"], waiters=["retry"], opened=1)},
-            total=1,
-            opened=1,
-            waiters={"wa1": DONE, "retry": WAITING},
+        core, a1, w = self.inUseWithWaiter(minSerial=2)
+        self.assertClosingBeforeWaiter(
+            core.release(a1, True), [close("a1", CloseReason.EVICTED)]
         )
-        self.assertStep(
-            core.release(a1, True),
-            [close("a1", CloseReason.EVICTED)],
-            buckets={A: bucket(closing=["a1"], waiters=["retry"], opened=1)},
-            total=1,
-            closingCount=1,
-            opened=1,
-            waiters={"wa1": DONE, "retry": WAITING},
-        )
-        self.assertStep(
-            core.lost(a1),
-            [connect("retry")],
-            buckets={A: bucket(connecting=["retry"], opened=1)},
-            total=1,
-            opened=1,
-            waiters={"wa1": DONE, "retry": CONNECTING},
-        )
+        self.assertWaiterConnects(core.lost(a1))
         a2 = self.connection("a2", A)
         self.assertStep(
-            core.connected(retry, a2),
-            [hand("retry", "a2", False)],
+            core.connected(w, a2),
+            [hand("w", "a2", False)],
             buckets={A: bucket(inUse=["a2"], opened=2)},
             total=1,
             opened=2,
-            waiters={"wa1": DONE, "retry": DONE},
+            waiters={"wa1": DONE, "w": DONE},
         )
 
     def test_retryWaiterTakesNewEnough(self) -> None:
         """
         A connection at least as new as the retry asks for is handed to it.
         """
-        core = self.makeCore(1, 10, 1)
-        (a1,) = self.openInUse(A, "a1")
-        retry = self.waiter("retry", A, minSerial=a1.serial)
-        core.request(retry)
+        core, a1, w = self.inUseWithWaiter(minSerial=1)
         self.assertStep(
             core.release(a1, True),
-            [hand("retry", "a1", True)],
+            [hand("w", "a1", True)],
             buckets={A: bucket(inUse=["a1"], opened=1, reused=1)},
             total=1,
             opened=1,
             reused=1,
-            waiters={"wa1": DONE, "retry": DONE},
+            waiters={"wa1": DONE, "w": DONE},
         )
 
     def test_maxIdlePerHost(self) -> None:
@@ -1301,43 +1298,16 @@ class DiscardAndLostTests(CoreTestCase):
     def test_discardInUse(self) -> None:
         """
         A connection in use discarded (a timeout, an error) moves to
-        closing; the waiter behind it connects once it is lost.
+        closing; the waiter behind it connects once it is lost.  Discarding
+        or releasing it while it closes does nothing.
         """
-        core = self.makeCore(1, 10, 1)
-        (a1,) = self.openInUse(A, "a1")
-        w = self.waiter("w", A)
-        core.request(w)
-        self.assertStep(
-            core.discard(a1, CloseReason.ERROR),
-            [close("a1", CloseReason.ERROR)],
-            buckets={A: bucket(closing=["a1"], waiters=["w"], opened=1)},
-            total=1,
-            closingCount=1,
-            opened=1,
-            waiters={"wa1": DONE, "w": WAITING},
+        core, a1, w = self.inUseWithWaiter()
+        self.assertClosingBeforeWaiter(
+            core.discard(a1, CloseReason.ERROR), [close("a1", CloseReason.ERROR)]
         )
-        # Already closing: discarding or releasing it again does nothing.
-        for actions in (
-            core.discard(a1, CloseReason.EXPIRED),
-            core.release(a1, True),
-        ):
-            self.assertStep(
-                actions,
-                [],
-                buckets={A: bucket(closing=["a1"], waiters=["w"], opened=1)},
-                total=1,
-                closingCount=1,
-                opened=1,
-                waiters={"wa1": DONE, "w": WAITING},
-            )
-        self.assertStep(
-            core.lost(a1),
-            [connect("w")],
-            buckets={A: bucket(connecting=["w"], opened=1)},
-            total=1,
-            opened=1,
-            waiters={"wa1": DONE, "w": CONNECTING},
-        )
+        self.assertClosingBeforeWaiter(core.discard(a1, CloseReason.EXPIRED), [])
+        self.assertClosingBeforeWaiter(core.release(a1, True), [])
+        self.assertWaiterConnects(core.lost(a1))
 
     def test_lostIdle(self) -> None:
         """
@@ -1357,30 +1327,13 @@ class DiscardAndLostTests(CoreTestCase):
 
     def test_lostInUse(self) -> None:
         """
-        A connection lost while in use frees its slot for the next waiter.
+        A connection lost while in use frees its slot for the next waiter;
+        lost twice, or released after it was lost, nothing more happens.
         """
-        core = self.makeCore(1, 10, 1)
-        (a1,) = self.openInUse(A, "a1")
-        w = self.waiter("w", A)
-        core.request(w)
-        self.assertStep(
-            core.lost(a1),
-            [connect("w")],
-            buckets={A: bucket(connecting=["w"], opened=1)},
-            total=1,
-            opened=1,
-            waiters={"wa1": DONE, "w": CONNECTING},
-        )
-        # Lost twice, or released after it was lost: nothing happens.
-        for actions in (core.lost(a1), core.release(a1, True)):
-            self.assertStep(
-                actions,
-                [],
-                buckets={A: bucket(connecting=["w"], opened=1)},
-                total=1,
-                opened=1,
-                waiters={"wa1": DONE, "w": CONNECTING},
-            )
+        core, a1, w = self.inUseWithWaiter()
+        self.assertWaiterConnects(core.lost(a1))
+        self.assertWaiterConnects(core.lost(a1), [])
+        self.assertWaiterConnects(core.release(a1, True), [])
 
     def test_unknownConnection(self) -> None:
         """
