@@ -31,8 +31,7 @@ from twisted.web.client import readBody
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from pooled_http import HTTPConnectionPool
-from pooled_http._agent import PooledAgent, treqClient
+from pooled_http import HTTPConnectionPool, PooledAgent, treqClient
 
 
 class Hello(Resource):
