@@ -136,6 +136,21 @@ class _Route:
         self.hostValue = hostValue
 
 
+def parseURI(uri: bytes) -> URI:
+    """
+    Parse an absolute request URI as L{twisted.web.client.Agent} does,
+    with the default port of C{https} and C{wss} 443 and of every other
+    scheme 80, whatever the installed Twisted's L{URI} knows.
+
+    @param uri: The URI.
+    @return: The parsed URI.
+    @raise ValueError: If it is not a valid URI.
+    """
+    uri = _ensureValidURI(uri.strip())
+    scheme = uri.split(b":", 1)[0].lower()
+    return URI.fromBytes(uri, defaultPort=443 if scheme in _TLS_SCHEMES else 80)
+
+
 def _computeHostValue(scheme: bytes, host: bytes, port: int) -> bytes:
     """
     Compute the value of the I{Host} header exactly as
@@ -362,7 +377,7 @@ class PooledAgent:
         @return: C{(key, endpoint)}.
         @raise SchemeNotSupported: For an unsupported scheme.
         """
-        parsedURI = URI.fromBytes(_ensureValidURI(uri.strip()))
+        parsedURI = parseURI(uri)
         route = self._routeFor(
             parsedURI, (parsedURI.scheme, parsedURI.host, parsedURI.port)
         )
@@ -388,7 +403,7 @@ class PooledAgent:
         route: _Route | None
         cached = self._uris.get(uri) if type(uri) is bytes else None
         if cached is None:
-            parsedURI = URI.fromBytes(_ensureValidURI(uri.strip()))
+            parsedURI = parseURI(uri)
             lookup = (parsedURI.scheme, parsedURI.host, parsedURI.port)
             try:
                 route = self._routeFor(parsedURI, lookup)
@@ -455,19 +470,3 @@ class PooledAgent:
 
         return d.addCallback(cbConnected)
 
-
-def __getattr__(name: str) -> Any:
-    """
-    L{pooled_http.PooledHTTPClient} and L{pooled_http.treqClient} lived here
-    before they moved to L{pooled_http._treq}; this old path still finds
-    them, through the package, which imports treq only when they are used.
-
-    @param name: The attribute asked for.
-    @return: The attribute.
-    @raise AttributeError: If there is no such attribute.
-    """
-    import pooled_http
-
-    if name in pooled_http._TREQ_NAMES:
-        return getattr(pooled_http, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -55,6 +55,20 @@ class _StateWatch:
             instance._requestWritten()
 
 
+def _refuseNegativeLength(headers: Any) -> None:
+    """
+    Refuse a negative C{Content-Length}, as Twisted's parser does from
+    24.7 on, so the framing of a response does not depend on the Twisted
+    installed.
+
+    @raise ValueError: If a C{Content-Length} value is negative.
+    """
+    for value in headers.getRawHeaders(b"content-length", ()):
+        for part in value.split(b","):
+            if part.strip().startswith(b"-"):
+                raise ValueError(f"negative Content-Length: {value!r}")
+
+
 class _Silent(Protocol):
     """
     Takes the place of a body protocol that gave up: hears the rest.
@@ -243,6 +257,14 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
             # Twisted closes a connection with an over-long header line as
             # if the response had ended cleanly: say what happened.
             parser.lineLengthExceeded = self._headerLineTooLong
+            allHeadersReceived = parser.allHeadersReceived
+
+            def framedHeadersReceived() -> None:
+                _refuseNegativeLength(parser.connHeaders)
+                allHeadersReceived()
+
+            # Older Twisted takes a negative Content-Length as a length.
+            parser.allHeadersReceived = framedHeadersReceived
             self._awaitingHeaders = True
             self._headBytes = 0
             if state == "WAITING":
