@@ -1083,6 +1083,7 @@ def assertPoolAtRest(pool: HTTPConnectionPool, *, allowIdle: bool = False) -> No
     @raise AssertionError: Listing, per key, what is left, and the pending
         timers.
     """
+    __tracebackhide__ = True
     stats = pool.stats()
     problems: list[str] = []
     for key, counts in stats.perKey.items():
