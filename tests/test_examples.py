@@ -2,8 +2,8 @@
 The examples in C{examples/} run, stop by themselves and succeed.
 
 Each example starts its own server on 127.0.0.1 and is run here as a
-subprocess with the running interpreter; the test case of
-C{examples/trial_example.py} is also run in this process.
+subprocess with the running interpreter; the test cases of
+C{examples/trial_example.py} are also run in this process.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -111,12 +112,27 @@ class ExampleTests(SynchronousTestCase):
         out = self.runExample("trial_example.py")
         self.assertIn("PASSED (successes=3)", out)
 
+    def test_pytestExample(self) -> None:
+        """
+        C{test_pytest_example.py} passes under pytest, with pooled_http's
+        fixtures and pytest-twisted.
+        """
+        process = _run(
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "test_pytest_example.py"),
+        )
+        self.assertEqual(process.returncode, 0, process.stdout + process.stderr)
+        self.assertIn("3 passed", process.stdout)
 
-def _loadTrialExample() -> type:
+
+def _loadTrialExample() -> Any:
     """
-    Import C{examples/trial_example.py} and return its test case.
+    Import C{examples/trial_example.py}.
 
-    @return: The test case class.
+    @return: The module.
     """
     spec = importlib.util.spec_from_file_location(
         "pooled_http_trial_example", EXAMPLES / "trial_example.py"
@@ -124,8 +140,10 @@ def _loadTrialExample() -> type:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.PooledHTTPTests  # type: ignore[no-any-return]
+    return module
 
 
-# The example's own test case, run in this process as well.
-TrialExampleTests = _loadTrialExample()
+# The example's own test cases, run in this process as well.
+_trialExample = _loadTrialExample()
+TrialExampleLoopbackTests = _trialExample.LoopbackTests
+TrialExampleInMemoryTests = _trialExample.InMemoryTests
