@@ -217,7 +217,8 @@ class MemoryNetworkTests(SynchronousTestCase):
         [failure] = result
         failure.trap(ResponseTimeoutError)
         self.assertIs(stall.connection, self.server.connections[0])
-        self.assertFalse(self.server.connections[0].open)
+        # The pool aborted the connection: the server sees a reset.
+        self.assertTrue(self.server.connections[0].lostReason.check(ConnectionLost))
         self.assertEqual(self.get(), [BODY])
         self.assertEqual(self.network.requests[-1].connectionId, 2)
         self.closeAndCheck()
@@ -331,9 +332,9 @@ class MemoryNetworkTests(SynchronousTestCase):
         result[0].trap(DNSLookupError)
         self.closeAndCheck()
 
-    def test_clientAbortIsSeenByServer(self) -> None:
+    def test_poolCloseIsSeenByServer(self) -> None:
         """
-        The pool aborting a connection ends the server's side too.
+        The pool closing an idle connection ends the server's side too.
         """
         self.get()
         connection = self.server.connections[0]
@@ -661,7 +662,19 @@ class PytestPluginTests(SynchronousTestCase):
             "pytest.ini": "[pytest]\n",
             "test_x.py": "def test_x():\n    assert 1\n",
         }
-        for args in ((), ("-p", "no:pytest_twisted")):
+        for args in ((), ("-p", "no:twisted")):
             process = self.runPytest(files, *args)
             self.assertEqual(process.returncode, 0, process.stdout + process.stderr)
             self.assertIn("1 passed", process.stdout)
+
+    def test_withoutPytestTwisted(self) -> None:
+        """
+        Without pytest-twisted's reactor a fixture says what is missing.
+        """
+        files = {
+            "pytest.ini": "[pytest]\n",
+            "test_x.py": "def test_x(pooledServer):\n    assert pooledServer\n",
+        }
+        process = self.runPytest(files, "-p", "no:twisted")
+        self.assertEqual(process.returncode, 1, process.stdout + process.stderr)
+        self.assertIn("need pytest-twisted's reactor", process.stdout)

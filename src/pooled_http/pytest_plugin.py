@@ -47,11 +47,28 @@ def _wait(d: Any) -> Any:
     @param d: The Deferred.
     @return: Its result.
     """
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+
+    if d.called and not isinstance(d.result, Deferred):
+        # Already done: no reactor needed.
+        done: list[Any] = []
+        d.addBoth(done.append)
+        if isinstance(done[0], Failure):
+            done[0].raiseException()
+        return done[0]
     try:
         import pytest_twisted
     except ImportError:  # pragma: no cover - pytest-twisted is in [test]
         pytest.fail(
             "pooled_http's fixtures need pytest-twisted: pip install pytest-twisted"
+        )
+    if getattr(pytest_twisted._instances, "gr_twisted", None) is None and not getattr(
+        pytest_twisted._config, "external_reactor", False
+    ):
+        pytest.fail(
+            "pooled_http's fixtures need pytest-twisted's reactor, which is not "
+            "running (is pytest-twisted disabled with -p no:twisted?)"
         )
     return pytest_twisted.blockon(d)
 
