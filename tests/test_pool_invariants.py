@@ -174,7 +174,7 @@ class InvariantTests(SynchronousTestCase):
         # waits only when the global cap is reached, and then idle
         # connections of other keys are evicted for it, unless a connection
         # already closing will free a slot for each such key.
-        closingSockets = sockets - s.total
+        closingSockets = sockets - (s.total - s.closing)
         blocked = 0
         for key, ks in s.perKey.items():
             if ks.waiting == 0:

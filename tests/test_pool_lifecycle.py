@@ -713,10 +713,11 @@ class ShutdownTests(PoolTestCase):
         self.assertEqual(self.stats().perKey, {})
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_closeCachedConnectionsIdleOnly(self) -> None:
+    def test_closeCachedConnectionsWaitsForInUse(self) -> None:
         """
-        C{closeCachedConnections()} closes idle connections only; one in use
-        then is closed when it comes back; the pool stays usable.
+        C{closeCachedConnections()} closes idle connections at once; one in
+        use then is closed when it comes back, and the returned Deferred
+        waits for it too; the pool stays usable.
         """
         self.makePool()
         self.roundTrip(self.getNow())
@@ -730,20 +731,42 @@ class ShutdownTests(PoolTestCase):
         inUse = self.endpoint.attempts[0].transport
         self.assertTrue(idle.closing)
         self.assertFalse(inUse.closing)
-        # Fires only after the closed connection's connectionLost.
-        self.assertNoResult(d)
         settle(self.clock)
-        self.successResultOf(d)
+        # The idle one is gone; the Deferred still waits for the busy one.
+        self.assertNoResult(d)
         self.assertEqual(self.counts(), (0, 1, 0, 0))
         self.roundTrip(busy)
         self.assertTrue(inUse.closing)
         settle(self.clock)
+        self.successResultOf(d)
         self.assertEqual(self.counts(), (0, 0, 0, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
         later = self.getNow()
         self.assertFalse(later.reused)
         self.roundTrip(later)
         self.assertEqual(self.counts(), (1, 0, 0, 0))
         self.assertTrue(self.getNow().reused)
+
+    def test_closeCachedConnectionsAbortsStragglers(self) -> None:
+        """
+        A connection still in use C{closeGracePeriod} seconds after
+        C{closeCachedConnections()} is aborted then, so the Deferred never
+        waits for a response nobody finishes; no timer is left.
+        """
+        self.makePool(closeGracePeriod=3)
+        busy = self.getNow()
+        response = busy.request(makeRequest())
+        inUse = self.endpoint.attempts[0].transport
+        d = self.pool.closeCachedConnections()
+        self.clock.advance(2.9)
+        self.assertNoResult(d)
+        self.assertFalse(inUse.lost)
+        self.clock.advance(0.1)
+        settle(self.clock)
+        self.successResultOf(d)
+        self.failureResultOf(response)
+        self.assertEqual(self.counts(), (0, 0, 0, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_closeCachedConnectionsForKey(self) -> None:
         """

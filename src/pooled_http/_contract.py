@@ -11,8 +11,8 @@ change in the pool.
 A L{ConnectionFactory} builds connections: C{factory(owner, key)}.  It is
 called when the endpoint's transport is connected (from a Twisted protocol
 factory's C{buildProtocol}), so what it returns must also be a Twisted
-L{IProtocol}.  Right after building, the pool sets C{serial} and
-C{generation} on the connection.
+L{IProtocol}.  Right after building, the pool sets C{serial} on the
+connection.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.iweb import IResponse
 
@@ -41,9 +40,10 @@ class ConnectionOwner(Protocol):
     """
 
     @property
-    def reactor(self) -> IReactorTime:
+    def reactor(self) -> Any:
         """
-        The reactor every timer of the connection is scheduled on.
+        The reactor every timer of the connection is scheduled on (an
+        L{twisted.internet.interfaces.IReactorTime}).
         """
 
     @property
@@ -101,8 +101,6 @@ class PoolConnection(Protocol):
 
     @ivar key: The pool key it belongs to.
     @ivar serial: Set by the pool: grows with every connection it opens.
-    @ivar generation: Set by the pool: connections of an older generation
-        than the pool's are closed when they come back.
     @ivar lifecycle: A L{Lifecycle}, changed only with L{moveTo}: the pool
         moves a connection between C{ACTIVE} and C{IDLE}, the connection
         moves itself to C{CLOSING} (in L{close}) and to C{CLOSED} (when
@@ -119,7 +117,6 @@ class PoolConnection(Protocol):
 
     key: Hashable
     serial: int
-    generation: int
     lifecycle: Lifecycle
     createdAt: float
     requestsServed: int

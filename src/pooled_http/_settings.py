@@ -70,3 +70,27 @@ def settings(*rules: Setting) -> dict[str, Setting]:
     Index setting rules by name.
     """
     return {rule.name: rule for rule in rules}
+
+
+class _Default:
+    """
+    The type of L{DEFAULT}.
+    """
+
+    _instance: _Default | None = None
+
+    def __new__(cls) -> _Default:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: A keyword argument left at C{DEFAULT} takes the class attribute of the
+#: same name: the class attributes are the one home of every default.
+DEFAULT: Any = _Default()

@@ -67,6 +67,8 @@ class KeyStats(NamedTuple):
     @ivar waiting: Requests queued for a free slot.
     @ivar opened: Connections opened for the key.
     @ivar reused: Times an idle connection of the key was handed out again.
+    @ivar closing: Connections being closed: they still count against the
+        limits until their transport is gone.
     """
 
     idle: int = 0
@@ -75,13 +77,14 @@ class KeyStats(NamedTuple):
     waiting: int = 0
     opened: int = 0
     reused: int = 0
+    closing: int = 0
 
     @property
     def total(self) -> int:
         """
-        Slots the key occupies: idle + in use + connecting.
+        Slots the key occupies: idle + in use + connecting + closing.
         """
-        return self.idle + self.inUse + self.connecting
+        return self.idle + self.inUse + self.connecting + self.closing
 
 
 def _emptyMapping() -> Mapping[str, int]:
@@ -107,6 +110,8 @@ class PoolStats:
     @ivar waitTime: How long requests waited for a connection.
     @ivar perKey: L{KeyStats} of every key that currently has a connection,
         a connection attempt or a waiting request.
+    @ivar closing: Connections being closed over all keys: they still count
+        against the limits until their transport is gone.
     """
 
     idle: int = 0
@@ -121,13 +126,15 @@ class PoolStats:
     failed: int = 0
     waitTime: WaitStats = field(default_factory=WaitStats)
     perKey: Mapping[Hashable, KeyStats] = field(default_factory=dict)
+    closing: int = 0
 
     @property
     def total(self) -> int:
         """
-        Connections open or being opened: idle + in use + connecting.
+        Slots counted against the limits: idle + in use + connecting +
+        closing.
         """
-        return self.idle + self.inUse + self.connecting
+        return self.idle + self.inUse + self.connecting + self.closing
 
     @property
     def closedTotal(self) -> int:

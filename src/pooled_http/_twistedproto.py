@@ -1,69 +1,41 @@
 """
-The pooled connection: Twisted's L{HTTP11ClientProtocol} with a lifecycle,
-metadata, and the timers of one request (response headers, body reads).  It
-reports to its pool when it comes back quiescent, starts closing, or is lost.
+The connection on Twisted's own protocol: L{HTTP11ClientProtocol} with the
+pool's lifecycle, metadata, and the timers of one request (response
+headers, body reads), meeting L{pooled_http._contract.PoolConnection}.  It
+reports to the L{ConnectionOwner} it is built with when it comes back
+quiescent, gives up, times out, or is lost, and reads nothing else of the
+pool.
+
+This module is the only one that touches Twisted's private protocol
+internals (the parser, C{_state}, C{_finishResponse_WAITING}).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web._newclient import HTTP11ClientProtocol, Request
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
+from ._contract import ConnectionOwner
+from ._lifecycle import Lifecycle, LifecycleMixin
+from ._timers import cancelCall
 from .errors import (
     ConnectTimeoutError,
-    LifecycleError,
     PoolError,
     ReadTimeoutError,
     ResponseHeadersTooLargeError,
     ResponseTimeoutError,
 )
 
-if TYPE_CHECKING:
-    from ._pool import HTTPConnectionPool
-
-
-class Lifecycle(Enum):
-    """
-    Where a pooled connection is in its life.
-
-        - C{ACTIVE}: handed out for a request;
-        - C{IDLE}: back in the pool, waiting to be reused;
-        - C{CLOSING}: the pool (or the protocol) decided to close it and
-          asked the transport to; the connection no longer counts against
-          the limits;
-        - C{CLOSED}: the transport reported C{connectionLost}.
-    """
-
-    ACTIVE = "active"
-    IDLE = "idle"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-#: The lifecycle's transitions, as data: state -> the states it may go to.
-_TRANSITIONS: dict[Lifecycle, tuple[Lifecycle, ...]] = {
-    Lifecycle.ACTIVE: (Lifecycle.IDLE, Lifecycle.CLOSING, Lifecycle.CLOSED),
-    Lifecycle.IDLE: (Lifecycle.ACTIVE, Lifecycle.CLOSING, Lifecycle.CLOSED),
-    Lifecycle.CLOSING: (Lifecycle.CLOSED,),
-    Lifecycle.CLOSED: (),
-}
-# The same keyed by value: a str's hash is cached, an Enum's is computed.
-_NEXT = {state.value: allowed for state, allowed in _TRANSITIONS.items()}
-
-
-def _cancel(call: DelayedCall | None) -> None:
-    if call is not None and call.active():
-        call.cancel()
+__all__ = ["TwistedHTTP11Connection"]
 
 
 class _StateWatch:
@@ -75,7 +47,7 @@ class _StateWatch:
     many reads Twisted makes, only a call on each of the few writes.
     """
 
-    def __set__(self, instance: PooledConnection, value: str) -> None:
+    def __set__(self, instance: TwistedHTTP11Connection, value: str) -> None:
         values = instance.__dict__
         previous = values.get("_state")
         values["_state"] = value
@@ -83,19 +55,22 @@ class _StateWatch:
             instance._requestWritten()
 
 
-@implementer(IHandshakeListener)
-class PooledConnection(HTTP11ClientProtocol):
+class _Silent(Protocol):
     """
-    One pooled HTTP/1.1 connection.
+    Takes the place of a body protocol that gave up: hears the rest.
+    """
+
+
+@implementer(IHandshakeListener)
+class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
+    """
+    One pooled HTTP/1.1 connection on Twisted's L{HTTP11ClientProtocol}.
 
     @ivar key: The pool key it belongs to.
     @ivar lifecycle: A L{Lifecycle}; change it only with L{moveTo}.
     @ivar createdAt: When the connection was opened (reactor seconds).
-    @ivar lastUsed: When it last started a request.
     @ivar requestsServed: Requests sent on it.
-    @ivar serial: Grows with every connection the pool opens.
-    @ivar generation: The pool's generation when it was opened; connections
-        of an older generation are closed when they come back.
+    @ivar serial: Set by the pool: grows with every connection it opens.
     @ivar keepAliveTimeout: The server's C{Keep-Alive: timeout=N}, if sent.
     @ivar keepAliveMax: The server's C{Keep-Alive: max=M}, if sent: no more
         than M requests are sent on the connection.
@@ -103,27 +78,26 @@ class PooledConnection(HTTP11ClientProtocol):
         serve another request (an HTTP/1.0 response without keep-alive).
     @ivar timeoutError: The pool error that ended the connection (a
         timeout), reported to the request in place of Twisted's generic one.
-    @ivar idleTimer: The idle timeout while C{IDLE}.
     """
 
-    def __init__(self, pool: HTTPConnectionPool, key: Hashable) -> None:
-        HTTP11ClientProtocol.__init__(self, pool._connectionQuiescent)
+    def __init__(self, owner: ConnectionOwner, key: Hashable) -> None:
+        """
+        @param owner: What the connection reports to and reads its settings
+            and reactor from.
+        @param key: The pool key it belongs to.
+        """
+        HTTP11ClientProtocol.__init__(self, owner.connectionQuiescent)
         self._state = "QUIESCENT"
-        self._pool = pool
+        self._owner = owner
         self.key = key
         self.lifecycle = Lifecycle.ACTIVE
-        now = pool._reactor.seconds()
-        self.createdAt = now
-        self.lastUsed = now
+        self.createdAt = owner.reactor.seconds()
         self.requestsServed = 0
-        self.generation = pool._generation
-        pool._serial += 1
-        self.serial = pool._serial
+        self.serial = 0
         self.keepAliveTimeout: float | None = None
         self.keepAliveMax: int | None = None
         self.reusable = True
         self.timeoutError: PoolError | None = None
-        self.idleTimer: DelayedCall | None = None
         self.handshakeTimer: DelayedCall | None = None
         self.handshakeDone = False
         self._responseTimer: DelayedCall | None = None
@@ -138,25 +112,23 @@ class PooledConnection(HTTP11ClientProtocol):
 
     def __repr__(self) -> str:
         return (
-            f"<PooledConnection {self.key!r} {self.lifecycle.value} "
+            f"<TwistedHTTP11Connection {self.key!r} {self.lifecycle.value} "
             f"requests={self.requestsServed}>"
         )
 
     # Lifecycle
 
-    def moveTo(self, new: Lifecycle) -> None:
+    def pendingCalls(self) -> list[DelayedCall]:
         """
-        Make a lifecycle transition.
-
-        @raise LifecycleError: If the transition is not allowed.
+        The connection's timers that are still to run.
         """
-        if new not in _NEXT[self.lifecycle._value_]:
-            raise LifecycleError(
-                f"connection to {self.key!r} cannot go from "
-                f"{self.lifecycle.value} to {new.value}",
-                self.key,
-            )
-        self.lifecycle = new
+        calls = (
+            self.handshakeTimer,
+            self._responseTimer,
+            self._readTimer,
+            self._graceTimer,
+        )
+        return [c for c in calls if c is not None and c.active()]
 
     def handOff(self, give: Callable[[], object]) -> None:
         """
@@ -189,13 +161,12 @@ class PooledConnection(HTTP11ClientProtocol):
         if self.lifecycle is not Lifecycle.CLOSING:
             self.moveTo(Lifecycle.CLOSING)
         self._stopRequestTimers()
-        _cancel(self.idleTimer)
         transport: Any = self.transport
         if transport is None:
             return
         transport.loseConnection()
         if self._graceTimer is None and self.lifecycle is Lifecycle.CLOSING:
-            self._graceTimer = self._pool._reactor.callLater(
+            self._graceTimer = self._owner.reactor.callLater(
                 gracePeriod, self.abortTransport
             )
 
@@ -224,7 +195,7 @@ class PooledConnection(HTTP11ClientProtocol):
         """
         if self.handshakeDone or not ISSLTransport.providedBy(self.transport):
             return
-        self.handshakeTimer = self._pool._reactor.callLater(
+        self.handshakeTimer = self._owner.reactor.callLater(
             max(0.0, remaining), self._handshakeTimedOut, timeout
         )
 
@@ -237,7 +208,7 @@ class PooledConnection(HTTP11ClientProtocol):
         The TLS handshake finished: the connect phase is over.
         """
         self.handshakeDone = True
-        _cancel(self.handshakeTimer)
+        cancelCall(self.handshakeTimer)
         self.handshakeTimer = None
 
     @property
@@ -262,11 +233,15 @@ class PooledConnection(HTTP11ClientProtocol):
         Send a request, arming the response-header timer.
         """
         self.requestsServed += 1
-        pool = self._pool
-        self.lastUsed = pool._reactor.seconds()
         d = HTTP11ClientProtocol.request(self, request)
         state = self._state
         if state == "TRANSMITTING" or state == "WAITING":
+            proxy: Any = self._transportProxy
+            # The transport a body's protocol gets: give it abortConnection,
+            # so cancelling readBody() aborts this connection (and frees its
+            # slot) while the body is still coming, and does nothing once
+            # the response is over and the connection serves someone else.
+            proxy.abortConnection = lambda: self._abortFromBody(proxy)
             parser: Any = self._parser
             self._requestParser = parser
             # Twisted closes a connection with an over-long header line as
@@ -277,6 +252,21 @@ class PooledConnection(HTTP11ClientProtocol):
             if state == "WAITING":
                 self._requestWritten()
         return d
+
+    def _abortFromBody(self, proxy: Any) -> None:
+        """
+        The body's protocol aborted its transport (C{readBody} cancelled):
+        abort the connection, and tell that protocol nothing more, since it
+        has given up (C{readBody}'s Deferred has already failed with
+        L{CancelledError}; a second failure would be an AlreadyCalledError).
+        """
+        if proxy._producer is None:
+            return
+        parser: Any = self._parser
+        response = getattr(parser, "response", None)
+        if response is not None and response._bodyProtocol is not None:
+            response._bodyProtocol = _Silent()
+        self.abortTransport()
 
     def _headerLineTooLong(self, line: bytes) -> None:
         parser: Any = self._parser
@@ -290,9 +280,9 @@ class PooledConnection(HTTP11ClientProtocol):
         """
         The whole request is on the wire: the response timer starts.
         """
-        timeout = self._pool.responseTimeout
+        timeout = self._owner.responseTimeout
         if timeout is not None and self._awaitingHeaders and self._responseTimer is None:
-            self._responseTimer = self._pool._reactor.callLater(
+            self._responseTimer = self._owner.reactor.callLater(
                 timeout, self._responseTimedOut, timeout
             )
 
@@ -302,7 +292,7 @@ class PooledConnection(HTTP11ClientProtocol):
         """
         readTimer = self._readTimer
         if readTimer is not None and readTimer.active():
-            readTimer.reset(self._pool.readTimeout or 0)
+            readTimer.reset(self._owner.readTimeout or 0)
         parser = self._requestParser
         HTTP11ClientProtocol.dataReceived(self, data)
         # The bytes may have finished this response and, from the caller's
@@ -319,7 +309,7 @@ class PooledConnection(HTTP11ClientProtocol):
             self._headersReceived(parser)
             return
         self._headBytes += len(data)
-        limit = self._pool.maxHeaderBytes
+        limit = self._owner.maxHeaderBytes
         if self._headBytes > limit and self._parser is parser:
             # Bounded memory against a server that never ends its headers.
             self._awaitingHeaders = False
@@ -327,11 +317,11 @@ class PooledConnection(HTTP11ClientProtocol):
 
     def _headersReceived(self, parser: Any) -> None:
         self._awaitingHeaders = False
-        _cancel(self._responseTimer)
+        cancelCall(self._responseTimer)
         self._responseTimer = None
-        timeout = self._pool.readTimeout
+        timeout = self._owner.readTimeout
         if timeout is not None and self._parser is parser and self._readTimer is None:
-            self._readTimer = self._pool._reactor.callLater(
+            self._readTimer = self._owner.reactor.callLater(
                 timeout, self._readTimedOut, timeout
             )
 
@@ -341,7 +331,7 @@ class PooledConnection(HTTP11ClientProtocol):
         fails with C{error}, and abort.
         """
         self.timeoutError = error
-        self._pool._timedOut(self, error)
+        self._owner.connectionTimedOut(self, error)
         self.abortTransport()
 
     def _responseTimedOut(self, timeout: float) -> None:
@@ -362,8 +352,8 @@ class PooledConnection(HTTP11ClientProtocol):
         self._timedOut(error)
 
     def _stopRequestTimers(self) -> None:
-        _cancel(self._responseTimer)
-        _cancel(self._readTimer)
+        cancelCall(self._responseTimer)
+        cancelCall(self._readTimer)
         self._responseTimer = self._readTimer = None
         self._awaitingHeaders = False
 
@@ -428,42 +418,24 @@ class PooledConnection(HTTP11ClientProtocol):
         error, data on an idle connection): tell the pool at once so the slot
         is freed, then let the transport go.
         """
-        self._pool._connectionGivenUp(self, reason)
+        if self.lifecycle not in (Lifecycle.CLOSING, Lifecycle.CLOSED):
+            self._owner.connectionGivenUp(self, reason)
         HTTP11ClientProtocol._giveUp(self, reason)
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
         """
         The transport is gone: cancel every timer, tell the parser and the
-        pool, and fire L{whenLost} watchers.
+        owner, and fire L{whenLost} watchers.
         """
         self._stopRequestTimers()
-        _cancel(self.idleTimer)
-        _cancel(self.handshakeTimer)
-        _cancel(self._graceTimer)
-        self.idleTimer = self.handshakeTimer = self._graceTimer = None
+        cancelCall(self.handshakeTimer)
+        cancelCall(self._graceTimer)
+        self.handshakeTimer = self._graceTimer = None
         HTTP11ClientProtocol.connectionLost(self, reason)
-        self._pool._connectionLost(self, reason)
+        previous = self.lifecycle
+        if previous is not Lifecycle.CLOSED:
+            self.moveTo(Lifecycle.CLOSED)
+            self._owner.connectionLost(self, previous, reason)
         watchers, self._lostWatchers = self._lostWatchers, []
         for d in watchers:
             d.callback(None)
-
-
-class PooledConnectionFactory(Factory):
-    """
-    Builds L{PooledConnection}s for one key of one pool.
-    """
-
-    noisy = False
-
-    def __init__(self, pool: HTTPConnectionPool, key: Hashable) -> None:
-        self._pool = pool
-        self._key = key
-
-    def __repr__(self) -> str:
-        return f"PooledConnectionFactory({self._key!r})"
-
-    def buildProtocol(self, addr: Any) -> PooledConnection:
-        """
-        Build the connection's protocol.
-        """
-        return PooledConnection(self._pool, self._key)
