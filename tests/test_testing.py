@@ -407,10 +407,35 @@ class AssertPoolAtRestTests(SynchronousTestCase):
             "pool is not at rest:\n"
             "  (b'http', b'a.example', 80): 1 idle\n"
             "  1 pending timer(s):\n"
-            "    HTTPConnectionPool._sweep due in 240 s",
+            "    IdleTimers._sweep due in 240 s",
         )
         pool.close()
         network.flush()
+        assertPoolAtRest(pool)
+
+    def test_clockFallback(self) -> None:
+        """
+        A pool without C{_pendingCalls} on a L{Clock}: the clock's calls are
+        checked, leaving out the network's own.
+        """
+        network = MemoryNetwork()
+        server = network.addServer("a.example")
+        server.idleTimeout = 100
+        pool = HTTPConnectionPool(network.clock)
+        pool._pendingCalls = None  # type: ignore[assignment]
+        network.agent(pool).request(b"GET", b"http://a.example/").addCallback(readBody)
+        network.flush()
+        with self.assertRaises(AssertionError) as caught:
+            assertPoolAtRest(pool)
+        self.assertTrue(
+            str(caught.exception).endswith(
+                "  1 pending timer(s):\n    IdleTimers._sweep due in 240 s"
+            ),
+            str(caught.exception),
+        )
+        pool.close()
+        network.flush()
+        self.assertEqual(len(network.clock.getDelayedCalls()), 0)
         assertPoolAtRest(pool)
 
 

@@ -8,6 +8,8 @@ write: C{return self.pool.closeCachedConnections()}.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 import pytest
@@ -23,6 +25,12 @@ pytest.importorskip("httpbin")
 treqSuite = pytest.importorskip("treq.test.test_treq_integration")
 
 reactor: Any = _reactor
+
+# One httpbin per scheme for the whole module, logging outside the checkout.
+_LOG = os.path.join(tempfile.gettempdir(), "pooled_http-httpbin-error.log")
+_parent = pytest.importorskip("treq.test.local_httpbin.parent")
+_HTTPBIN = _parent._HTTPBinProcess(https=False, error_log_path=_LOG)
+_HTTPBIN_TLS = _parent._HTTPBinProcess(https=True, error_log_path=_LOG)
 
 
 class _Persistent:
@@ -54,18 +62,38 @@ class _Persistent:
 
 
 class StockAgentHTTPTests(_Persistent, treqSuite.TreqIntegrationTests):
+    """
+    treq's HTTP tests, stock L{Agent} over a persistent pooled_http pool.
+    """
+
     agentClass = Agent
+    _httpbin_process = _HTTPBIN
 
 
 class StockAgentHTTPSTests(_Persistent, treqSuite.HTTPSTreqIntegrationTests):
+    """
+    treq's HTTPS tests, stock L{Agent} over a persistent pooled_http pool.
+    """
+
     agentClass = Agent
     https = True
+    _httpbin_process = _HTTPBIN_TLS
 
 
 class PooledAgentHTTPTests(_Persistent, treqSuite.TreqIntegrationTests):
+    """
+    treq's HTTP tests through L{PooledAgent}.
+    """
+
     agentClass = PooledAgent
+    _httpbin_process = _HTTPBIN
 
 
 class PooledAgentHTTPSTests(_Persistent, treqSuite.HTTPSTreqIntegrationTests):
+    """
+    treq's HTTPS tests through L{PooledAgent}.
+    """
+
     agentClass = PooledAgent
     https = True
+    _httpbin_process = _HTTPBIN_TLS
