@@ -62,6 +62,18 @@ class ExampleTests(SynchronousTestCase):
         )
         return process.stdout
 
+    def runModule(self, module: str, *args: str, expect: str) -> None:
+        """
+        Run C{python -m module args}; check it exits 0 and prints C{expect}.
+
+        @param module: The module to run.
+        @param args: Its arguments.
+        @param expect: Text its standard output must contain.
+        """
+        process = _run("-m", module, *args)
+        self.assertEqual(process.returncode, 0, process.stdout + process.stderr)
+        self.assertIn(expect, process.stdout)
+
     def test_agentBasic(self) -> None:
         """
         C{agent_basic.py} fetches pages one by one and in a burst.
@@ -96,14 +108,12 @@ class ExampleTests(SynchronousTestCase):
         """
         C{trial_example.py} passes under C{python -m twisted.trial}.
         """
-        process = _run(
-            "-m",
+        self.runModule(
             "twisted.trial",
             "--temp-directory=_trial",
             str(EXAMPLES / "trial_example.py"),
+            expect="PASSED (successes=3)",
         )
-        self.assertEqual(process.returncode, 0, process.stdout + process.stderr)
-        self.assertIn("PASSED (successes=3)", process.stdout)
 
     def test_trialExampleAsScript(self) -> None:
         """
@@ -117,15 +127,13 @@ class ExampleTests(SynchronousTestCase):
         C{test_pytest_example.py} passes under pytest, with pooled_http's
         fixtures and pytest-twisted.
         """
-        process = _run(
-            "-m",
+        self.runModule(
             "pytest",
             "-p",
             "no:cacheprovider",
             str(EXAMPLES / "test_pytest_example.py"),
+            expect="3 passed",
         )
-        self.assertEqual(process.returncode, 0, process.stdout + process.stderr)
-        self.assertIn("3 passed", process.stdout)
 
 
 def _loadTrialExample() -> Any:

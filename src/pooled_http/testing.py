@@ -374,6 +374,7 @@ class ServerConnection:
     @ivar requests: How many requests arrived on it.
     @ivar busy: Whether a request is being answered on it.
     @ivar lostReason: Why it closed (L{None} while open).
+    @ivar transport: The server's end of the in-memory connection.
     """
 
     def __init__(self, server: MemoryServer, connectionId: int) -> None:
@@ -752,9 +753,7 @@ class MemoryServer:
 
     # Driven by the network and the site
 
-    def _accept(
-        self, clientAddress: Any, serverAddress: Any
-    ) -> tuple[Any, ServerConnection]:
+    def _accept(self, serverAddress: Any) -> tuple[Any, ServerConnection]:
         connection = ServerConnection(self, self.network._nextConnectionId())
         protocol = self.site.buildProtocol(serverAddress)
         # The channel may hand out its own callLater; keep it on the network.
@@ -1024,7 +1023,7 @@ class MemoryNetwork:
     def _link(
         self, server: MemoryServer, clientProtocol: Any, serverAddress: Any
     ) -> None:
-        serverProtocol, connection = server._accept(None, serverAddress)
+        serverProtocol, connection = server._accept(serverAddress)
         clientAddress = IPv4Address("TCP", "127.0.0.1", 40000 + connection.id % 20000)
         clientEnd = _MemoryTransport(self, clientProtocol, clientAddress, serverAddress)
         serverEnd = _MemoryTransport(self, serverProtocol, serverAddress, clientAddress)
