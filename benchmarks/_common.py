@@ -13,7 +13,6 @@ import json
 import os
 import resource
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,27 +20,15 @@ from typing import Any
 BODY_SIZE = 1024
 
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """
-    Nearest-rank percentile.
-
-    @param values: The samples (need not be sorted).
-    @param fraction: Between 0 and 1, e.g. C{0.99}.
-    @return: The sample at that rank, or C{0.0} for no samples.
-    """
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(fraction * len(ordered))) - 1))
-    return ordered[index]
-
-
 def finishResult(result: dict[str, Any], elapsed: float) -> dict[str, Any]:
     """
-    Turn a client run's raw C{latencies} and C{errors} into the figures the
-    runner reports: counts, the first errors, req/s and latency percentiles.
+    Turn a client run's raw C{errors} into the figures the runner reports:
+    counts, the first errors and req/s.  The raw C{latencies} (seconds) stay
+    in the result: the runner turns them into percentiles, with the one
+    definition of L{pooled_http.stats.percentiles} whichever revision of
+    pooled_http the client ran.
     """
-    latencies = result.pop("latencies")
+    latencies = result["latencies"]
     errors = result.pop("errors")
     result.update(
         {
@@ -50,23 +37,9 @@ def finishResult(result: dict[str, Any], elapsed: float) -> dict[str, Any]:
             "firstErrors": errors[:3],
             "elapsed": elapsed,
             "rps": len(latencies) / elapsed if elapsed else 0.0,
-            **latencySummary(latencies),
         }
     )
     return result
-
-
-def latencySummary(latencies: Sequence[float]) -> dict[str, float]:
-    """
-    Summarise per-request latencies.
-
-    @param latencies: Seconds per request.
-    @return: C{p50} and C{p99} in milliseconds.
-    """
-    return {
-        "p50": percentile(latencies, 0.50) * 1000.0,
-        "p99": percentile(latencies, 0.99) * 1000.0,
-    }
 
 
 def raiseFileLimit() -> int:

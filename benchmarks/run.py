@@ -35,6 +35,8 @@ from _common import fetchStatus, loadResult, raiseFileLimit  # noqa: E402
 from _report import evaluateTargets, writeMarkdown, writePlot  # noqa: E402
 from _servers import Server, startServer  # noqa: E402
 
+from pooled_http.stats import percentiles  # noqa: E402
+
 SRC = os.path.join(os.path.dirname(HERE), "src")
 
 CLIENTS = (
@@ -232,6 +234,22 @@ def httpJob(scenario: Scenario, client: str, server: Server) -> dict[str, Any]:
     return job
 
 
+def summariseLatencies(result: dict[str, Any]) -> dict[str, Any]:
+    """
+    Replace a client's raw C{latencies} (seconds) by their C{p50} and C{p99}
+    in milliseconds (0.0 for no samples).
+
+    @param result: A client's result; left as it is without C{latencies}.
+    @return: C{result}.
+    """
+    latencies = result.pop("latencies", None)
+    if latencies is not None:
+        p50, p99 = percentiles(latencies, (50, 99))
+        result["p50"] = 0.0 if p50 is None else p50 * 1000.0
+        result["p99"] = 0.0 if p99 is None else p99 * 1000.0
+    return result
+
+
 def runHttp(
     scenario: Scenario, client: str, server: Server, timeout: float
 ) -> dict[str, Any]:
@@ -243,7 +261,9 @@ def runHttp(
     """
     script = "_twclients.py" if client in TWISTED_CLIENTS else "_aioclients.py"
     before = fetchStatus(server.statusPort)
-    result = runSubprocess(script, httpJob(scenario, client, server), timeout)
+    result = summariseLatencies(
+        runSubprocess(script, httpJob(scenario, client, server), timeout)
+    )
     after = fetchStatus(server.statusPort)
     # The second status request's own connection is counted in "after".
     result["opened"] = after.accepts - before.accepts - 1

@@ -25,7 +25,7 @@ _SERVER = r"""
 import json, sys, threading
 import trustme
 from twisted.internet import reactor, ssl
-from pooled_http._demo import listenDemoSite
+from pooled_http.cli._demosite import listenDemoSite
 
 counter, ports = listenDemoSite(reactor, 2)
 ca = trustme.CA()
@@ -570,7 +570,8 @@ class FetcherTests(SynchronousTestCase):
             yield f"http://127.0.0.1:{8000 + i % 3}/{i}"
 
     def fetcher(self, urls: Any, concurrency: int, **kwargs: Any) -> Any:
-        from pooled_http._cli_fetch import Fetcher, IterSource
+        from pooled_http.cli._fetcher import Fetcher
+        from pooled_http.cli._sources import IterSource
 
         return Fetcher(
             self.clock,
@@ -622,13 +623,13 @@ class FetcherTests(SynchronousTestCase):
         Invalid URLs get their result at once, without a request; a long run
         of them lets the reactor run in between.
         """
-        from pooled_http._cli_fetch import _STARTS_PER_TURN
+        from pooled_http.cli._fetcher import STARTS_PER_TURN
 
-        urls = ["nope"] * (_STARTS_PER_TURN + 10) + ["http://127.0.0.1:1/"]
+        urls = ["nope"] * (STARTS_PER_TURN + 10) + ["http://127.0.0.1:1/"]
         done = self.fetcher(iter(urls), 4).run()
-        self.assertEqual(len(self.results), _STARTS_PER_TURN)
+        self.assertEqual(len(self.results), STARTS_PER_TURN)
         self.clock.advance(0)
-        self.assertEqual(len(self.results), _STARTS_PER_TURN + 10)
+        self.assertEqual(len(self.results), STARTS_PER_TURN + 10)
         self.assertEqual({r.error for r in self.results}, {"InvalidURL"})
         self.assertEqual(len(self.agent.pending), 1)
         self.agent.answer()
@@ -672,8 +673,8 @@ class FetcherTests(SynchronousTestCase):
         """
         from twisted.internet.defer import succeed
 
-        from pooled_http._cli_fetch import ConnectionRecorder, _Attempt
-        from pooled_http._cli_report import FetchResult
+        from pooled_http.cli._pools import ConnectionRecorder
+        from pooled_http.cli._tally import FetchResult
 
         class Connection:
             reused = True
@@ -685,22 +686,21 @@ class FetcherTests(SynchronousTestCase):
                 return succeed(Connection())
 
         recorder = ConnectionRecorder(Pool())
-        attempt = _Attempt(FetchResult(0, "u", "h"), 0.0)
-        recorder.current = attempt
+        result = FetchResult(0, "u", "h")
+        recorder.current = result
         self.successResultOf(recorder.getConnection(("http", b"h", 80), None))
-        self.assertIs(attempt.result.reused, True)
+        self.assertIs(result.reused, True)
         self.assertIsNone(recorder.current)
         self.assertIs(recorder.persistent, True)
 
 
 class HelperTests(SynchronousTestCase):
     """
-    URL checks, error names, percentiles, option parsing and the threaded
-    line source.
+    URL checks, error names, option parsing and the threaded line source.
     """
 
     def test_parseURL(self) -> None:
-        from pooled_http._cli_fetch import InvalidURL, parseURL
+        from pooled_http.cli._urls import InvalidURL, parseURL
 
         self.assertEqual(parseURL("http://127.0.0.1/x"), (b"http://127.0.0.1/x", "http://127.0.0.1:80"))
         self.assertEqual(parseURL("https://[::1]:8443/")[1], "https://[::1]:8443")
@@ -714,7 +714,7 @@ class HelperTests(SynchronousTestCase):
         from twisted.web._newclient import ResponseFailed
         from twisted.web.http import PotentialDataLoss
 
-        from pooled_http._cli_fetch import describeFailure
+        from pooled_http.cli._urls import describeFailure
         from pooled_http.errors import ReadTimeoutError
 
         wrapped = ResponseFailed([Failure(ConnectionLost("gone")), Failure(PotentialDataLoss())])
@@ -724,17 +724,10 @@ class HelperTests(SynchronousTestCase):
         name, _ = describeFailure(ReadTimeoutError(("http", b"h", 80), 1.0))
         self.assertEqual(name, "ReadTimeoutError")
 
-    def test_percentiles(self) -> None:
-        from pooled_http._cli_report import percentiles
-
-        self.assertEqual(percentiles(range(1, 101), (50, 95, 99, 100)), [50, 95, 99, 100])
-        self.assertEqual(percentiles([], (50,)), [None])
-        self.assertEqual(percentiles([7.0], (1, 99)), [7.0, 7.0])
-
     def test_parseTimeout(self) -> None:
         import argparse
 
-        from pooled_http.cli import parseTimeout
+        from pooled_http.cli._options import parseTimeout
 
         self.assertEqual(parseTimeout("2.5"), {"connect": 2.5, "response": 2.5, "read": 2.5})
         self.assertEqual(parseTimeout("read=none, connect=1"), {"read": None, "connect": 1.0})
@@ -748,7 +741,7 @@ class HelperTests(SynchronousTestCase):
         """
         import queue
 
-        from pooled_http._cli_fetch import _PENDING, ThreadedLineSource
+        from pooled_http.cli._sources import PENDING, ThreadedLineSource
 
         calls: queue.Queue[Any] = queue.Queue()
 
@@ -760,7 +753,7 @@ class HelperTests(SynchronousTestCase):
         woken: list[int] = []
         source = ThreadedLineSource(Reactor(), readEnd, bound=2)
         source.setWaker(lambda: woken.append(1))
-        self.assertIs(source.take(), _PENDING)
+        self.assertIs(source.take(), PENDING)
         os.write(writeEnd, b"http://a/\n\n# note\nhttp://b/\nhttp://c/\nhttp://d")
         os.close(writeEnd)
         got: list[Any] = []
@@ -769,7 +762,7 @@ class HelperTests(SynchronousTestCase):
             url = source.take()
             if url is None:
                 break
-            if url is _PENDING:
+            if url is PENDING:
                 f, args = calls.get(timeout=10)
                 f(*args)
             else:

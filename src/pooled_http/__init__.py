@@ -11,9 +11,16 @@ shuts down cleanly and reports what it is doing::
 
     pool = HTTPConnectionPool(reactor, maxConnectionsPerHost=8)
     agent = Agent(reactor, pool=pool)
+
+L{treqClient} and L{PooledHTTPClient} import treq when they are first used,
+so that C{import pooled_http} needs only Twisted.
 """
 
-from ._agent import PooledAgent, PooledHTTPClient, TLSPolicyIdentity, treqClient
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._agent import PooledAgent, TLSPolicyIdentity
 from ._pool import HTTPConnectionPool
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from .errors import (
@@ -28,7 +35,14 @@ from .errors import (
 )
 from .stats import CloseReason, KeyStats, PoolStats, WaitStats
 
+if TYPE_CHECKING:
+    from ._treq import PooledHTTPClient, treqClient
+
+#: The version of pooled_http; the packaging metadata reads it from here.
 __version__ = "0.1.0"
+
+#: The names that come from L{pooled_http._treq}, loaded on first use.
+_TREQ_NAMES = frozenset({"PooledHTTPClient", "treqClient"})
 
 __all__ = [
     "HTTPConnectionPool",
@@ -51,3 +65,28 @@ __all__ = [
     "PoolStats",
     "WaitStats",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """
+    Load L{treqClient} and L{PooledHTTPClient} (and with them treq) the
+    first time either is used.
+
+    @param name: The attribute asked for.
+    @return: The attribute.
+    @raise AttributeError: If there is no such attribute.
+    """
+    if name in _TREQ_NAMES:
+        from . import _treq
+
+        value = getattr(_treq, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """
+    The module's names, the ones loaded on first use included.
+    """
+    return sorted(set(globals()) | _TREQ_NAMES)

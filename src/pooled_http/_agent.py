@@ -1,6 +1,6 @@
 """
 L{PooledAgent}: an L{IAgent} that builds pool keys and endpoints once per
-destination, and L{treqClient}, a ready L{treq.HTTPClient} over it.
+destination (L{pooled_http._treq} puts a ready C{treq.HTTPClient} over it).
 
 L{twisted.web.client.Agent} parses the URI, IDNA-encodes the host name,
 builds a L{HostnameEndpoint} (and, for https, a new TLS connection creator)
@@ -19,9 +19,8 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from treq.client import HTTPClient
 from twisted.internet import defer
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.defer import Deferred
@@ -46,7 +45,7 @@ from zope.interface import implementer
 
 from ._pool import HTTPConnectionPool
 
-__all__ = ["PooledAgent", "PooledHTTPClient", "treqClient"]
+__all__ = ["PooledAgent", "TLSPolicyIdentity"]
 
 #: How many destinations a L{PooledAgent} remembers by default.
 DEFAULT_MAX_CACHED_ENDPOINTS = 4096
@@ -95,8 +94,8 @@ class TLSPolicyIdentity:
 
     def __init__(self, policy: object) -> None:
         """
-        @param policy: The TLS policy (an L{IPolicyForHTTPS}) or the
-            L{IAgentEndpointFactory} whose identity this is.
+        @param policy: The TLS policy (an L{twisted.web.iweb.IPolicyForHTTPS}) or the
+            L{twisted.web.iweb.IAgentEndpointFactory} whose identity this is.
         """
         self.policy = policy
         self._hash = hash(id(policy))
@@ -161,7 +160,7 @@ class PooledAgent:
     An L{IAgent} that works like L{twisted.web.client.Agent} for its callers
     and for wrapping agents (L{twisted.web.client.RedirectAgent},
     L{twisted.web.client.ContentDecoderAgent},
-    L{twisted.web.client.CookieAgent}, L{treq.HTTPClient}), but builds the
+    L{twisted.web.client.CookieAgent}, C{treq.HTTPClient}), but builds the
     pool key, the endpoint and the I{Host} header once per destination.
 
     Pool keys are C{(scheme, host, port)} for C{http} (the same keys as
@@ -199,7 +198,7 @@ class PooledAgent:
         @param pool: The pool to take connections from; if L{None}, a new
             persistent L{HTTPConnectionPool} is made (close it with
             C{agent.pool.close()}).
-        @param contextFactory: The L{IPolicyForHTTPS} deciding how https
+        @param contextFactory: The L{twisted.web.iweb.IPolicyForHTTPS} deciding how https
             servers are verified. Agents that pass the same object share
             https connections; agents that pass different objects never do.
         @param connectTimeout: Passed to L{HostnameEndpoint} as its
@@ -243,7 +242,7 @@ class PooledAgent:
         with different endpoint factories never share a connection.
 
         @param reactor: The reactor.
-        @param endpointFactory: The L{IAgentEndpointFactory}.
+        @param endpointFactory: The L{twisted.web.iweb.IAgentEndpointFactory}.
         @param pool: The pool, or L{None} for a new persistent one.
         @param maxCachedEndpoints: How many destinations to remember.
         @return: The agent.
@@ -457,61 +456,18 @@ class PooledAgent:
         return d.addCallback(cbConnected)
 
 
-class PooledHTTPClient(HTTPClient):
+def __getattr__(name: str) -> Any:
     """
-    A L{treq.HTTPClient} over a L{PooledAgent}, made by L{treqClient}, that
-    knows its pool.
+    L{pooled_http.PooledHTTPClient} and L{pooled_http.treqClient} lived here
+    before they moved to L{pooled_http._treq}; this old path still finds
+    them, through the package, which imports treq only when they are used.
 
-    @ivar agent: The L{PooledAgent}.
-    @ivar pool: Its pool.
+    @param name: The attribute asked for.
+    @return: The attribute.
+    @raise AttributeError: If there is no such attribute.
     """
+    import pooled_http
 
-    def __init__(self, agent: PooledAgent, **kwargs: Any) -> None:
-        """
-        @param agent: The agent.
-        @param kwargs: Passed to L{treq.HTTPClient}.
-        """
-        super().__init__(cast(IAgent, agent), **kwargs)
-        self.agent = agent
-        self.pool = agent.pool
-
-    def close(self, timeout: float | None = None) -> Deferred[None]:
-        """
-        Close the pool: fail waiting requests and close every connection.
-
-        @param timeout: Passed to the pool's C{close}.
-        @return: A L{Deferred} that fires when every connection is closed.
-        """
-        close = self.pool.close  # type: ignore[attr-defined]
-        return close(timeout)
-
-
-def treqClient(
-    reactor: Any,
-    *,
-    contextFactory: Any = _defaultPolicy,
-    bindAddress: Any = None,
-    **poolOptions: Any,
-) -> PooledHTTPClient:
-    """
-    Make a ready L{treq.HTTPClient} over a L{PooledAgent} and a new
-    L{HTTPConnectionPool}.
-
-    C{connectTimeout} is one of the pool's options here: it bounds the whole
-    connection attempt and fails it with
-    L{pooled_http.errors.ConnectTimeoutError}.
-
-    @param reactor: The reactor.
-    @param contextFactory: The TLS policy (L{IPolicyForHTTPS}) of the agent.
-    @param bindAddress: The local address client sockets bind to.
-    @param poolOptions: Keyword arguments for L{HTTPConnectionPool}
-        (C{persistent}, C{maxConnectionsPerHost}, C{connectTimeout},
-        C{poolTimeout}, ...).
-    @return: The client; C{client.pool} is its pool and C{client.close()}
-        closes it.
-    """
-    pool = HTTPConnectionPool(reactor, **poolOptions)
-    agent = PooledAgent(
-        reactor, pool=pool, contextFactory=contextFactory, bindAddress=bindAddress
-    )
-    return PooledHTTPClient(agent)
+    if name in pooled_http._TREQ_NAMES:
+        return getattr(pooled_http, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from ._contract import ConnectionFactory, ConnectionOwner, PoolConnection
 from ._core import Waiter
 from ._events import emit
-from ._timers import cancelCall
+from ._timers import activeCalls, cancelCall
 
 __all__ = ["Connector", "ProtocolFactory"]
 
@@ -124,8 +124,7 @@ class Connector:
         """
         The connect timer of C{waiter}'s attempt, if it is still to run.
         """
-        timer = waiter.connectTimer
-        return [timer] if timer is not None and timer.active() else []
+        return activeCalls((waiter.connectTimer,))
 
     def _timedOut(self, waiter: Waiter, timeout: float) -> None:
         waiter.connectTimer = None

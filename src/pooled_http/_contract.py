@@ -11,7 +11,7 @@ change in the pool.
 A L{ConnectionFactory} builds connections: C{factory(owner, key)}.  It is
 called when the endpoint's transport is connected (from a Twisted protocol
 factory's C{buildProtocol}), so what it returns must also be a Twisted
-L{IProtocol}.  Right after building, the pool sets C{serial} on the
+L{twisted.internet.interfaces.IProtocol}.  Right after building, the pool sets C{serial} on the
 connection.
 """
 
@@ -148,7 +148,7 @@ class PoolConnection(Protocol):
     def request(self, request: Any) -> Deferred[IResponse]:
         """
         Send one request (a L{twisted.web._newclient.Request}) and return
-        the Deferred of its response, as L{HTTP11ClientProtocol} does.
+        the Deferred of its response, as L{twisted.web._newclient.HTTP11ClientProtocol} does.
         """
 
     def abort(self) -> Deferred[None]:

@@ -18,7 +18,7 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime
 
 from ._contract import PoolConnection
-from ._timers import cancelCall
+from ._timers import activeCalls, cancelCall
 from .stats import CloseReason
 
 __all__ = ["IdleTimers"]
@@ -103,7 +103,9 @@ class IdleTimers:
         """
         A connection stops being idle: forget its idle timeout.
         """
-        cancelCall(self._own.pop(connection, None))
+        own = self._own
+        if own:
+            cancelCall(own.pop(connection, None))
         parked = self._parked
         if parked.pop(connection, None) is not None and not parked:
             sweeper, self._sweeper = self._sweeper, None
@@ -123,10 +125,7 @@ class IdleTimers:
         """
         The idle timers still to run.
         """
-        calls = list(self._own.values())
-        if self._sweeper is not None:
-            calls.append(self._sweeper)
-        return [c for c in calls if c.active()]
+        return activeCalls([*self._own.values(), self._sweeper])
 
     def _ownExpired(self, connection: PoolConnection, reason: str) -> None:
         self._own.pop(connection, None)

@@ -40,7 +40,7 @@ from ._reports import ConnectionReports, PoolOwner
 from ._retry import RetryPolicy
 from ._settings import DEFAULT, Setting, settings
 from ._shutdown import Shutdown
-from ._timers import cancelCall
+from ._timers import activeCalls, cancelCall
 from ._twistedproto import TwistedHTTP11Connection
 from .errors import (
     ConnectTimeoutError,
@@ -177,8 +177,8 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         @raise ValueError: Naming the setting, for a bad limit or timeout.
         @raise TypeError: For a C{retryPolicy} or C{connectionFactory} of
             the wrong type.
-
-        Every other keyword argument sets the attribute of the same name.
+        @note: Every other keyword argument sets the attribute of the same
+            name.
         """
         self._reactor: Any = reactor
         self._core = PoolCore(8, 256, 8)
@@ -274,7 +274,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         @param key: Identifies connections that can be used interchangeably.
         @param endpoint: Opens a new connection when one is needed.
         @return: A Deferred firing with an object offering C{request()} and
-            C{abort()} like L{HTTP11ClientProtocol}; failing with
+            C{abort()} like L{twisted.web._newclient.HTTP11ClientProtocol}; failing with
             L{PoolClosedError}, L{PoolTimeoutError}, L{ConnectTimeoutError}
             or the endpoint's own connection error.
         @raise TypeError: If C{key} is not hashable or C{endpoint} is not an
@@ -298,22 +298,18 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         """
         Every timer the pool and its connections still have to run: pool
         timeouts of waiters, connect timers, idle timers, shutdown timers
-        and each live connection's own (for L{pooled_http.testing}).
+        and each live connection's own (for C{pooled_http.testing}).
         """
         calls = self._idle.pendingCalls()
         for bucket in self._core.buckets.values():
-            for waiter in bucket.waiters:
-                if waiter.timer is not None and waiter.timer.active():
-                    calls.append(waiter.timer)
+            calls.extend(activeCalls(waiter.timer for waiter in bucket.waiters))
             for waiter in bucket.connecting:
                 calls.extend(self._connector.pendingCalls(waiter))
         for connection in self._live:
             own = getattr(connection, "pendingCalls", None)
             if own is not None:
                 calls.extend(own())
-        if self._closeTimer is not None and self._closeTimer.active():
-            calls.append(self._closeTimer)
-        calls.extend(t for t in self._stragglerTimers if t.active())
+        calls.extend(activeCalls([self._closeTimer, *self._stragglerTimers]))
         return calls
 
     # Handing out

@@ -4,6 +4,8 @@ The one helper every timer of the pool and its connections goes through.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from twisted.internet.base import DelayedCall
 
 
@@ -16,3 +18,13 @@ def cancelCall(call: DelayedCall | None) -> None:
     """
     if call is not None and call.active():
         call.cancel()
+
+
+def activeCalls(calls: Iterable[DelayedCall | None]) -> list[DelayedCall]:
+    """
+    The delayed calls among C{calls} that are still to run.
+
+    @param calls: Delayed calls, or L{None} where there is none.
+    @return: Those not yet run or cancelled.
+    """
+    return [call for call in calls if call is not None and call.active()]

@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from ._contract import ConnectionOwner
 from ._lifecycle import Lifecycle, LifecycleMixin
-from ._timers import cancelCall
+from ._timers import activeCalls, cancelCall
 from .errors import (
     ConnectTimeoutError,
     PoolError,
@@ -67,7 +67,7 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
     One pooled HTTP/1.1 connection on Twisted's L{HTTP11ClientProtocol}.
 
     @ivar key: The pool key it belongs to.
-    @ivar lifecycle: A L{Lifecycle}; change it only with L{moveTo}.
+    @ivar lifecycle: A L{Lifecycle}; change it only with L{LifecycleMixin.moveTo}.
     @ivar createdAt: When the connection was opened (reactor seconds).
     @ivar requestsServed: Requests sent on it.
     @ivar serial: Set by the pool: grows with every connection it opens.
@@ -122,13 +122,9 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         """
         The connection's timers that are still to run.
         """
-        calls = (
-            self.handshakeTimer,
-            self._responseTimer,
-            self._readTimer,
-            self._graceTimer,
+        return activeCalls(
+            (self.handshakeTimer, self._responseTimer, self._readTimer, self._graceTimer)
         )
-        return [c for c in calls if c is not None and c.active()]
 
     def handOff(self, give: Callable[[], object]) -> None:
         """
@@ -258,7 +254,7 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         The body's protocol aborted its transport (C{readBody} cancelled):
         abort the connection, and tell that protocol nothing more, since it
         has given up (C{readBody}'s Deferred has already failed with
-        L{CancelledError}; a second failure would be an AlreadyCalledError).
+        L{twisted.internet.defer.CancelledError}; a second failure would be an AlreadyCalledError).
         """
         if proxy._producer is None:
             return

@@ -1,16 +1,19 @@
 """
 Frozen snapshots of what a pool is doing, returned by
-L{pooled_http.HTTPConnectionPool.stats}.
+L{pooled_http.HTTPConnectionPool.stats}, and L{percentiles}, the one
+definition of a latency percentile the command line and the benchmarks
+report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
 
-__all__ = ["CloseReason", "KeyStats", "PoolStats", "WaitStats"]
+__all__ = ["CloseReason", "KeyStats", "PoolStats", "WaitStats", "percentiles"]
 
 
 class CloseReason:
@@ -142,3 +145,31 @@ class PoolStats:
         Connections closed for any reason.
         """
         return sum(self.closed.values())
+
+
+def percentiles(values: Iterable[float], points: Sequence[float]) -> list[float | None]:
+    """
+    Nearest-rank percentiles of a sample.
+
+    The C{p}th percentile of C{n} sorted values is the value of rank
+    M{ceil(p * n / 100)} (ranks start at 1), and the smallest value for
+    C{p = 0}: always one of the values, never an interpolation between two.
+    For an even count the median (C{p = 50}) is therefore the lower of the
+    two middle values: of C{[1, 2, 3, 4]} it is C{2}.
+
+    @param values: The sample, in any order.
+    @param points: The percentiles wanted, each between 0 and 100.
+    @return: One value per point, in the order of C{points}; L{None} for
+        each point when the sample is empty.
+    @raise ValueError: If a point is not between 0 and 100.
+    """
+    for point in points:
+        if not 0 <= point <= 100:
+            raise ValueError(f"percentile points must be between 0 and 100, not {point!r}")
+    ordered = sorted(values)
+    count = len(ordered)
+    if not count:
+        return [None for _ in points]
+    # p * count is exact for whole p; dividing afterwards keeps a whole rank
+    # whole (p / 100 * count can land just above it and skip a rank).
+    return [ordered[max(1, math.ceil(point * count / 100)) - 1] for point in points]

@@ -1,0 +1,81 @@
+"""
+L{treqClient}: a ready C{treq.HTTPClient} over a L{PooledAgent} and a new
+L{HTTPConnectionPool}.
+
+The only module of the library that imports treq; the package loads it when
+L{pooled_http.treqClient} or L{pooled_http.PooledHTTPClient} is first used,
+so that C{import pooled_http} does not need treq.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IAgent
+
+from ._agent import PooledAgent, _defaultPolicy
+from ._pool import HTTPConnectionPool
+
+__all__ = ["PooledHTTPClient", "treqClient"]
+
+
+class PooledHTTPClient(HTTPClient):
+    """
+    A C{treq.HTTPClient} over a L{PooledAgent}, made by L{treqClient}, that
+    knows its pool.
+
+    @ivar agent: The L{PooledAgent}.
+    @ivar pool: Its pool.
+    """
+
+    def __init__(self, agent: PooledAgent, **kwargs: Any) -> None:
+        """
+        @param agent: The agent.
+        @param kwargs: Passed to C{treq.HTTPClient}.
+        """
+        super().__init__(cast(IAgent, agent), **kwargs)
+        self.agent = agent
+        self.pool = agent.pool
+
+    def close(self, timeout: float | None = None) -> Deferred[None]:
+        """
+        Close the pool: fail waiting requests and close every connection.
+
+        @param timeout: Passed to the pool's C{close}.
+        @return: A L{Deferred} that fires when every connection is closed.
+        """
+        close = self.pool.close  # type: ignore[attr-defined]
+        return close(timeout)
+
+
+def treqClient(
+    reactor: Any,
+    *,
+    contextFactory: Any = _defaultPolicy,
+    bindAddress: Any = None,
+    **poolOptions: Any,
+) -> PooledHTTPClient:
+    """
+    Make a ready C{treq.HTTPClient} over a L{PooledAgent} and a new
+    L{HTTPConnectionPool}.
+
+    C{connectTimeout} is one of the pool's options here: it bounds the whole
+    connection attempt and fails it with
+    L{pooled_http.errors.ConnectTimeoutError}.
+
+    @param reactor: The reactor.
+    @param contextFactory: The TLS policy (L{twisted.web.iweb.IPolicyForHTTPS}) of the agent.
+    @param bindAddress: The local address client sockets bind to.
+    @param poolOptions: Keyword arguments for L{HTTPConnectionPool}
+        (C{persistent}, C{maxConnectionsPerHost}, C{connectTimeout},
+        C{poolTimeout}, ...).
+    @return: The client; C{client.pool} is its pool and C{client.close()}
+        closes it.
+    """
+    pool = HTTPConnectionPool(reactor, **poolOptions)
+    agent = PooledAgent(
+        reactor, pool=pool, contextFactory=contextFactory, bindAddress=bindAddress
+    )
+    return PooledHTTPClient(agent)
