@@ -632,26 +632,6 @@ def test_options(pooledPool):
 """
 
 
-class ImportCostTests(SynchronousTestCase):
-    """
-    The kit costs nothing to those who do not use it.
-    """
-
-    def test_notImportedByThePackage(self) -> None:
-        """
-        C{import pooled_http} imports neither the kit nor trustme nor pytest.
-        """
-        code = (
-            "import sys, pooled_http; "
-            "print(sorted(m for m in ('pooled_http.testing', 'trustme', 'pytest')"
-            " if m in sys.modules))"
-        )
-        process = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-        )
-        self.assertEqual(process.stdout.strip(), "[]", process.stderr)
-
-
 class PytestPluginTests(SynchronousTestCase):
     """
     The pytest fixtures, in a pytest run of their own.

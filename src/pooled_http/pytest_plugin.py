@@ -10,7 +10,7 @@ C{@pytest_twisted.inlineCallbacks} or C{@pytest_twisted.ensureDeferred}):
     after it; the test errors in tear-down if the pool is not at rest then
     (L{pooled_http.testing.assertPoolAtRest}).  Its keyword arguments come
     from the C{pooledPoolOptions} fixture, which a suite may override.
-  - C{pooledTreq}: a L{treq.client.HTTPClient} over C{pooledPool} through a
+  - C{pooledTreq}: a C{treq.HTTPClient} over C{pooledPool} through a
     L{pooled_http.PooledAgent}; it trusts C{pooledHTTPSServer} when the test
     uses that fixture too.
   - C{pooledServer} and C{pooledHTTPSServer}: a

@@ -966,7 +966,7 @@ class MemoryNetwork:
         self, pool: HTTPConnectionPool, *, pooledAgent: bool = True
     ) -> HTTPClient:
         """
-        A L{treq.client.HTTPClient} on this network over C{pool}, through a
+        A C{treq.HTTPClient} on this network over C{pool}, through a
         L{pooled_http.PooledAgent} (or a stock L{Agent}).
         """
         from treq.client import HTTPClient
@@ -1066,8 +1066,9 @@ def _describeCall(call: DelayedCall, now: float) -> str:
 def assertPoolAtRest(pool: HTTPConnectionPool, *, allowIdle: bool = False) -> None:
     """
     Fail unless C{pool} has nothing going on: no connection in use, no
-    connection attempt, no request waiting, no idle connection (unless
-    C{allowIdle}) and no timer of its own left on the reactor.
+    connection attempt, no request waiting, no connection still closing, no
+    idle connection (unless C{allowIdle}) and no timer of its own left on
+    the reactor.
 
     Timers are those of C{pool._pendingCalls()} when the pool offers it;
     otherwise, when the pool runs on a L{Clock}, every active call on that
@@ -1092,6 +1093,7 @@ def assertPoolAtRest(pool: HTTPConnectionPool, *, allowIdle: bool = False) -> No
                 (counts.inUse, "in use"),
                 (counts.connecting, "connecting"),
                 (counts.waiting, "waiting"),
+                (counts.closing, "closing"),
                 (0 if allowIdle else counts.idle, "idle"),
             )
             if number
@@ -1141,7 +1143,7 @@ class LocalServer:
     @ivar tls: Whether it speaks HTTPS.
     @ivar port: The listening port's number.
     @ivar accepted: How many connections it accepted.
-    @ivar policy: For HTTPS, an L{IPolicyForHTTPS} trusting this server's
+    @ivar policy: For HTTPS, an L{twisted.web.iweb.IPolicyForHTTPS} trusting this server's
         certificate authority (pass it as C{contextFactory} to C{Agent} or
         C{PooledAgent}); L{None} for HTTP.
     @ivar caCertificatePEM: For HTTPS, the authority's certificate in PEM.
@@ -1360,7 +1362,7 @@ class PoolTestMixin:
 
     def treqClient(self, server: LocalServer | None = None) -> HTTPClient:
         """
-        A L{treq.client.HTTPClient} over the test's pool, trusting
+        A C{treq.HTTPClient} over the test's pool, trusting
         C{server}'s certificate if it is an HTTPS L{LocalServer}.
         """
         from treq.client import HTTPClient
