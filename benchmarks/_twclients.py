@@ -3,7 +3,7 @@ Twisted benchmark clients, one per subprocess:
 
   - C{pooled_http}: L{pooled_http.HTTPConnectionPool} with the stock
     L{twisted.web.client.Agent};
-  - C{pooled_http+PooledAgent}: the same pool with L{pooled_http._agent.PooledAgent};
+  - C{pooled_http+PooledAgent}: the same pool with L{pooled_http.PooledAgent};
   - C{twisted-default}: Twisted's stock pool, C{persistent=True},
     C{maxPersistentPerHost=2} (its defaults);
   - C{twisted-tuned}: Twisted's stock pool with C{maxPersistentPerHost} set to
@@ -50,11 +50,11 @@ TWISTED_CLIENTS = (
 
 def pooledAgentClass() -> Any:
     """
-    @return: L{pooled_http._agent.PooledAgent}, or L{None} if it cannot be
+    @return: L{pooled_http.PooledAgent}, or L{None} if it cannot be
         imported.
     """
     try:
-        from pooled_http._agent import PooledAgent
+        from pooled_http import PooledAgent
     except Exception:
         return None
     return PooledAgent
@@ -222,7 +222,7 @@ async def runJob(
     """
     client = job["client"]
     if client == "pooled_http+PooledAgent" and pooledAgentClass() is None:
-        return {"unavailable": "pooled_http._agent.PooledAgent is not importable"}
+        return {"unavailable": "pooled_http.PooledAgent is not importable"}
     if client.startswith("pooled_http"):
         try:
             import pooled_http  # noqa: F401

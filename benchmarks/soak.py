@@ -29,7 +29,6 @@ version of the same code.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import os
@@ -57,30 +56,20 @@ from twisted.web.http_headers import Headers
 from pooled_http import HTTPConnectionPool, errors
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+# The benchmarks' own modules, and the repository root for tests.support
+# (the scripted servers live with the test suite), whether this file runs as
+# a script or is loaded by path from the tests.
+for _path in (str(HERE), str(HERE.parent)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from _common import residentBytes  # noqa: E402
-
-
-def _loadFaultServers() -> Any:
-    """
-    Load the fault servers of the test suite (tests/faults/_servers.py),
-    the one home of the scripted servers, by path.
-    """
-    name = "pooled_http_soak_fault_servers"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = HERE.parent / "tests" / "faults" / "_servers.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_servers = _loadFaultServers()
+from tests.support.servers import (  # noqa: E402
+    ChaosScript,
+    ScriptedServer,
+    TLSMaterial,
+    collectBody,
+)
 
 
 def openFileDescriptors() -> int:
@@ -210,7 +199,7 @@ async def _prime(reactor: Any, material: Any) -> None:
     what the reactor sets up once and keeps (the thread pool that resolves
     host names, with its file descriptors) is not counted against the run.
     """
-    server = _servers.ScriptedServer(
+    server = ScriptedServer(
         reactor, tls=material.serverOptions() if material else None
     ).start()
     pool = HTTPConnectionPool(reactor)
@@ -218,7 +207,7 @@ async def _prime(reactor: Any, material: Any) -> None:
         agent = _agent(reactor, pool, material)
         for _ in range(3):
             response = await agent.request(b"GET", server.url())
-            await _servers.collectBody(response)
+            await collectBody(response)
     finally:
         await pool.close()
         await server.stop()
@@ -257,14 +246,14 @@ async def runSoak(
     """
     result = SoakResult()
     typed = TYPED_ERRORS
-    chaos = _servers.ChaosScript(seed, killRate)
+    chaos = ChaosScript(seed, killRate)
     choices = random.Random(seed + 1)
     warmup = requests // 10 if warmup is None else warmup
-    material = _servers.TLSMaterial() if tls else None
+    material = TLSMaterial() if tls else None
     await _prime(reactor, material)
     result.fdBefore = openFileDescriptors()
     delayedBefore = set(reactor.getDelayedCalls())
-    server = _servers.ScriptedServer(
+    server = ScriptedServer(
         reactor,
         chaos,
         onConnect=chaos.onConnect,
@@ -295,7 +284,7 @@ async def runSoak(
         body = FileBodyProducer(BytesIO(b"p" * 512)) if isPost else None
         result.posts += isPost
         d = agent.request(method, url, Headers({b"X-Request-Id": [requestId]}), body)
-        d.addCallback(_servers.collectBody)
+        d.addCallback(collectBody)
         inFlight[requestId] = d
         try:
             outcome = await d

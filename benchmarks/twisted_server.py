@@ -15,16 +15,22 @@ once listening, and serves until its standard input closes.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 from _common import BODY_SIZE, raiseFileLimit
 from twisted.internet import ssl, stdio
-from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol
-from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+
+# The repository root, for the connection counter the tests use too.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from tests.support.counting import CountingFactory  # noqa: E402
 
 BODY = b"x" * BODY_SIZE
 
@@ -33,35 +39,11 @@ class Counters:
     """
     Server-wide counters.
 
-    @ivar accepts: Connections accepted so far.
     @ivar requests: Requests answered so far.
     """
 
     def __init__(self) -> None:
-        self.accepts = 0
         self.requests = 0
-
-
-class CountingFactory(WrappingFactory):
-    """
-    Wraps a site to count accepted and open connections.
-
-    @ivar counters: Where accepted connections are counted.
-    """
-
-    def __init__(self, wrappedFactory: Site, counters: Counters) -> None:
-        WrappingFactory.__init__(self, wrappedFactory)  # type: ignore[arg-type]
-        self.counters = counters
-
-    def buildProtocol(self, addr: IAddress | None) -> Any:
-        """
-        Count the connection, then build it as usual.
-
-        @param addr: The peer's address.
-        @return: The wrapped protocol.
-        """
-        self.counters.accepts += 1
-        return WrappingFactory.buildProtocol(self, addr)
 
 
 class Body(Resource):
@@ -103,8 +85,8 @@ class Status(Resource):
         @return: The counters in C{stub_status} format.
         """
         self.counters.requests += 1
-        active = sum(len(f.protocols) for f in self.factories)
-        accepts = self.counters.accepts
+        active = sum(f.open for f in self.factories)
+        accepts = sum(f.total for f in self.factories)
         return (
             f"Active connections: {active} \n"
             f"server accepts handled requests\n"
@@ -151,7 +133,7 @@ def main() -> None:
     statusSite = Site(Status(counters, factories))
 
     def factory(site: Site) -> CountingFactory:
-        wrapped = CountingFactory(site, counters)
+        wrapped = CountingFactory(site)
         factories.append(wrapped)
         return wrapped
 

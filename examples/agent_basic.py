@@ -20,8 +20,7 @@ from twisted.web.client import readBody
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from pooled_http import HTTPConnectionPool
-from pooled_http._agent import PooledAgent
+from pooled_http import HTTPConnectionPool, PooledAgent
 
 # Give up (and fail) if the whole run takes longer than this.
 DEADLINE = 20.0

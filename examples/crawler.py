@@ -33,8 +33,7 @@ from twisted.web.client import readBody
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from pooled_http import HTTPConnectionPool
-from pooled_http._agent import PooledAgent
+from pooled_http import HTTPConnectionPool, PooledAgent
 
 HOSTS = 4
 PAGES = 30

@@ -26,8 +26,7 @@ from twisted.internet import defer, task
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from pooled_http import HTTPConnectionPool
-from pooled_http._agent import PooledAgent, treqClient
+from pooled_http import HTTPConnectionPool, PooledAgent, treqClient
 
 # Give up (and fail) if the whole run takes longer than this.
 DEADLINE = 20.0

@@ -43,13 +43,14 @@ from twisted.web.util import Redirect
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from pooled_http import HTTPConnectionPool
-from pooled_http._agent import (
+from pooled_http import (
+    HTTPConnectionPool,
     PooledAgent,
     PooledHTTPClient,
     TLSPolicyIdentity,
     treqClient,
 )
+from tests.support.counting import CountingFactory
 
 
 class _RecordingConnection:
@@ -508,33 +509,13 @@ def _site() -> Site:
     return site
 
 
-class _CountingFactory(Factory):
-    """
-    Wraps a server factory and counts the connections it accepts.
-    """
-
-    def __init__(self, wrapped: Factory) -> None:
-        self.wrapped = wrapped
-        self.connections = 0
-
-    def buildProtocol(self, addr: Any) -> Any:
-        self.connections += 1
-        return self.wrapped.buildProtocol(addr)
-
-    def doStart(self) -> None:
-        self.wrapped.doStart()
-
-    def doStop(self) -> None:
-        self.wrapped.doStop()
-
-
 class _LoopbackMixin:
     """
     A twisted.web server on 127.0.0.1 and a pool, both cleaned up.
     """
 
-    def startServer(self, tls: Any = None) -> _CountingFactory:
-        factory = _CountingFactory(_site())
+    def startServer(self, tls: Any = None) -> CountingFactory:
+        factory = CountingFactory(_site())
         if tls is None:
             port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
         else:
@@ -572,7 +553,7 @@ class PooledAgentIntegrationTests(_LoopbackMixin, TestCase):
             response = yield self.agent.request(b"GET", self.url(b"/hello"))
             body = yield readBody(response)
             self.assertEqual(body, self.hello)
-        self.assertEqual(self.server.connections, 1)
+        self.assertEqual(self.server.total, 1)
 
     @defer.inlineCallbacks
     def test_treq(self) -> Any:
@@ -586,7 +567,7 @@ class PooledAgentIntegrationTests(_LoopbackMixin, TestCase):
         self.assertEqual(text, self.hello.decode())
         response = yield client.get(self.url(b"/hello").decode())
         yield response.content()
-        self.assertEqual(self.server.connections, 1)
+        self.assertEqual(self.server.total, 1)
         response = yield client.get(self.url(b"/redirect").decode())
         self.assertEqual(response.code, 200)
         self.assertEqual(len(response.history()), 1)
@@ -606,7 +587,7 @@ class PooledAgentIntegrationTests(_LoopbackMixin, TestCase):
             self.assertEqual(set(texts), {self.hello.decode()})
         finally:
             yield client.close()
-        self.assertLessEqual(self.server.connections, 2)
+        self.assertLessEqual(self.server.total, 2)
 
     @defer.inlineCallbacks
     def test_treqModuleLevel(self) -> Any:
@@ -665,7 +646,7 @@ class PooledAgentIntegrationTests(_LoopbackMixin, TestCase):
         for _ in range(2):
             response = yield agent.request(b"GET", self.url(b"/hello"))
             yield readBody(response)
-        self.assertEqual(self.server.connections, 1)
+        self.assertEqual(self.server.total, 1)
         self.assertEqual(agent.pool.stats().reused, 1)
 
     @defer.inlineCallbacks
@@ -718,7 +699,7 @@ class TLSIsolationTests(_LoopbackMixin, TestCase):
         for _ in range(3):
             body = yield self.get(agent)
             self.assertEqual(body, self.hello)
-        self.assertEqual(self.server.connections, 1)
+        self.assertEqual(self.server.total, 1)
 
     @defer.inlineCallbacks
     def test_samePolicyShares(self) -> Any:
@@ -729,7 +710,7 @@ class TLSIsolationTests(_LoopbackMixin, TestCase):
         for _ in range(2):
             agent = PooledAgent(reactor, pool=self.pool, contextFactory=policy)
             yield self.get(agent)
-        self.assertEqual(self.server.connections, 1)
+        self.assertEqual(self.server.total, 1)
 
     @defer.inlineCallbacks
     def test_differentPoliciesDoNotShare(self) -> Any:
@@ -739,7 +720,7 @@ class TLSIsolationTests(_LoopbackMixin, TestCase):
         """
         yield self.get(self.agent(self.trustRoot))
         yield self.get(self.agent(self.trustRoot))
-        self.assertEqual(self.server.connections, 2)
+        self.assertEqual(self.server.total, 2)
 
     @defer.inlineCallbacks
     def test_untrustingAgentFails(self) -> Any:
@@ -758,4 +739,4 @@ class TLSIsolationTests(_LoopbackMixin, TestCase):
             any("certificate verify failed" in str(f.value) for f in failure.reasons),
             failure.reasons,
         )
-        self.assertEqual(self.server.connections, 2)
+        self.assertEqual(self.server.total, 2)

@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 
-from _fakes import PoolTestCase, settle
+from tests.support.fakes import PoolTestCase, settle
 
 
 class CancelBeforeConnectTests(PoolTestCase):

@@ -19,7 +19,6 @@ from twisted.web._newclient import (
     ResponseNeverReceived,
 )
 
-from _fakes import KEY
 from pooled_http import errors
 from pooled_http.errors import (
     ConnectTimeoutError,
@@ -30,6 +29,7 @@ from pooled_http.errors import (
     ResponseTimeoutError,
     isTemporaryNetworkError,
 )
+from tests.support.fakes import KEY
 
 
 def _wrapped(cls: Any, *reasons: BaseException) -> BaseException:

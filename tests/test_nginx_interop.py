@@ -42,14 +42,8 @@ from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
 from pooled_http import CloseReason, HTTPConnectionPool, errors
-
-try:
-    from faults._base import innermost
-    from faults._servers import TLSMaterial, unusedPort
-except ImportError:  # tests/ imported as a package
-    from tests.faults._base import innermost  # type: ignore[no-redef]
-    from tests.faults._servers import TLSMaterial, unusedPort  # type: ignore[no-redef]
-
+from tests.support.failures import innermost
+from tests.support.servers import TLSMaterial, unusedPort
 
 #: The clear errors a POST may end with when nginx closes the connection
 #: under it: the request could not be sent, or its answer never came.

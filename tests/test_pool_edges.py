@@ -18,7 +18,9 @@ from twisted.web._newclient import (
     ResponseNeverReceived,
 )
 
-from _fakes import (
+from pooled_http.errors import ConnectTimeoutError, ResponseTimeoutError
+from pooled_http.stats import CloseReason
+from tests.support.fakes import (
     KEY,
     OTHER_KEY,
     BodyCollector,
@@ -26,8 +28,6 @@ from _fakes import (
     makeRequest,
     settle,
 )
-from pooled_http.errors import ConnectTimeoutError, ResponseTimeoutError
-from pooled_http.stats import CloseReason
 
 
 class SlowProducer:

@@ -14,10 +14,8 @@ import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
-from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, ResponseFailed, readBody
@@ -27,40 +25,9 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from pooled_http import HTTPConnectionPool
 from pooled_http.errors import ReadTimeoutError, ResponseTimeoutError
+from tests.support.counting import CountingEndpointFactory, CountingFactory
 
 reactor: Any = _reactor
-
-
-class CountingFactory(WrappingFactory):
-    """
-    Wraps a server factory and counts its connections.
-
-    @ivar open: Connections open now.
-    @ivar maxOpen: The most connections open at once.
-    @ivar total: Connections accepted.
-    """
-
-    def __init__(self, wrappedFactory: Any) -> None:
-        WrappingFactory.__init__(self, wrappedFactory)
-        self.open = 0
-        self.maxOpen = 0
-        self.total = 0
-
-    def registerProtocol(self, p: Any) -> None:
-        """
-        Count a new connection.
-        """
-        WrappingFactory.registerProtocol(self, p)
-        self.open += 1
-        self.total += 1
-        self.maxOpen = max(self.maxOpen, self.open)
-
-    def unregisterProtocol(self, p: Any) -> None:
-        """
-        Count a closed connection.
-        """
-        WrappingFactory.unregisterProtocol(self, p)
-        self.open -= 1
 
 
 class SlowResource(Resource):
@@ -281,7 +248,7 @@ class BurstTests(LoopbackMixin, TestCase):
         client's socket is already gone, so its own count lags by a few.)
         """
         pool = self.makePool(maxConnectionsPerHost=6, maxConnections=6)
-        endpoints = CountingEndpointFactory()
+        endpoints = CountingEndpointFactory(reactor)
         agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
 
         @inlineCallbacks
@@ -299,64 +266,6 @@ class BurstTests(LoopbackMixin, TestCase):
         self.assertEqual(self.resource.answered, 120)
         self.assertGreater(endpoints.total, 6)
         self.assertLessEqual(endpoints.maxOpen, 6)
-
-
-class CountingEndpointFactory:
-    """
-    An C{IAgentEndpointFactory} connecting to 127.0.0.1 whatever the host,
-    counting client connections from C{makeConnection} to C{connectionLost}.
-
-    @ivar open: Client connections open now.
-    @ivar maxOpen: The most open at once.
-    @ivar total: Connections made.
-    """
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.maxOpen = 0
-        self.total = 0
-
-    def endpointForURI(self, uri: Any) -> Any:
-        """
-        An endpoint to 127.0.0.1 at the URI's port, counting connections.
-        """
-        return _CountingEndpoint(TCP4ClientEndpoint(reactor, "127.0.0.1", uri.port), self)
-
-
-class _CountingEndpoint:
-    def __init__(self, endpoint: Any, counter: CountingEndpointFactory) -> None:
-        self.endpoint = endpoint
-        self.counter = counter
-
-    def connect(self, factory: Any) -> Any:
-        """
-        Connect, counting the protocol's connection from start to end.
-        """
-        counter = self.counter
-        build = factory.buildProtocol
-
-        def buildProtocol(addr: Any) -> Any:
-            protocol = build(addr)
-            makeConnection = protocol.makeConnection
-            connectionLost = protocol.connectionLost
-
-            def counted(transport: Any) -> None:
-                counter.open += 1
-                counter.total += 1
-                counter.maxOpen = max(counter.maxOpen, counter.open)
-                makeConnection(transport)
-
-            def uncounted(reason: Any) -> None:
-                counter.open -= 1
-                connectionLost(reason)
-
-            protocol.makeConnection = counted
-            protocol.connectionLost = uncounted
-            return protocol
-
-        wrapper = Factory.forProtocol(Protocol)
-        wrapper.buildProtocol = buildProtocol  # type: ignore[method-assign]
-        return self.endpoint.connect(wrapper)
 
 
 class Scripted(Protocol):

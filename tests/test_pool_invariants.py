@@ -16,8 +16,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from _fakes import ConnectAttempt, FakeEndpoint, makeRequest, settle
 from pooled_http import HTTPConnectionPool
+from tests.support.fakes import ConnectAttempt, FakeEndpoint, makeRequest, settle
 
 KEYS = [(b"http", b"k%d.example" % (i,), 80) for i in range(3)]
 PER_HOST = 2

@@ -12,10 +12,10 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectingCancelledError, ConnectionRefusedError
 from twisted.web._newclient import ResponseNeverReceived
 
-from _fakes import KEY, OTHER_KEY, PoolTestCase, makeRequest, settle
 from pooled_http import HTTPConnectionPool
 from pooled_http.errors import PoolTimeoutError
 from pooled_http.stats import CloseReason
+from tests.support.fakes import KEY, OTHER_KEY, PoolTestCase, makeRequest, settle
 
 THIRD_KEY = (b"http", b"c.example", 80)
 

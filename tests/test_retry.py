@@ -23,9 +23,9 @@ from twisted.web._newclient import (
 )
 from twisted.web.client import _RetryingHTTP11ClientProtocol
 
-from _fakes import KEY, BytesProducer, PoolTestCase, makeRequest, settle
 from pooled_http import IDEMPOTENT_METHODS, RetryPolicy
 from pooled_http.errors import ReadTimeoutError, ResponseTimeoutError
+from tests.support.fakes import KEY, BytesProducer, PoolTestCase, makeRequest, settle
 
 
 def _cancelledIn(failure: Failure) -> bool:
@@ -347,7 +347,7 @@ class PoolRetryTests(PoolTestCase):
         With the global cap reached by another key, the retry waits for it
         (or evicts an idle connection of that key) instead of exceeding it.
         """
-        from _fakes import OTHER_KEY
+        from tests.support.fakes import OTHER_KEY
 
         conn = self.reusedConnection(maxConnections=2)
         other = self.endpointFor()

@@ -14,7 +14,6 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import readBody
 
-from _fakes import makeRequest
 from pooled_http._lifecycle import Lifecycle
 from pooled_http._twistedproto import TwistedHTTP11Connection
 from pooled_http.errors import (
@@ -23,6 +22,7 @@ from pooled_http.errors import (
     ResponseHeadersTooLargeError,
     ResponseTimeoutError,
 )
+from tests.support.fakes import makeRequest
 
 
 class FakeOwner:

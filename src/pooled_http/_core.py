@@ -185,6 +185,9 @@ class PoolCore:
         bucket.inUse.discard(connection)
         if not reusable or self.closed:
             self._close(bucket, connection, reason or CloseReason.SHUTDOWN, actions)
+        elif connection.stale:
+            # Its close is already under way: a request on it would be lost.
+            self._close(bucket, connection, CloseReason.SERVER_CLOSED, actions)
         elif bucket.waiters:
             waiter = bucket.waiters[0]
             if connection.serial >= waiter.minSerial:

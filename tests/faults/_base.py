@@ -12,59 +12,17 @@ from io import BytesIO
 from typing import Any
 
 from twisted.internet import defer, reactor, task
-from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
 from pooled_http import HTTPConnectionPool
+from tests.support.servers import BodyResult, ScriptedServer, collectBody, okScript
 
-from ._servers import BodyResult, ScriptedServer, collectBody, okScript
-
-__all__ = ["FaultTestCase", "reasonsOf", "innermost"]
+__all__ = ["FaultTestCase"]
 
 _ids = itertools.count(1)
-
-
-def reasonsOf(exc: BaseException) -> list[BaseException]:
-    """
-    The exceptions Twisted wrapped in C{exc} (C{ResponseFailed} and friends
-    keep them in C{reasons}), or C{[exc]} for any other exception.
-
-    @param exc: An exception.
-    """
-    reasons = getattr(exc, "reasons", None)
-    if not reasons:
-        return [exc]
-    inner: list[BaseException] = []
-    for reason in reasons:
-        value = reason.value if isinstance(reason, Failure) else reason
-        if isinstance(value, BaseException):
-            inner.append(value)
-    return inner
-
-
-def innermost(exc: BaseException | None) -> list[BaseException]:
-    """
-    Every non-wrapper exception inside C{exc}, however deeply wrapped.
-
-    @param exc: An exception.
-    """
-    found: list[BaseException] = []
-    if exc is None:
-        return found
-    stack = [exc]
-    for _ in range(100):
-        if not stack:
-            break
-        current = stack.pop()
-        inner = reasonsOf(current)
-        if inner == [current]:
-            found.append(current)
-        else:
-            stack.extend(inner)
-    return found
 
 
 class FaultTestCase(unittest.TestCase):

@@ -17,9 +17,9 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 from pooled_http import errors
-
-from ._base import FaultTestCase, innermost
-from ._servers import (
+from tests.faults._base import FaultTestCase
+from tests.support.failures import innermost
+from tests.support.servers import (
     ReceivedRequest,
     ScriptedConnection,
     TLSMaterial,

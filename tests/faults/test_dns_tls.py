@@ -13,9 +13,9 @@ from twisted.internet import reactor
 from twisted.internet.error import DNSLookupError
 
 from pooled_http import errors
-
-from ._base import FaultTestCase, innermost
-from ._servers import ResolverReactor, StubResolver, TLSMaterial
+from tests.faults._base import FaultTestCase
+from tests.support.failures import innermost
+from tests.support.servers import ResolverReactor, StubResolver, TLSMaterial
 
 
 class DNSTests(FaultTestCase):

@@ -15,9 +15,9 @@ from twisted.web._newclient import ParseError, ResponseFailed, ResponseNeverRece
 from twisted.web.client import Agent
 
 from pooled_http import errors
-
-from ._base import FaultTestCase, innermost
-from ._servers import (
+from tests.faults._base import FaultTestCase
+from tests.support.failures import innermost
+from tests.support.servers import (
     ReceivedRequest,
     Script,
     ScriptedConnection,

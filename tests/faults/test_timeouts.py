@@ -13,9 +13,9 @@ from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 from twisted.web.iweb import IResponse
 
 from pooled_http import errors
-
-from ._base import FaultTestCase, innermost
-from ._servers import (
+from tests.faults._base import FaultTestCase
+from tests.support.failures import innermost
+from tests.support.servers import (
     ReceivedRequest,
     Script,
     ScriptedConnection,

@@ -342,27 +342,6 @@ class FakeEndpoint:
         """
         return [a for a in self.attempts if a.unanswered > 0]
 
-    def attemptFor(self, protocol: Any) -> ConnectAttempt:
-        """
-        Find the attempt whose connection carries C{protocol}, a handed-out
-        connection or the protocol the endpoint built.
-
-        @param protocol: The object L{pooled_http} handed out, or the protocol.
-        @return: The attempt.
-        """
-        for attempt in self.attempts:
-            if attempt.protocol is None:
-                continue
-            if protocol is attempt.protocol:
-                return attempt
-        for name in ("_clientProtocol", "_protocol", "protocol", "_connection"):
-            inner = getattr(protocol, name, None)
-            if inner is not None and inner is not protocol:
-                for attempt in self.attempts:
-                    if attempt.protocol is inner:
-                        return attempt
-        raise LookupError(f"no attempt for {protocol!r}")
-
 
 def responseBytes(
     body: bytes = b"ok",
@@ -462,16 +441,6 @@ class BodyCollector(Protocol):
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         """Keep C{reason}."""
         self.reason = reason
-
-
-def keyOf(key: Hashable) -> str:
-    """
-    Render a key the way error messages are expected to name it.
-
-    @param key: The key.
-    @return: C{repr(key)}.
-    """
-    return repr(key)
 
 
 class PoolTestCase(SynchronousTestCase):
