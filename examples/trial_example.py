@@ -1,16 +1,16 @@
 """
-Using a pooled_http pool in a trial test case and leaving the reactor clean.
+Testing code that uses a pooled_http pool with trial and
+L{pooled_http.testing}.
 
-Trial fails a test that leaves connections, listening ports or delayed calls
-behind ("Reactor was unclean").  A pool keeps keep-alive connections open
-and idle timers running on purpose, so a test that uses one must close it
-before the test ends.  The rule: every test makes its own pool and closes
-it with C{addCleanup(pool.close)}; C{close()} returns a Deferred that fires
-only after every connection is really gone, so trial waits for it.  Never
-use treq's global pool in tests: pass C{pool=} (or C{agent=}) instead.
+Two kinds of test:
 
-Cleanups run last-in first-out, so register the server's C{stopListening}
-before the pool's C{close}: the pool closes first, then the server stops.
+  - over a real loopback server: L{PoolTestMixin} gives each test its own
+    pool (C{self.pool}) and agent (C{self.agent}), closes the pool after the
+    test and fails the test if anything was left; C{self.startLocalServer()}
+    starts a server on 127.0.0.1 (HTTPS too) that is stopped after the test;
+  - on the in-memory network: no sockets, no real time; the server counts
+    connections and requests, so a test can check reuse, and misbehaves on
+    request (here: it drops its idle connections).
 
 Run it with either of::
 
@@ -24,14 +24,13 @@ import sys
 import tempfile
 from typing import Any
 
-import treq
-from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import readBody
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
-from pooled_http import HTTPConnectionPool, PooledAgent, treqClient
+from pooled_http import HTTPConnectionPool
+from pooled_http.testing import MemoryNetwork, PoolTestMixin, assertPoolAtRest
 
 
 class Hello(Resource):
@@ -45,51 +44,66 @@ class Hello(Resource):
         return b"hello"
 
 
-class PooledHTTPTests(TestCase):
+class LoopbackTests(PoolTestMixin, TestCase):
     """
-    Tests that talk HTTP to a local server through a pool.
+    Tests that talk HTTP and HTTPS to a local server through the test's pool.
     """
 
-    def setUp(self) -> None:
-        # A server on a free loopback port, stopped after the test.
-        port = reactor.listenTCP(0, Site(Hello()), interface="127.0.0.1")  # type: ignore[attr-defined]
-        self.addCleanup(port.stopListening)
-        self.url = f"http://127.0.0.1:{port.getHost().port}/"
-
-        # One pool per test, closed after the test (before the server
-        # stops, since cleanups run last-in first-out).
-        self.pool = HTTPConnectionPool(reactor, maxConnectionsPerHost=2)
-        self.addCleanup(self.pool.close)
-        self.agent = PooledAgent(reactor, pool=self.pool)
+    poolOptions = {"maxConnectionsPerHost": 2}
 
     @defer.inlineCallbacks
     def test_agent(self) -> Any:
         """
-        A request through the agent; the connection then sits idle in the
-        pool until the cleanup closes it.
+        Two requests through the agent share one connection.
         """
-        response = yield self.agent.request(b"GET", self.url.encode())
-        body = yield readBody(response)
-        self.assertEqual(body, b"hello")
-        self.assertEqual(self.pool.stats().idle, 1)
+        server = self.startLocalServer(Hello())
+        for _ in range(2):
+            response = yield self.agent.request(b"GET", server.url().encode())
+            self.assertEqual((yield readBody(response)), b"hello")
+        self.assertEqual(server.accepted, 1)
 
     @defer.inlineCallbacks
-    def test_treqWithPool(self) -> Any:
+    def test_treqOverHTTPS(self) -> Any:
         """
-        treq's module-level functions with this test's pool.
+        treq over HTTPS, trusting the certificate made for this test.
         """
-        response = yield treq.get(self.url, pool=self.pool)
+        server = self.startLocalServer(Hello(), tls=True)
+        response = yield self.treqClient(server).get(server.url())
         self.assertEqual((yield response.text()), "hello")
 
-    @defer.inlineCallbacks
-    def test_treqClient(self) -> Any:
+
+class InMemoryTests(SynchronousTestCase):
+    """
+    Tests on the in-memory network, driven by its clock.
+    """
+
+    def test_serverDropsIdleConnection(self) -> None:
         """
-        A client with a pool of its own: close it in a cleanup as well.
+        The first two requests share connection 1; once the server drops it,
+        the pool opens connection 2.
         """
-        client = treqClient(reactor)
-        self.addCleanup(client.close)
-        response = yield client.get(self.url)
-        self.assertEqual((yield response.content()), b"hello")
+        network = MemoryNetwork()
+        server = network.addServer("api.example", Hello())
+        pool = HTTPConnectionPool(network.clock)
+        agent = network.pooledAgent(pool)
+
+        def get() -> bytes:
+            bodies: list[bytes] = []
+            d = agent.request(b"GET", b"http://api.example/")
+            d.addCallback(readBody).addCallback(bodies.append)
+            network.flush()
+            return bodies[0]
+
+        self.assertEqual(get(), b"hello")
+        self.assertEqual(get(), b"hello")
+        server.closeIdleConnections()
+        network.flush()
+        self.assertEqual(get(), b"hello")
+        self.assertEqual([r.connectionId for r in network.requests], [1, 1, 2])
+
+        pool.close()
+        network.flush()
+        assertPoolAtRest(pool)
 
 
 def main() -> int:
@@ -101,11 +115,15 @@ def main() -> int:
     from twisted.trial.reporter import TreeReporter
     from twisted.trial.runner import TestLoader, TrialRunner
 
+    loader = TestLoader()
+    suite = loader.suiteFactory(
+        [loader.loadClass(LoopbackTests), loader.loadClass(InMemoryTests)]
+    )
     with tempfile.TemporaryDirectory() as workingDirectory:
         runner = TrialRunner(
             TreeReporter, workingDirectory=workingDirectory + "/_trial"
         )
-        result = runner.run(TestLoader().loadClass(PooledHTTPTests))
+        result = runner.run(suite)
     return 0 if result.wasSuccessful() else 1
 
 

@@ -2,8 +2,8 @@
 The examples in C{examples/} run, stop by themselves and succeed.
 
 Each example starts its own server on 127.0.0.1 and is run here as a
-subprocess with the running interpreter; the test case of
-C{examples/trial_example.py} is also run in this process.
+subprocess with the running interpreter; the test cases of
+C{examples/trial_example.py} are also run in this process.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -61,6 +62,18 @@ class ExampleTests(SynchronousTestCase):
         )
         return process.stdout
 
+    def runModule(self, module: str, *args: str, expect: str) -> None:
+        """
+        Run C{python -m module args}; check it exits 0 and prints C{expect}.
+
+        @param module: The module to run.
+        @param args: Its arguments.
+        @param expect: Text its standard output must contain.
+        """
+        process = _run("-m", module, *args)
+        self.assertEqual(process.returncode, 0, process.stdout + process.stderr)
+        self.assertIn(expect, process.stdout)
+
     def test_agentBasic(self) -> None:
         """
         C{agent_basic.py} fetches pages one by one and in a burst.
@@ -95,14 +108,12 @@ class ExampleTests(SynchronousTestCase):
         """
         C{trial_example.py} passes under C{python -m twisted.trial}.
         """
-        process = _run(
-            "-m",
+        self.runModule(
             "twisted.trial",
             "--temp-directory=_trial",
             str(EXAMPLES / "trial_example.py"),
+            expect="PASSED (successes=3)",
         )
-        self.assertEqual(process.returncode, 0, process.stdout + process.stderr)
-        self.assertIn("PASSED (successes=3)", process.stdout)
 
     def test_trialExampleAsScript(self) -> None:
         """
@@ -111,12 +122,25 @@ class ExampleTests(SynchronousTestCase):
         out = self.runExample("trial_example.py")
         self.assertIn("PASSED (successes=3)", out)
 
+    def test_pytestExample(self) -> None:
+        """
+        C{test_pytest_example.py} passes under pytest, with pooled_http's
+        fixtures and pytest-twisted.
+        """
+        self.runModule(
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "test_pytest_example.py"),
+            expect="3 passed",
+        )
 
-def _loadTrialExample() -> type:
+
+def _loadTrialExample() -> Any:
     """
-    Import C{examples/trial_example.py} and return its test case.
+    Import C{examples/trial_example.py}.
 
-    @return: The test case class.
+    @return: The module.
     """
     spec = importlib.util.spec_from_file_location(
         "pooled_http_trial_example", EXAMPLES / "trial_example.py"
@@ -124,8 +148,10 @@ def _loadTrialExample() -> type:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.PooledHTTPTests  # type: ignore[no-any-return]
+    return module
 
 
-# The example's own test case, run in this process as well.
-TrialExampleTests = _loadTrialExample()
+# The example's own test cases, run in this process as well.
+_trialExample = _loadTrialExample()
+TrialExampleLoopbackTests = _trialExample.LoopbackTests
+TrialExampleInMemoryTests = _trialExample.InMemoryTests

@@ -67,6 +67,40 @@ class LibraryImportTests(_PythonTestCase):
             "[]\n",
         )
 
+    def test_importLoadsNoTestKit(self) -> None:
+        """
+        Importing the package loads neither the test kit, its pytest plugin,
+        trustme nor pytest.
+        """
+        self.assertPrints(
+            "import pooled_http\n"
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('trustme', 'pytest', '_pytest') or m in "
+            "('pooled_http.testing', 'pooled_http.pytest_plugin'))\n"
+            "print(loaded)\n",
+            "[]\n",
+        )
+
+    def test_testKitWithoutTreqOrTrustme(self) -> None:
+        """
+        The in-memory network and L{pooled_http.testing.assertPoolAtRest}
+        work with Twisted alone.
+        """
+        self.assertPrints(
+            "from twisted.web.client import readBody\n"
+            "from pooled_http import HTTPConnectionPool\n"
+            "from pooled_http.testing import MemoryNetwork, assertPoolAtRest\n"
+            "network = MemoryNetwork()\n"
+            "network.addServer('a.example')\n"
+            "pool = HTTPConnectionPool(network.clock)\n"
+            "d = network.agent(pool).request(b'GET', b'http://a.example/x')\n"
+            "d.addCallback(readBody).addCallback(print)\n"
+            "network.flush()\n"
+            "pool.close(); network.flush(); assertPoolAtRest(pool)\n",
+            "b'GET /x'\n",
+            blocked=("treq", "trustme", "rich"),
+        )
+
     def test_importWithoutTreqOrRich(self) -> None:
         """
         Without treq and rich the package imports and its pool works; only
