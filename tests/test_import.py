@@ -121,16 +121,14 @@ class LibraryImportTests(_PythonTestCase):
     def test_treqNamesOnFirstUse(self) -> None:
         """
         L{pooled_http.treqClient} and L{pooled_http.PooledHTTPClient} are
-        found in the package and, by their old path, in C{pooled_http._agent};
-        C{from pooled_http import *} gets them too.
+        found in the package; C{from pooled_http import *} gets them too.
         """
         self.assertPrints(
-            "import pooled_http, pooled_http._agent as agent, pooled_http._treq as t\n"
+            "import pooled_http, pooled_http._treq as t\n"
             "from pooled_http import *\n"
-            "print(pooled_http.treqClient is t.treqClient is agent.treqClient"
-            " is treqClient,\n"
+            "print(pooled_http.treqClient is t.treqClient is treqClient,\n"
             "      pooled_http.PooledHTTPClient is t.PooledHTTPClient"
-            " is agent.PooledHTTPClient is PooledHTTPClient,\n"
+            " is PooledHTTPClient,\n"
             "      'treqClient' in dir(pooled_http))\n",
             "True True True\n",
         )
@@ -140,14 +138,12 @@ class LibraryImportTests(_PythonTestCase):
         Any other missing name is an L{AttributeError} naming it.
         """
         self.assertPrints(
-            "import pooled_http, pooled_http._agent\n"
-            "for module in (pooled_http, pooled_http._agent):\n"
-            "    try:\n"
-            "        module.nothingHere\n"
-            "    except AttributeError as e:\n"
-            "        print(e)\n",
-            "module 'pooled_http' has no attribute 'nothingHere'\n"
-            "module 'pooled_http._agent' has no attribute 'nothingHere'\n",
+            "import pooled_http\n"
+            "try:\n"
+            "    pooled_http.nothingHere\n"
+            "except AttributeError as e:\n"
+            "    print(e)\n",
+            "module 'pooled_http' has no attribute 'nothingHere'\n",
         )
 
     def test_version(self) -> None:
