@@ -15,12 +15,24 @@ shuts down cleanly and reports what it is doing::
 
 from ._agent import PooledAgent, PooledHTTPClient, TLSPolicyIdentity, treqClient
 from ._pool import HTTPConnectionPool
+from ._proxy import (
+    HTTPTunnelEndpoint,
+    ProxyEndpointFactory,
+    ProxyURL,
+    SOCKS5Endpoint,
+    parseProxy,
+)
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from .errors import (
     ConnectTimeoutError,
     PoolClosedError,
     PoolError,
     PoolTimeoutError,
+    ProxyAuthenticationRequired,
+    ProxyError,
+    ProxyProtocolError,
+    ProxyUnreachableError,
+    ProxyURLError,
     ReadTimeoutError,
     ResponseHeadersTooLargeError,
     ResponseTimeoutError,
@@ -36,6 +48,11 @@ __all__ = [
     "PooledHTTPClient",
     "TLSPolicyIdentity",
     "treqClient",
+    "ProxyURL",
+    "parseProxy",
+    "ProxyEndpointFactory",
+    "HTTPTunnelEndpoint",
+    "SOCKS5Endpoint",
     "RetryPolicy",
     "IDEMPOTENT_METHODS",
     "PoolError",
@@ -45,6 +62,11 @@ __all__ = [
     "ResponseTimeoutError",
     "ReadTimeoutError",
     "ResponseHeadersTooLargeError",
+    "ProxyURLError",
+    "ProxyError",
+    "ProxyAuthenticationRequired",
+    "ProxyUnreachableError",
+    "ProxyProtocolError",
     "isTemporaryNetworkError",
     "CloseReason",
     "KeyStats",
