@@ -241,7 +241,9 @@ class FaultTests(ProxyTestCase):
         )
         self.assertIsInstance(error, ProxyAuthenticationRequired)
         assert isinstance(error, ProxyError)
-        self.assertEqual((error.status, error.reason), (407, "Proxy Authentication Required"))
+        self.assertEqual(
+            (error.status, error.reason), (407, "Proxy Authentication Required")
+        )
         self.assertFalse(isTemporaryNetworkError(error))
         self.assertIn("credentials", str(error))
 

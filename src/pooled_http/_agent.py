@@ -306,9 +306,8 @@ class PooledAgent:
                 ):
                     return None
                 return static
-            found = proxyFromEnvironment(
-                environ, parsedURI.scheme.decode("ascii", "replace"), host, parsedURI.port
-            )
+            scheme = parsedURI.scheme.decode("ascii", "replace")
+            found = proxyFromEnvironment(environ, scheme, host, parsedURI.port)
             return None if found is None else envProxies[found[1]]
 
         self._proxySelector = select

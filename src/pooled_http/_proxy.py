@@ -230,7 +230,9 @@ def parseProxy(value: str | bytes | ProxyURL, setting: str = "proxy") -> ProxyUR
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise ProxyURLError(setting, shown, "the port is not a number 0-65535") from None
+        raise ProxyURLError(
+            setting, shown, "the port is not a number 0-65535"
+        ) from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PROXY_PORTS:
         raise ProxyURLError(setting, shown, f"the scheme {scheme!r} is not supported")
@@ -335,7 +337,9 @@ class _ConnectHandshake(_Handshake):
         reason = (match.group(2) or b"").decode("latin-1")
         if 200 <= status < 300:
             return b"", rest
-        what = f"CONNECT {self._authority.decode('ascii')} was refused: {status} {reason}"
+        what = (
+            f"CONNECT {self._authority.decode('ascii')} was refused: {status} {reason}"
+        )
         if status == 407:
             raise ProxyAuthenticationRequired(
                 self.proxy.url,
@@ -535,7 +539,9 @@ class _TunnelProtocol(Protocol):
             return
         app = self._attempt.factory.buildProtocol(self.transport.getPeer())
         if app is None:
-            result.errback(Failure(ProxyError(self._handshake.proxy.url, "no protocol")))
+            result.errback(
+                Failure(ProxyError(self._handshake.proxy.url, "no protocol"))
+            )
             self.transport.abortConnection()
             return
         self.app = app
@@ -858,7 +864,9 @@ class ProxyEndpointFactory:
                 self.proxyEndpoint(proxy), proxy, textHost, port
             )
         if scheme in (b"https", b"wss"):
-            endpoint = wrapClientTLS(self._policy.creatorForNetloc(host, port), endpoint)
+            endpoint = wrapClientTLS(
+                self._policy.creatorForNetloc(host, port), endpoint
+            )
         return endpoint
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
