@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import eventAsText, globalLogPublisher
 from twisted.web.client import Agent
 
 from pooled_http import (
@@ -69,6 +71,13 @@ class ProxyTestCase(FaultTestCase):
 
     def setUp(self) -> None:
         self.tls = TLSMaterial()
+        self.logged: list[str] = []
+
+        def observe(event: Any) -> None:
+            self.logged.append(eventAsText(event, includeTraceback=True))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
 
     def startProxy(self, script: Any = None, tls: bool = False) -> ScriptedProxy:
         kwargs: dict[str, Any] = {}
@@ -93,7 +102,12 @@ class ProxyTestCase(FaultTestCase):
         )
 
     def assertNoSecret(self, *texts: str) -> None:
-        for text in texts:
+        """
+        Neither the password nor the encoded credentials are in C{texts} or
+        in anything logged so far.
+        """
+        self.assertTrue(self.logged)
+        for text in (*texts, *self.logged):
             self.assertNotIn(SECRET, text)
             self.assertNotIn(CREDENTIALS, text)
 
@@ -322,6 +336,37 @@ class FaultTests(ProxyTestCase):
         proxy.cutAfter = None
         await self.fetchOk(agent, target + b"/")
         self.assertEqual(len(proxy.connects()), 2)
+
+    async def test_targetNeverHandshakes(self) -> None:
+        """
+        connectTimeout covers the TLS handshake with the target inside the
+        tunnel: a target that accepts and stays silent times out.
+        """
+        proxy = self.startProxy()
+        silent = reactor.listenTCP(
+            0, Factory.forProtocol(Protocol), interface="127.0.0.1"
+        )
+        self.addCleanup(silent.stopListening)
+        agent = self.agent(f"http://127.0.0.1:{proxy.port}", connectTimeout=0.3)
+        port = silent.getHost().port
+        error = await self.failureOf(
+            agent.request(b"GET", b"https://127.0.0.1:%d/" % (port,))
+        )
+        self.assertIsInstance(error, ConnectTimeoutError)
+        self.assertEqual(len(proxy.connects()), 1)
+        await self.waitFor(lambda: not proxy.open, "proxy connection aborted")
+        await self.assertPoolAtRest(agent.pool, idle=0)
+
+    async def test_proxyNeverHandshakes(self) -> None:
+        """
+        connectTimeout covers the TLS handshake with an https:// proxy.
+        """
+        proxy = self.startProxy()
+        agent = self.agent(f"https://127.0.0.1:{proxy.port}", connectTimeout=0.3)
+        error = await self.failureOf(agent.request(b"GET", b"https://127.0.0.1:9/"))
+        self.assertIsInstance(error, ConnectTimeoutError)
+        await self.waitFor(lambda: not proxy.open, "proxy connection aborted")
+        self.assertEqual(proxy.connects(), [])
 
     async def test_unreachable(self) -> None:
         """
