@@ -25,6 +25,7 @@ from pooled_http import (
     ProxyProtocolError,
     ProxyUnreachableError,
     isTemporaryNetworkError,
+    treqClient,
 )
 
 try:
@@ -204,6 +205,26 @@ class TunnelTests(ProxyTestCase):
             await self.fetchOk(agent, target + path)
         self.assertEqual((len(first.connects()), len(second.connects())), (1, 1))
         await self.assertPoolAtRest(agent.pool, idle=3)
+
+
+class TreqClientTests(ProxyTestCase):
+    """
+    L{treqClient} passes C{proxy} on to its agent.
+    """
+
+    async def test_proxy(self) -> None:
+        proxy = self.startProxy()
+        target = self.startTarget()
+        client = treqClient(
+            reactor,
+            contextFactory=self.tls.clientPolicy(),
+            proxy=f"http://127.0.0.1:{proxy.port}",
+        )
+        self.addCleanup(client.close)
+        for _ in range(3):
+            response = await client.get(target + b"/treq")
+            self.assertEqual(json.loads(await response.content())["uri"], "/treq")
+        self.assertEqual(len(proxy.connects()), 1)
 
 
 class ForwardTests(ProxyTestCase):

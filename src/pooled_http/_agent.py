@@ -649,6 +649,8 @@ def treqClient(
     *,
     contextFactory: Any = _defaultPolicy,
     bindAddress: Any = None,
+    proxy: str | bytes | ProxyURL | ProxySelector | None = None,
+    trustEnv: bool = False,
     **poolOptions: Any,
 ) -> PooledHTTPClient:
     """
@@ -662,6 +664,9 @@ def treqClient(
     @param reactor: The reactor.
     @param contextFactory: The TLS policy (L{IPolicyForHTTPS}) of the agent.
     @param bindAddress: The local address client sockets bind to.
+    @param proxy: The proxy, as for L{PooledAgent}.
+    @param trustEnv: Whether to honour the proxy variables of the
+        environment, as for L{PooledAgent}.
     @param poolOptions: Keyword arguments for L{HTTPConnectionPool}
         (C{persistent}, C{maxConnectionsPerHost}, C{connectTimeout},
         C{poolTimeout}, ...).
@@ -670,6 +675,11 @@ def treqClient(
     """
     pool = HTTPConnectionPool(reactor, **poolOptions)
     agent = PooledAgent(
-        reactor, pool=pool, contextFactory=contextFactory, bindAddress=bindAddress
+        reactor,
+        pool=pool,
+        contextFactory=contextFactory,
+        bindAddress=bindAddress,
+        proxy=proxy,
+        trustEnv=trustEnv,
     )
     return PooledHTTPClient(agent)
