@@ -21,6 +21,7 @@ number of requests)::
 
     python benchmarks/soak.py                       # 50,000 requests
     python benchmarks/soak.py --requests 5000 --seed 7
+    python benchmarks/soak.py --tls --proxy         # through a CONNECT proxy
 
 Exit status 0 when every check passes.  tests/test_soak.py runs a reduced
 version of the same code.
@@ -54,7 +55,7 @@ from twisted.web._newclient import (
 from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 
-from pooled_http import HTTPConnectionPool, errors
+from pooled_http import HTTPConnectionPool, PooledAgent, ProxyEndpointFactory, errors
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -63,15 +64,17 @@ if str(HERE) not in sys.path:
 from _common import residentBytes  # noqa: E402
 
 
-def _loadFaultServers() -> Any:
+def _loadTestModule(name: str, relative: str) -> Any:
     """
-    Load the fault servers of the test suite (tests/faults/_servers.py),
-    the one home of the scripted servers, by path.
+    Load a module of the test suite by path: the scripted servers live
+    there, once.
+
+    @param name: The name to import it under.
+    @param relative: Its path below C{tests/}.
     """
-    name = "pooled_http_soak_fault_servers"
     if name in sys.modules:
         return sys.modules[name]
-    path = HERE.parent / "tests" / "faults" / "_servers.py"
+    path = HERE.parent / "tests" / relative
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -80,7 +83,8 @@ def _loadFaultServers() -> Any:
     return module
 
 
-_servers = _loadFaultServers()
+_servers = _loadTestModule("pooled_http_soak_fault_servers", "faults/_servers.py")
+_proxyservers = _loadTestModule("pooled_http_soak_proxy_servers", "_proxyservers.py")
 
 
 def openFileDescriptors() -> int:
@@ -113,6 +117,7 @@ class SoakResult:
     @ivar memoryWarm: Resident bytes after the warm-up.
     @ivar memoryEnd: Resident bytes after the run.
     @ivar seconds: Wall-clock duration of the run.
+    @ivar tunnels: CONNECTs the proxy received (with C{proxy}), else 0.
     """
 
     requests: int = 0
@@ -132,6 +137,7 @@ class SoakResult:
     memoryWarm: int = 0
     memoryEnd: int = 0
     seconds: float = 0.0
+    tunnels: int = 0
 
     @property
     def memoryGrowth(self) -> float:
@@ -165,6 +171,10 @@ class SoakResult:
             found.append(
                 f"pool not at rest (inUse, connecting, waiting) = {self.atRest}"
             )
+        if self.tunnels and self.tunnels != self.connections:
+            found.append(
+                f"{self.tunnels} CONNECTs for {self.connections} connections"
+            )
         if checkMemory and self.memoryGrowth > 0.10:
             found.append(
                 f"memory grew {self.memoryGrowth:.1%} after warm-up "
@@ -195,13 +205,25 @@ TYPED_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _agent(reactor: Any, pool: HTTPConnectionPool, material: Any) -> Agent:
+def _agent(
+    reactor: Any, pool: HTTPConnectionPool, material: Any, proxy: str | None = None
+) -> Any:
     """
     An Agent on C{pool}, trusting C{material}'s CA if given.
+
+    Through a C{proxy}: over TLS, a L{PooledAgent} (CONNECT, then TLS to the
+    target); in the clear, a stock Agent over L{ProxyEndpointFactory}
+    (CONNECT too: the soak's proxy only tunnels).
     """
-    if material is None:
+    policy = None if material is None else material.clientPolicy()
+    if proxy is not None:
+        if material is not None:
+            return PooledAgent(reactor, pool=pool, contextFactory=policy, proxy=proxy)
+        factory = ProxyEndpointFactory(reactor, proxy)
+        return Agent.usingEndpointFactory(reactor, factory, pool=pool)
+    if policy is None:
         return Agent(reactor, pool=pool)
-    return Agent(reactor, pool=pool, contextFactory=material.clientPolicy())
+    return Agent(reactor, pool=pool, contextFactory=policy)
 
 
 async def _prime(reactor: Any, material: Any) -> None:
@@ -235,6 +257,7 @@ async def runSoak(
     postShare: float = 1 / 3,
     progress: Callable[[str], None] | None = None,
     tls: bool = False,
+    proxy: bool = False,
 ) -> SoakResult:
     """
     Run the soak and return what it found (the caller decides pass/fail).
@@ -254,6 +277,9 @@ async def runSoak(
     @param progress: Called with a line of progress now and then.
     @param tls: Whether to soak over TLS (a trustme certificate) instead of
         plain HTTP.
+    @param proxy: Whether to send every request through a loopback CONNECT
+        proxy (one tunnel per pooled connection); the proxy's tunnels die
+        with the server's connections.
     """
     result = SoakResult()
     typed = TYPED_ERRORS
@@ -272,6 +298,7 @@ async def runSoak(
         countIf=lambda request: request.method == b"POST",
         tls=material.serverOptions() if material else None,
     ).start()
+    tunnel = _proxyservers.ScriptedProxy(reactor) if proxy else None
     pool = HTTPConnectionPool(
         reactor,
         maxConnectionsPerHost=max(1, concurrency // 2),
@@ -280,7 +307,8 @@ async def runSoak(
         responseTimeout=5,
         readTimeout=5,
     )
-    agent = _agent(reactor, pool, material)
+    proxyURL = None if tunnel is None else f"http://127.0.0.1:{tunnel.port}"
+    agent = _agent(reactor, pool, material, proxyURL)
     url = server.url(b"/soak")
     started = time.monotonic()
     deadline = started + maxSeconds
@@ -374,6 +402,9 @@ async def runSoak(
         }
         await pool.close()
         await server.stop()
+        if tunnel is not None:
+            result.tunnels = len(tunnel.connects())
+            await tunnel.stop()
         # Let the reactor finish tearing down what was just closed.
         await task.deferLater(reactor, 0.05, lambda: None)
     result.connections = server.connectionCount
@@ -403,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--tls", action="store_true", help="soak over TLS")
+    parser.add_argument(
+        "--proxy", action="store_true", help="soak through a loopback CONNECT proxy"
+    )
     options = parser.parse_args(argv)
     if not 0 < options.max_seconds <= 120:
         parser.error("--max-seconds must be in (0, 120]")
@@ -418,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=options.concurrency,
             maxSeconds=options.max_seconds,
             tls=options.tls,
+            proxy=options.proxy,
             progress=lambda line: print(line, file=sys.stderr),
         )
         status = _report(result)

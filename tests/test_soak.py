@@ -75,3 +75,25 @@ class SoakTests(unittest.TestCase):
         self.assertEqual(result.problems(checkMemory=False), [])
         self.assertEqual(result.succeeded + sum(result.errors.values()), 1000)
         self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
+
+    async def test_soakThroughProxy(self) -> None:
+        """
+        The same over TLS through a CONNECT proxy, with 1,000 requests:
+        one CONNECT per connection the server saw, nothing lost.
+        """
+        soak = loadSoak()
+        result = await soak.runSoak(
+            reactor,
+            requests=1000,
+            seed=22,
+            killRate=0.05,
+            concurrency=8,
+            maxSeconds=25,
+            tls=True,
+            proxy=True,
+        )
+        self.assertEqual(result.problems(checkMemory=False), [])
+        self.assertEqual(result.succeeded + sum(result.errors.values()), 1000)
+        self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
+        self.assertEqual(result.tunnels, result.connections)
+        self.assertGreater(result.tunnels, 0)
