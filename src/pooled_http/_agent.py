@@ -444,7 +444,7 @@ class PooledAgent:
         factory = self._proxies
         assert factory is not None
         hostValue = _computeHostValue(scheme, host, port)
-        if scheme in _PLAIN_SCHEMES and proxy.scheme in ("http", "https"):
+        if scheme == b"http" and proxy.scheme in ("http", "https"):
             key: tuple[Any, ...] = (b"http-proxy", *proxy.keyPart)
             if proxy.scheme == "https":
                 key += (self._tlsIdentity,)
@@ -589,7 +589,8 @@ class PooledAgent:
             headers = headers.copy()
             headers.addRawHeader(b"Host", route.hostValue)
         if route.forward:
-            requestPath = parsedURI.scheme + b"://" + parsedURI.netloc + requestPath
+            authority = parsedURI.netloc.rpartition(b"@")[2]
+            requestPath = parsedURI.scheme + b"://" + authority + requestPath
             if route.proxyAuthorization is not None:
                 headers = headers.copy()
                 headers.setRawHeaders(

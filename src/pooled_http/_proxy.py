@@ -348,12 +348,13 @@ class _ConnectHandshake(_Handshake):
                 status=status,
                 reason=reason,
             )
+        temporary = status in TEMPORARY_CONNECT_STATUSES
+        if temporary:
+            what += "; the proxy could not reach the target this time, try again later"
+        elif status == 403:
+            what += "; the proxy's rules forbid this target or port"
         raise ProxyError(
-            self.proxy.url,
-            what,
-            status=status,
-            reason=reason,
-            temporary=status in TEMPORARY_CONNECT_STATUSES,
+            self.proxy.url, what, status=status, reason=reason, temporary=temporary
         )
 
     def _garbage(self, buffer: bytes) -> ProxyProtocolError:
