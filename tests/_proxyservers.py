@@ -7,6 +7,9 @@ purpose, one behaviour per test.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +19,91 @@ from twisted.web.server import Request, Site
 
 LOOPBACK = "127.0.0.1"
 
-__all__ = ["EchoResource", "startTarget", "ScriptedProxy", "LOOPBACK"]
+__all__ = [
+    "EchoResource",
+    "startTarget",
+    "ScriptedProxy",
+    "LOOPBACK",
+    "SQUID",
+    "NCSA_AUTH",
+    "squidConfig",
+    "launchSquid",
+]
+
+SQUID = shutil.which("squid") or (
+    "/usr/sbin/squid" if os.path.exists("/usr/sbin/squid") else None
+)
+NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
+
+
+def squidConfig(directory: str, openPort: int, authPort: int | None = None) -> str:
+    """
+    A squid configuration for loopback tests and benchmarks: a port open to
+    any client and, if C{authPort} is given, one that wants basic
+    authentication against C{directory/htpasswd}; proxying to loopback
+    only, no cache, logs in C{directory}, quick start and stop.
+
+    @param directory: Where the logs, pid file and htpasswd file are.
+    @param openPort: The port without authentication.
+    @param authPort: The port with authentication, or L{None}.
+    """
+    lines = [
+        f"http_port 127.0.0.1:{openPort} name=open",
+        f"pid_filename {directory}/squid.pid",
+        f"cache_log {directory}/cache.log",
+        f"access_log stdio:{directory}/access.log squid",
+        "buffered_logs off",
+        "cache deny all",
+        "cache_mem 8 MB",
+        f"coredump_dir {directory}",
+        "netdb_filename none",
+        "pinger_enable off",
+        "shutdown_lifetime 0 seconds",
+        "max_filedescriptors 4096",
+        "dns_nameservers 127.0.0.1",
+        "via off",
+        "acl loopback dst 127.0.0.0/8",
+        "acl openPort myportname open",
+        "http_access deny !loopback",
+        "http_access allow openPort",
+    ]
+    if authPort is not None:
+        lines[1:1] = [f"http_port 127.0.0.1:{authPort} name=auth"]
+        lines += [
+            f"auth_param basic program {NCSA_AUTH} {directory}/htpasswd",
+            "auth_param basic children 2 startup=1 idle=1",
+            "auth_param basic realm pooled_http",
+            "acl authPort myportname auth",
+            "acl authenticated proxy_auth REQUIRED",
+            "http_access allow authPort authenticated",
+        ]
+    lines.append("http_access deny all")
+    return "\n".join(lines) + "\n"
+
+
+def launchSquid(
+    directory: str, openPort: int, authPort: int | None = None
+) -> subprocess.Popen[bytes]:
+    """
+    Write the configuration to C{directory} and start squid in the
+    foreground (C{-N}); the caller waits for it to listen and stops it.
+
+    @param directory: A directory squid's unprivileged user can write to.
+    @param openPort: See L{squidConfig}.
+    @param authPort: See L{squidConfig}.
+    @return: The squid process (output in C{directory/squid.out}).
+    """
+    assert SQUID is not None
+    config = os.path.join(directory, "squid.conf")
+    with open(config, "w") as f:
+        f.write(squidConfig(directory, openPort, authPort))
+    with open(os.path.join(directory, "squid.out"), "wb") as output:
+        return subprocess.Popen(
+            [SQUID, "-N", "-f", config],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 class EchoResource(Resource):

@@ -34,18 +34,19 @@ from pooled_http import (
 )
 
 try:
-    from _proxyservers import startTarget
+    from _proxyservers import NCSA_AUTH, SQUID, launchSquid, startTarget
     from faults._base import FaultTestCase
     from faults._servers import TLSMaterial, unusedPort
 except ImportError:  # tests/ imported as a package
-    from tests._proxyservers import startTarget  # type: ignore[no-redef]
+    from tests._proxyservers import (  # type: ignore[no-redef]
+        NCSA_AUTH,
+        SQUID,
+        launchSquid,
+        startTarget,
+    )
     from tests.faults._base import FaultTestCase  # type: ignore[no-redef]
     from tests.faults._servers import TLSMaterial, unusedPort  # type: ignore[no-redef]
 
-SQUID = shutil.which("squid") or (
-    "/usr/sbin/squid" if os.path.exists("/usr/sbin/squid") else None
-)
-NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
 MICROSOCKS = shutil.which("microsocks")
 OPENSSL = shutil.which("openssl")
 
@@ -60,42 +61,6 @@ CONCURRENCY = 16
 
 #: Seconds a proxy gets to start listening or to stop.
 START_TIMEOUT = 20.0
-
-
-def squidConfig(directory: str, openPort: int, authPort: int) -> str:
-    """
-    A squid configuration: two loopback ports (one open, one that wants
-    basic authentication), proxying to loopback only, no cache, logs in
-    C{directory}, quick start and stop.
-    """
-    return f"""
-http_port 127.0.0.1:{openPort} name=open
-http_port 127.0.0.1:{authPort} name=auth
-pid_filename {directory}/squid.pid
-cache_log {directory}/cache.log
-access_log stdio:{directory}/access.log squid
-buffered_logs off
-cache deny all
-cache_mem 8 MB
-coredump_dir {directory}
-netdb_filename none
-pinger_enable off
-shutdown_lifetime 0 seconds
-max_filedescriptors 1024
-dns_nameservers 127.0.0.1
-via off
-auth_param basic program {NCSA_AUTH} {directory}/htpasswd
-auth_param basic children 2 startup=1 idle=1
-auth_param basic realm pooled_http
-acl loopback dst 127.0.0.0/8
-acl openPort myportname open
-acl authPort myportname auth
-acl authenticated proxy_auth REQUIRED
-http_access deny !loopback
-http_access allow openPort
-http_access allow authPort authenticated
-http_access deny all
-"""
 
 
 def htpasswdLine(user: str, password: str) -> str:
@@ -197,21 +162,11 @@ class SquidTests(RealProxyTestCase):
     async def startSquid(self) -> None:
         self.openPort, self.authPort = unusedPort(), unusedPort()
         directory = self.directory
-        with open(os.path.join(directory, "squid.conf"), "w") as f:
-            f.write(squidConfig(directory, self.openPort, self.authPort))
         with open(os.path.join(directory, "htpasswd"), "w") as f:
             f.write(htpasswdLine(USER, PASSWORD))
         os.chmod(os.path.join(directory, "htpasswd"), 0o644)
         self.accessLog = os.path.join(directory, "access.log")
-        output = open(os.path.join(directory, "squid.out"), "wb")
-        self.addCleanup(output.close)
-        assert SQUID is not None
-        process = subprocess.Popen(
-            [SQUID, "-N", "-f", os.path.join(directory, "squid.conf")],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        process = launchSquid(directory, self.openPort, self.authPort)
         self.addCleanup(stopProcess, process)
         log = os.path.join(directory, "cache.log")
         await waitListening(self.openPort, process, log)
