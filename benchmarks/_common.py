@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import http.client
+import importlib.util
 import json
 import os
 import resource
@@ -184,3 +185,24 @@ def loadResult(output: str) -> dict[str, Any]:
             result: dict[str, Any] = json.loads(line[len("RESULT ") :])
             return result
     raise ValueError("no result line in client output")
+
+
+def loadTestModule(name: str, relative: str) -> Any:
+    """
+    Load a module of the test suite by path: the scripted servers live
+    there, once.
+
+    @param name: The name to import it under.
+    @param relative: Its path below C{tests/}.
+    @return: The module (the same one on later calls).
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "tests", relative)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

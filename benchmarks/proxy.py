@@ -19,11 +19,9 @@ and sends no more CONNECTs than it opens connections.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -34,27 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from _common import fetchStatus, raiseFileLimit  # noqa: E402
+from _common import fetchStatus, loadTestModule, raiseFileLimit  # noqa: E402
 from _servers import freePorts, startServer  # noqa: E402
 from run import runSubprocess  # noqa: E402
 
 CLIENTS = ("pooled_http+PooledAgent", "aiohttp")
-
-
-def _proxyServers() -> Any:
-    """
-    The test suite's proxy helpers (squid's configuration lives there, once).
-    """
-    name = "pooled_http_bench_proxy_servers"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = os.path.join(os.path.dirname(HERE), "tests", "_proxyservers.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def countConnects(accessLog: str) -> int:
@@ -95,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.requests <= 0 or options.concurrency <= 0 or options.repeats <= 0:
         parser.error("--requests, --concurrency and --repeats must be positive")
-    helpers = _proxyServers()
+    helpers = loadTestModule("pooled_http_bench_proxy_servers", "_proxyservers.py")
     if helpers.SQUID is None:
         print("squid is not installed (apt-get install squid)", file=sys.stderr)
         return 2
@@ -108,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     accessLog = os.path.join(directory, "access.log")
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CLIENTS}
     try:
-        if not waitFor(lambda: _listening(squidPort), 20):
+        if not waitFor(lambda: helpers.accepts(squidPort), 20):
             raise SystemExit("squid did not start")
         job = {
             "mode": "bursts",
@@ -152,34 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     finally:
-        stopProcess(squid)
+        helpers.stopProcess(squid)
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
     return _report(runs, server.note, options)
-
-
-def _listening(port: int) -> bool:
-    probe = socket.socket()
-    try:
-        probe.connect(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
-
-
-def stopProcess(process: Any) -> None:
-    """
-    Stop squid: SIGTERM, SIGKILL if it lingers.
-    """
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except Exception:
-            process.kill()
-            process.wait(timeout=20)
 
 
 def _report(

@@ -30,7 +30,6 @@ version of the same code.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import os
@@ -61,30 +60,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from _common import residentBytes  # noqa: E402
+from _common import loadTestModule, residentBytes  # noqa: E402
 
-
-def _loadTestModule(name: str, relative: str) -> Any:
-    """
-    Load a module of the test suite by path: the scripted servers live
-    there, once.
-
-    @param name: The name to import it under.
-    @param relative: Its path below C{tests/}.
-    """
-    if name in sys.modules:
-        return sys.modules[name]
-    path = HERE.parent / "tests" / relative
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_servers = _loadTestModule("pooled_http_soak_fault_servers", "faults/_servers.py")
-_proxyservers = _loadTestModule("pooled_http_soak_proxy_servers", "_proxyservers.py")
+_servers = loadTestModule("pooled_http_soak_fault_servers", "faults/_servers.py")
+_proxyservers = loadTestModule("pooled_http_soak_proxy_servers", "_proxyservers.py")
 
 
 def openFileDescriptors() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,8 @@ __all__ = [
     "NCSA_AUTH",
     "squidConfig",
     "launchSquid",
+    "stopProcess",
+    "accepts",
 ]
 
 SQUID = shutil.which("squid") or (
@@ -355,3 +358,30 @@ class ScriptedProxy:
             waits.append(lost)
             relay.transport.abortConnection()  # type: ignore[union-attr]
         return defer.gatherResults(waits).addCallback(lambda _: None)
+
+
+def stopProcess(process: subprocess.Popen[bytes]) -> None:
+    """
+    Stop a proxy: SIGTERM, then SIGKILL if it is still there after a while.
+    """
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+
+
+def accepts(port: int) -> bool:
+    """
+    Whether something accepts TCP connections on C{127.0.0.1:port} now.
+    """
+    probe = socket.socket()
+    try:
+        probe.connect((LOOPBACK, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,15 +33,24 @@ from pooled_http import (
 )
 
 try:
-    from _proxyservers import NCSA_AUTH, SQUID, launchSquid, startTarget
+    from _proxyservers import (
+        NCSA_AUTH,
+        SQUID,
+        accepts,
+        launchSquid,
+        startTarget,
+        stopProcess,
+    )
     from faults._base import FaultTestCase
     from faults._servers import TLSMaterial, unusedPort
 except ImportError:  # tests/ imported as a package
     from tests._proxyservers import (  # type: ignore[no-redef]
         NCSA_AUTH,
         SQUID,
+        accepts,
         launchSquid,
         startTarget,
+        stopProcess,
     )
     from tests.faults._base import FaultTestCase  # type: ignore[no-redef]
     from tests.faults._servers import TLSMaterial, unusedPort  # type: ignore[no-redef]
@@ -88,14 +96,8 @@ async def waitListening(port: int, process: subprocess.Popen[bytes], log: str) -
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"the proxy exited; its log:\n{readText(log)}")
-        probe = socket.socket()
-        try:
-            probe.connect(("127.0.0.1", port))
+        if accepts(port):
             return
-        except OSError:
-            pass
-        finally:
-            probe.close()
         await task.deferLater(reactor, 0.05, lambda: None)
     raise AssertionError(f"the proxy did not listen on {port}; log:\n{readText(log)}")
 
@@ -106,19 +108,6 @@ def readText(path: str) -> str:
             return f.read()
     except OSError:
         return ""
-
-
-def stopProcess(process: subprocess.Popen[bytes]) -> None:
-    """
-    Stop a proxy: SIGTERM, then SIGKILL if it is still there after a while.
-    """
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=START_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=START_TIMEOUT)
 
 
 class RealProxyTestCase(FaultTestCase):
