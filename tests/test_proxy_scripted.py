@@ -248,6 +248,18 @@ class ForwardTests(ProxyTestCase):
         self.assertEqual(proxy.connectionCount, 1)
         self.assertEqual(proxy.connects(), [])
 
+    async def test_overTLS(self) -> None:
+        """
+        Forwarding to an https:// proxy runs inside TLS to it.
+        """
+        proxy = self.startProxy(forwardingScript, tls=True)
+        agent = self.agent(f"https://alice:{SECRET}@127.0.0.1:{proxy.port}")
+        for _ in range(3):
+            head = await self.fetchOk(agent, b"http://127.0.0.1:1/x")
+            self.assertTrue(head.startswith(b"GET http://127.0.0.1:1/x HTTP/1.1"))
+        self.assertEqual(proxy.connectionCount, 1)
+        self.assertNoSecret(repr(agent), repr(agent.pool))
+
 
 class FaultTests(ProxyTestCase):
     """
@@ -262,6 +274,7 @@ class FaultTests(ProxyTestCase):
         self.assertIsInstance(error, ProxyError)
         assert isinstance(error, ProxyError)
         self.assertEqual(error.proxy, f"http://127.0.0.1:{proxy.port}")
+        self.assertEqual(error.key, agent.endpointFor(b"https://127.0.0.1:9/")[0])
         await self.assertPoolAtRest(agent.pool, idle=0)
         await self.waitFor(lambda: not proxy.open, "proxy connection closed")
         return error

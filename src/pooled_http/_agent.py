@@ -383,9 +383,10 @@ class PooledAgent:
         self._envProxies = {}
 
     def __repr__(self) -> str:
+        proxies = "" if self._proxies is None else f" via {self._proxies!r}"
         return (
             f"<PooledAgent {len(self._routes)}/{self.maxCachedEndpoints} "
-            f"endpoints cached, pool={self.pool!r}>"
+            f"endpoints cached{proxies}, pool={self.pool!r}>"
         )
 
     def _newRoute(self, parsedURI: URI) -> _Route:
@@ -456,7 +457,8 @@ class PooledAgent:
                 proxyAuthorization=proxy.basicCredentials(),
             )
         key = (scheme, host, port, self._tlsIdentity, *proxy.keyPart)
-        return _Route(key, factory.endpoint(scheme, host, port, proxy), hostValue)
+        endpoint = factory.endpoint(scheme, host, port, proxy, key)
+        return _Route(key, endpoint, hostValue)
 
     def _routeFor(
         self,

@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -531,7 +531,7 @@ class _TunnelProtocol(Protocol):
         try:
             toSend, rest = self._handshake.receive(data)
         except ProxyError as e:
-            result.errback(Failure(e))
+            self._attempt.fail(e)
             self.transport.abortConnection()
             return
         if toSend:
@@ -540,8 +540,8 @@ class _TunnelProtocol(Protocol):
             return
         app = self._attempt.factory.buildProtocol(self.transport.getPeer())
         if app is None:
-            result.errback(
-                Failure(ProxyError(self._handshake.proxy.url, "no protocol"))
+            self._attempt.fail(
+                ProxyError(self._handshake.proxy.url, "the protocol factory built none")
             )
             self.transport.abortConnection()
             return
@@ -555,9 +555,8 @@ class _TunnelProtocol(Protocol):
         if self.app is not None:
             self.app.connectionLost(reason)
             return
-        result = self._attempt.result
-        if not result.called:
-            result.errback(Failure(self._handshake.lost(reason)))
+        if not self._attempt.result.called:
+            self._attempt.fail(self._handshake.lost(reason))
 
 
 class _OneProtocolFactory(ClientFactory):
@@ -622,18 +621,26 @@ class _Attempt:
             # about the proxy.
             self.result.errback(failure)
             return
-        proxy = self._endpoint.proxy
-        self.result.errback(
-            Failure(
-                ProxyUnreachableError(
-                    proxy.url,
-                    f"the proxy could not be connected to "
-                    f"({type(failure.value).__name__}: {failure.getErrorMessage()}); "
-                    "check the proxy URL and that the proxy is running",
-                    temporary=isTemporaryNetworkError(failure),
-                )
+        self.fail(
+            ProxyUnreachableError(
+                self._endpoint.proxy.url,
+                f"the proxy could not be connected to "
+                f"({type(failure.value).__name__}: {failure.getErrorMessage()}); "
+                "check the proxy URL and that the proxy is running",
+                temporary=isTemporaryNetworkError(failure),
             )
         )
+
+    def fail(self, error: ProxyError) -> None:
+        """
+        Fail the attempt with a proxy error, which gets the endpoint's pool
+        key.
+
+        @param error: The error.
+        """
+        if error.key is None:
+            error.key = self._endpoint.key
+        self.result.errback(Failure(error))
 
     def connectToProxy(self, host: str) -> None:
         """
@@ -663,7 +670,11 @@ class _TunnelEndpointBase:
     @ivar proxy: The proxy.
     @ivar host: The target host.
     @ivar port: The target port.
+    @ivar key: The pool key of the connections made, put in the errors, or
+        L{None}.
     """
+
+    key: Hashable | None = None
 
     def __init__(
         self,
@@ -672,6 +683,12 @@ class _TunnelEndpointBase:
         host: str,
         port: int,
     ) -> None:
+        """
+        @param proxyEndpoint: The endpoint to the proxy itself.
+        @param proxy: The proxy.
+        @param host: The target host.
+        @param port: The target port.
+        """
         self.proxyEndpoint = proxyEndpoint
         self.proxy = proxy
         self.host = host
@@ -839,7 +856,12 @@ class ProxyEndpointFactory:
         return endpoint
 
     def endpoint(
-        self, scheme: bytes, host: bytes, port: int, proxy: ProxyURL | None
+        self,
+        scheme: bytes,
+        host: bytes,
+        port: int,
+        proxy: ProxyURL | None,
+        key: Hashable | None = None,
     ) -> IStreamClientEndpoint:
         """
         The endpoint of a tunnelled (or direct) connection to a target.
@@ -849,6 +871,7 @@ class ProxyEndpointFactory:
         @param host: The target host.
         @param port: The target port.
         @param proxy: The proxy, or L{None} for a direct connection.
+        @param key: The pool key the connections go under, for the errors.
         """
         textHost = host.decode("ascii")
         endpoint: Any
@@ -864,6 +887,8 @@ class ProxyEndpointFactory:
             endpoint = HTTPTunnelEndpoint(
                 self.proxyEndpoint(proxy), proxy, textHost, port
             )
+        if proxy is not None:
+            endpoint.key = key
         if scheme in (b"https", b"wss"):
             endpoint = wrapClientTLS(
                 self._policy.creatorForNetloc(host, port), endpoint
