@@ -14,6 +14,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import eventAsText, globalLogPublisher
+from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 from twisted.web.client import Agent
 
 from pooled_http import (
@@ -366,7 +367,8 @@ class FaultTests(ProxyTestCase):
         agent = Agent.usingEndpointFactory(reactor, factory, pool=self.makePool())
         proxy.cutAfter = 40
         error = await self.failureOf(agent.request(b"GET", target + b"/"))
-        self.assertTrue(innermost(error))
+        self.assertIsInstance(error, (ResponseNeverReceived, ResponseFailed))
+        self.assertTrue(isTemporaryNetworkError(error), innermost(error))
         proxy.cutAfter = None
         await self.fetchOk(agent, target + b"/")
         self.assertEqual(len(proxy.connects()), 2)
