@@ -802,8 +802,8 @@ class ProxyEndpointFactory:
         @param reactor: The reactor.
         @param proxy: The proxy URL (str or bytes), a callable taking the
             request URI and returning one (or L{None}: direct), or L{None}.
-        @param contextFactory: The L{IPolicyForHTTPS} that verifies the
-            targets and C{https://} proxies; a new
+        @param contextFactory: The L{twisted.web.iweb.IPolicyForHTTPS} that
+            verifies the targets and C{https://} proxies; a new
             L{BrowserLikePolicyForHTTPS} if L{None}.
         @param connectTimeout: The C{timeout} of the TCP connection.
         @param bindAddress: The local address client sockets bind to.
