@@ -182,6 +182,21 @@ class TunnelEndpointTests(SynchronousTestCase):
         )
         self.assertNoResult(self.result)
 
+    def test_ipv6Target(self) -> None:
+        """
+        An IPv6 target is written in brackets in the CONNECT line.
+        """
+        proxyEndpoint = FakeEndpoint(self.clock, autoConnect=True)
+        endpoint = HTTPTunnelEndpoint(
+            proxyEndpoint, parseProxy("http://h:1"), "::1", 8443
+        )
+        endpoint.connect(Factory.forProtocol(_Recorder))
+        self.assertTrue(
+            proxyEndpoint.attempts[0]
+            .transport.value()
+            .startswith(b"CONNECT [::1]:8443 HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n")
+        )
+
     def test_established(self) -> None:
         """
         A 200 answer, even in pieces, hands the connection to the caller's
