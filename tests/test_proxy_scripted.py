@@ -103,12 +103,15 @@ class ProxyTestCase(FaultTestCase):
             reactor, pool=pool, contextFactory=self.tls.clientPolicy(), proxy=proxy
         )
 
-    def assertNoSecret(self, *texts: str) -> None:
+    def assertNoSecret(self, *texts: str, logged: bool = True) -> None:
         """
         Neither the password nor the encoded credentials are in C{texts} or
         in anything logged so far.
+
+        @param logged: Whether something must have been logged.
         """
-        self.assertTrue(self.logged)
+        if logged:
+            self.assertTrue(self.logged)
         for text in (*texts, *self.logged):
             self.assertNotIn(SECRET, text)
             self.assertNotIn(CREDENTIALS, text)
@@ -415,4 +418,17 @@ class FaultTests(ProxyTestCase):
         self.assertIsInstance(error, ProxyUnreachableError)
         self.assertIn(f"http://127.0.0.1:{port}", str(error))
         self.assertNoSecret(str(error))
+        self.assertTrue(isTemporaryNetworkError(error))
+
+    async def test_unreachableForwarding(self) -> None:
+        """
+        The same for http:// requests forwarded to the proxy.
+        """
+        port = unusedPort()
+        agent = self.agent(f"http://alice:{SECRET}@127.0.0.1:{port}")
+        error = await self.failureOf(agent.request(b"GET", b"http://127.0.0.1:9/"))
+        self.assertIsInstance(error, ProxyUnreachableError)
+        key = agent.endpointFor(b"http://127.0.0.1:9/")[0]
+        self.assertEqual(error.key, key)  # type: ignore[attr-defined]
+        self.assertNoSecret(str(error), repr(error), logged=False)
         self.assertTrue(isTemporaryNetworkError(error))

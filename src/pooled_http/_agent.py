@@ -46,7 +46,13 @@ from twisted.web.iweb import (
 from zope.interface import implementer
 
 from ._pool import HTTPConnectionPool
-from ._proxy import ProxyEndpointFactory, ProxySelector, ProxyURL, parseProxy
+from ._proxy import (
+    ForwardingEndpoint,
+    ProxyEndpointFactory,
+    ProxySelector,
+    ProxyURL,
+    parseProxy,
+)
 from ._proxyenv import environmentValue, noProxyMatches, proxyFromEnvironment
 from .errors import ProxyURLError
 
@@ -449,9 +455,11 @@ class PooledAgent:
             key: tuple[Any, ...] = (b"http-proxy", *proxy.keyPart)
             if proxy.scheme == "https":
                 key += (self._tlsIdentity,)
+            toProxy = factory.proxyEndpoint(proxy)
+            forwarding: Any = ForwardingEndpoint(toProxy, proxy, key)
             return _Route(
                 key,
-                factory.proxyEndpoint(proxy),
+                forwarding,
                 hostValue,
                 forward=True,
                 proxyAuthorization=proxy.basicCredentials(),

@@ -59,6 +59,7 @@ __all__ = [
     "HTTPTunnelEndpoint",
     "SOCKS5Endpoint",
     "ProxyEndpointFactory",
+    "ForwardingEndpoint",
 ]
 
 #: Default ports of the proxy schemes when the URL has none.
@@ -621,15 +622,7 @@ class _Attempt:
             # about the proxy.
             self.result.errback(failure)
             return
-        self.fail(
-            ProxyUnreachableError(
-                self._endpoint.proxy.url,
-                f"the proxy could not be connected to "
-                f"({type(failure.value).__name__}: {failure.getErrorMessage()}); "
-                "check the proxy URL and that the proxy is running",
-                temporary=isTemporaryNetworkError(failure),
-            )
-        )
+        self.fail(_unreachable(self._endpoint.proxy, failure))
 
     def fail(self, error: ProxyError) -> None:
         """
@@ -660,6 +653,72 @@ class _Attempt:
             d = Deferred()
             d.errback(Failure())
         self.wait(d, lambda _: None)
+
+
+def _unreachable(
+    proxy: ProxyURL, failure: Failure, key: Hashable | None = None
+) -> ProxyUnreachableError:
+    """
+    The error for a connection to a proxy that could not be made.
+
+    @param proxy: The proxy.
+    @param failure: Why the connection failed.
+    @param key: The pool key, or L{None}.
+    """
+    return ProxyUnreachableError(
+        proxy.url,
+        f"the proxy could not be connected to "
+        f"({type(failure.value).__name__}: {failure.getErrorMessage()}); "
+        "check the proxy URL and that the proxy is running",
+        key,
+        temporary=isTemporaryNetworkError(failure),
+    )
+
+
+@implementer(IStreamClientEndpoint)
+class ForwardingEndpoint:
+    """
+    The endpoint of connections that carry requests to an HTTP proxy in
+    absolute form: the endpoint to the proxy itself, whose failures to
+    connect are L{ProxyUnreachableError}s (a cancellation stays one).
+
+    @ivar proxy: The proxy.
+    @ivar key: The pool key, put in the errors, or L{None}.
+    """
+
+    def __init__(
+        self,
+        proxyEndpoint: IStreamClientEndpoint,
+        proxy: ProxyURL,
+        key: Hashable | None = None,
+    ) -> None:
+        """
+        @param proxyEndpoint: The endpoint to the proxy itself.
+        @param proxy: The proxy.
+        @param key: The pool key.
+        """
+        self._proxyEndpoint: Any = proxyEndpoint
+        self.proxy = proxy
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"<ForwardingEndpoint via {self.proxy.url}>"
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        """
+        Connect to the proxy.
+
+        @param protocolFactory: Builds the protocol that talks to it.
+        @return: A L{Deferred} that fires with that protocol.
+        """
+
+        def failed(failure: Failure) -> Failure:
+            if isCancellation(failure.value or Exception()):
+                return failure
+            return Failure(_unreachable(self.proxy, failure, self.key))
+
+        d: Deferred[Any] = self._proxyEndpoint.connect(protocolFactory)
+        return d.addErrback(failed)
 
 
 class _TunnelEndpointBase:
