@@ -33,27 +33,20 @@ from pooled_http import (
 )
 
 try:
-    from _proxyservers import (
-        NCSA_AUTH,
-        SQUID,
-        accepts,
-        launchSquid,
-        startTarget,
-        stopProcess,
-    )
+    import _proxyservers as proxies
     from faults._base import FaultTestCase
     from faults._servers import TLSMaterial, unusedPort
 except ImportError:  # tests/ imported as a package
-    from tests._proxyservers import (  # type: ignore[no-redef]
-        NCSA_AUTH,
-        SQUID,
-        accepts,
-        launchSquid,
-        startTarget,
-        stopProcess,
-    )
+    from tests import _proxyservers as proxies  # type: ignore[no-redef]
     from tests.faults._base import FaultTestCase  # type: ignore[no-redef]
     from tests.faults._servers import TLSMaterial, unusedPort  # type: ignore[no-redef]
+
+SQUID = proxies.SQUID
+NCSA_AUTH = proxies.NCSA_AUTH
+accepts = proxies.accepts
+launchSquid = proxies.launchSquid
+startTarget = proxies.startTarget
+stopProcess = proxies.stopProcess
 
 MICROSOCKS = shutil.which("microsocks")
 OPENSSL = shutil.which("openssl")
