@@ -242,6 +242,39 @@ class SquidTests(RealProxyTestCase):
             self.assertEqual(error.status, 407)
             self.assertNotIn("wrong-secret", str(error) + repr(agent.pool))
 
+    async def test_environment(self) -> None:
+        """
+        With C{trustEnv}, C{HTTPS_PROXY} sends https:// requests through
+        squid and C{no_proxy} keeps a target direct.
+        """
+        await self.startSquid()
+        proxied, direct = self.target(tls=True), self.target(tls=True)
+        directPort = direct.rsplit(b":", 1)[1].decode()
+        self.patch(
+            os,
+            "environ",
+            {
+                "HTTPS_PROXY": self.proxyURL(f"{USER}:{PASSWORD}"),
+                "no_proxy": f"example.invalid,127.0.0.1:{directPort}",
+            },
+        )
+        agent = PooledAgent(
+            reactor,
+            pool=self.makePool(),
+            contextFactory=self.tls.clientPolicy(),
+            trustEnv=True,
+        )
+        for _ in range(3):
+            await self.fetchOk(agent, proxied + b"/")
+            await self.fetchOk(agent, direct + b"/")
+        await agent.pool.close()  # type: ignore[attr-defined]
+        await self.waitFor(
+            lambda: len(self.logLines("CONNECT")) >= 1, "squid logged", START_TIMEOUT
+        )
+        connects = self.logLines("CONNECT")
+        self.assertEqual(len(connects), 1, connects)
+        self.assertIn(proxied.split(b"://")[1].decode(), connects[0])
+
     async def test_stockAgent(self) -> None:
         """
         A stock Agent over L{ProxyEndpointFactory} reaches http:// and
@@ -317,6 +350,23 @@ class MicrosocksTests(RealProxyTestCase):
             lambda: self.connectionsLogged() >= opened, "microsocks logged", 5.0
         )
         self.assertEqual(self.connectionsLogged(), opened)
+
+    async def test_stockAgent(self) -> None:
+        """
+        A stock Agent over L{ProxyEndpointFactory} through SOCKS5.
+        """
+        await self.startMicrosocks()
+        factory = ProxyEndpointFactory(
+            reactor,
+            f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{self.port}",
+            self.tls.clientPolicy(),
+        )
+        agent = Agent.usingEndpointFactory(reactor, factory, pool=self.makePool())
+        target = self.target(tls=True)
+        for _ in range(3):
+            await self.fetchOk(agent, target + b"/")
+        await self.waitFor(lambda: self.connectionsLogged() >= 1, "logged", 5.0)
+        self.assertEqual(self.connectionsLogged(), 1)
 
     async def test_wrongPassword(self) -> None:
         """
