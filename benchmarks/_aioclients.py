@@ -58,12 +58,13 @@ class AiohttpClient:
         if context is not None:
             kwargs["ssl"] = context
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(**kwargs))
+        self.proxy = job.get("proxy")
 
     async def get(self, url: str) -> None:
         """
-        GET C{url} and read the body.
+        GET C{url} (through the job's C{proxy}, if any) and read the body.
         """
-        async with self.session.get(url) as response:
+        async with self.session.get(url, proxy=self.proxy) as response:
             await response.read()
 
     async def close(self) -> None:

@@ -99,7 +99,8 @@ def makeAgent(reactor: Any, client: str, pool: Any, job: dict[str, Any]) -> Any:
     @param reactor: The reactor.
     @param client: One of L{TWISTED_CLIENTS}.
     @param pool: From L{makePool}.
-    @param job: The job; C{caPem} is the CA to trust for https URLs.
+    @param job: The job; C{caPem} is the CA to trust for https URLs,
+        C{proxy} the proxy URL (L{PooledAgent} only).
     @return: An L{IAgent}.
     """
     kwargs: dict[str, Any] = {"pool": pool}
@@ -107,7 +108,11 @@ def makeAgent(reactor: Any, client: str, pool: Any, job: dict[str, Any]) -> Any:
         trustRoot = Certificate.loadPEM(job["caPem"].encode("ascii"))
         kwargs["contextFactory"] = BrowserLikePolicyForHTTPS(trustRoot=trustRoot)
     if client == "pooled_http+PooledAgent":
+        if job.get("proxy"):
+            kwargs["proxy"] = job["proxy"]
         return pooledAgentClass()(reactor, **kwargs)
+    if job.get("proxy"):
+        raise ValueError(f"{client} cannot go through a proxy here")
     return Agent(reactor, **kwargs)
 
 

@@ -21,6 +21,7 @@ number of requests)::
 
     python benchmarks/soak.py                       # 50,000 requests
     python benchmarks/soak.py --requests 5000 --seed 7
+    python benchmarks/soak.py --tls --proxy         # through a CONNECT proxy
 
 Exit status 0 when every check passes.  tests/test_soak.py runs a reduced
 version of the same code.
@@ -53,7 +54,7 @@ from twisted.web._newclient import (
 from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 
-from pooled_http import HTTPConnectionPool, errors
+from pooled_http import HTTPConnectionPool, PooledAgent, ProxyEndpointFactory, errors
 
 HERE = Path(__file__).resolve().parent
 # The benchmarks' own modules, and the repository root for tests.support
@@ -64,6 +65,7 @@ for _path in (str(HERE), str(HERE.parent)):
         sys.path.insert(0, _path)
 
 from _common import residentBytes  # noqa: E402
+from tests.support import proxyservers as _proxyservers  # noqa: E402
 from tests.support.servers import (  # noqa: E402
     ChaosScript,
     ScriptedServer,
@@ -102,6 +104,7 @@ class SoakResult:
     @ivar memoryWarm: Resident bytes after the warm-up.
     @ivar memoryEnd: Resident bytes after the run.
     @ivar seconds: Wall-clock duration of the run.
+    @ivar tunnels: CONNECTs the proxy received (with C{proxy}), else 0.
     """
 
     requests: int = 0
@@ -121,6 +124,7 @@ class SoakResult:
     memoryWarm: int = 0
     memoryEnd: int = 0
     seconds: float = 0.0
+    tunnels: int = 0
 
     @property
     def memoryGrowth(self) -> float:
@@ -154,6 +158,10 @@ class SoakResult:
             found.append(
                 f"pool not at rest (inUse, connecting, waiting) = {self.atRest}"
             )
+        if self.tunnels and self.tunnels != self.connections:
+            found.append(
+                f"{self.tunnels} CONNECTs for {self.connections} connections"
+            )
         if checkMemory and self.memoryGrowth > 0.10:
             found.append(
                 f"memory grew {self.memoryGrowth:.1%} after warm-up "
@@ -184,13 +192,25 @@ TYPED_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _agent(reactor: Any, pool: HTTPConnectionPool, material: Any) -> Agent:
+def _agent(
+    reactor: Any, pool: HTTPConnectionPool, material: Any, proxy: str | None = None
+) -> Any:
     """
     An Agent on C{pool}, trusting C{material}'s CA if given.
+
+    Through a C{proxy}: over TLS, a L{PooledAgent} (CONNECT, then TLS to the
+    target); in the clear, a stock Agent over L{ProxyEndpointFactory}
+    (CONNECT too: the soak's proxy only tunnels).
     """
-    if material is None:
+    policy = None if material is None else material.clientPolicy()
+    if proxy is not None:
+        if material is not None:
+            return PooledAgent(reactor, pool=pool, contextFactory=policy, proxy=proxy)
+        factory = ProxyEndpointFactory(reactor, proxy)
+        return Agent.usingEndpointFactory(reactor, factory, pool=pool)
+    if policy is None:
         return Agent(reactor, pool=pool)
-    return Agent(reactor, pool=pool, contextFactory=material.clientPolicy())
+    return Agent(reactor, pool=pool, contextFactory=policy)
 
 
 async def _prime(reactor: Any, material: Any) -> None:
@@ -224,6 +244,7 @@ async def runSoak(
     postShare: float = 1 / 3,
     progress: Callable[[str], None] | None = None,
     tls: bool = False,
+    proxy: bool = False,
 ) -> SoakResult:
     """
     Run the soak and return what it found (the caller decides pass/fail).
@@ -243,6 +264,9 @@ async def runSoak(
     @param progress: Called with a line of progress now and then.
     @param tls: Whether to soak over TLS (a trustme certificate) instead of
         plain HTTP.
+    @param proxy: Whether to send every request through a loopback CONNECT
+        proxy (one tunnel per pooled connection); the proxy's tunnels die
+        with the server's connections.
     """
     result = SoakResult()
     typed = TYPED_ERRORS
@@ -261,6 +285,7 @@ async def runSoak(
         countIf=lambda request: request.method == b"POST",
         tls=material.serverOptions() if material else None,
     ).start()
+    tunnel = _proxyservers.ScriptedProxy(reactor) if proxy else None
     pool = HTTPConnectionPool(
         reactor,
         maxConnectionsPerHost=max(1, concurrency // 2),
@@ -269,7 +294,8 @@ async def runSoak(
         responseTimeout=5,
         readTimeout=5,
     )
-    agent = _agent(reactor, pool, material)
+    proxyURL = None if tunnel is None else f"http://127.0.0.1:{tunnel.port}"
+    agent = _agent(reactor, pool, material, proxyURL)
     url = server.url(b"/soak")
     started = time.monotonic()
     deadline = started + maxSeconds
@@ -363,6 +389,9 @@ async def runSoak(
         }
         await pool.close()
         await server.stop()
+        if tunnel is not None:
+            result.tunnels = len(tunnel.connects())
+            await tunnel.stop()
         # Let the reactor finish tearing down what was just closed.
         await task.deferLater(reactor, 0.05, lambda: None)
     result.connections = server.connectionCount
@@ -392,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--tls", action="store_true", help="soak over TLS")
+    parser.add_argument(
+        "--proxy", action="store_true", help="soak through a loopback CONNECT proxy"
+    )
     options = parser.parse_args(argv)
     if not 0 < options.max_seconds <= 120:
         parser.error("--max-seconds must be in (0, 120]")
@@ -407,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=options.concurrency,
             maxSeconds=options.max_seconds,
             tls=options.tls,
+            proxy=options.proxy,
             progress=lambda line: print(line, file=sys.stderr),
         )
         status = _report(result)

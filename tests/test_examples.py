@@ -94,6 +94,18 @@ class ExampleTests(SynchronousTestCase):
         self.assertIn("treq.get(agent=): {'method': 'GET'", out)
         self.assertTrue(out.rstrip().endswith("done"), out)
 
+    def test_proxy(self) -> None:
+        """
+        C{proxy.py} fetches two sites through one pooled proxy connection,
+        then lets C{proxyFor} choose.
+        """
+        out = self.runExample("proxy.py")
+        for line in ("200 first /a", "200 second /d", "200 second /f"):
+            self.assertIn(line, out)
+        self.assertIn("pool keys: [\"(b'http-proxy', 'http://127.0.0.1:", out)
+        self.assertIn("keys now: 2, connections opened: 2", out)
+        self.assertTrue(out.rstrip().endswith("done"), out)
+
     def test_crawler(self) -> None:
         """
         C{crawler.py} crawls its whole synthetic site within the caps.

@@ -58,20 +58,39 @@ class SoakTests(unittest.TestCase):
         self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
         self.assertGreater(result.succeeded, 1800)
 
-    async def test_soakTLS(self) -> None:
+    async def soakTLS(self, seed: int, proxy: bool = False) -> Any:
         """
-        The same over TLS, with 1,000 requests.
+        Soak over TLS with 1,000 requests; check nothing was lost.
+
+        @return: The soak's result.
         """
         soak = loadSoak()
         result = await soak.runSoak(
             reactor,
             requests=1000,
-            seed=21,
+            seed=seed,
             killRate=0.05,
             concurrency=8,
             maxSeconds=25,
             tls=True,
+            proxy=proxy,
         )
         self.assertEqual(result.problems(checkMemory=False), [])
         self.assertEqual(result.succeeded + sum(result.errors.values()), 1000)
         self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
+        return result
+
+    async def test_soakTLS(self) -> None:
+        """
+        The same over TLS, with 1,000 requests.
+        """
+        await self.soakTLS(seed=21)
+
+    async def test_soakThroughProxy(self) -> None:
+        """
+        The same over TLS through a CONNECT proxy, with 1,000 requests:
+        one CONNECT per connection the server saw, nothing lost.
+        """
+        result = await self.soakTLS(seed=22, proxy=True)
+        self.assertEqual(result.tunnels, result.connections)
+        self.assertGreater(result.tunnels, 0)

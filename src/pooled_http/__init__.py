@@ -22,12 +22,24 @@ from typing import TYPE_CHECKING, Any
 
 from ._agent import PooledAgent, TLSPolicyIdentity
 from ._pool import HTTPConnectionPool
+from ._proxy import (
+    HTTPTunnelEndpoint,
+    ProxyEndpointFactory,
+    ProxyURL,
+    SOCKS5Endpoint,
+    parseProxy,
+)
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from .errors import (
     ConnectTimeoutError,
     PoolClosedError,
     PoolError,
     PoolTimeoutError,
+    ProxyAuthenticationRequired,
+    ProxyError,
+    ProxyProtocolError,
+    ProxyUnreachableError,
+    ProxyURLError,
     ReadTimeoutError,
     ResponseHeadersTooLargeError,
     ResponseTimeoutError,
@@ -50,6 +62,11 @@ __all__ = [
     "PooledHTTPClient",
     "TLSPolicyIdentity",
     "treqClient",
+    "ProxyURL",
+    "parseProxy",
+    "ProxyEndpointFactory",
+    "HTTPTunnelEndpoint",
+    "SOCKS5Endpoint",
     "RetryPolicy",
     "IDEMPOTENT_METHODS",
     "PoolError",
@@ -59,6 +76,11 @@ __all__ = [
     "ResponseTimeoutError",
     "ReadTimeoutError",
     "ResponseHeadersTooLargeError",
+    "ProxyURLError",
+    "ProxyError",
+    "ProxyAuthenticationRequired",
+    "ProxyUnreachableError",
+    "ProxyProtocolError",
     "isTemporaryNetworkError",
     "CloseReason",
     "KeyStats",

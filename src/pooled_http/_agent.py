@@ -16,9 +16,10 @@ one pool never share a connection verified under the other's policy.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -44,6 +45,15 @@ from twisted.web.iweb import (
 from zope.interface import implementer
 
 from ._pool import HTTPConnectionPool
+from ._proxy import (
+    ForwardingEndpoint,
+    ProxyEndpointFactory,
+    ProxySelector,
+    ProxyURL,
+    parseProxy,
+)
+from ._proxyenv import environmentValue, noProxyMatches, proxyFromEnvironment
+from .errors import ProxyURLError
 
 __all__ = ["PooledAgent", "TLSPolicyIdentity"]
 
@@ -124,16 +134,26 @@ class _Route:
     @ivar key: The pool key.
     @ivar endpoint: The endpoint new connections are opened with.
     @ivar hostValue: The value of the I{Host} header.
+    @ivar forward: Whether requests go to an HTTP proxy in absolute form.
+    @ivar proxyAuthorization: The I{Proxy-Authorization} value added to
+        forwarded requests, or L{None}.
     """
 
-    __slots__ = ("key", "endpoint", "hostValue")
+    __slots__ = ("key", "endpoint", "hostValue", "forward", "proxyAuthorization")
 
     def __init__(
-        self, key: Hashable, endpoint: IStreamClientEndpoint, hostValue: bytes
+        self,
+        key: Hashable,
+        endpoint: IStreamClientEndpoint,
+        hostValue: bytes,
+        forward: bool = False,
+        proxyAuthorization: bytes | None = None,
     ) -> None:
         self.key = key
         self.endpoint = endpoint
         self.hostValue = hostValue
+        self.forward = forward
+        self.proxyAuthorization = proxyAuthorization
 
 
 def parseURI(uri: bytes) -> URI:
@@ -187,6 +207,15 @@ class PooledAgent:
     Caching an endpoint does not cache name resolution: each new connection
     resolves the host name again, as with L{twisted.web.client.Agent}.
 
+    Through a proxy (C{proxy=}, or the environment with C{trustEnv=True}),
+    C{http://} requests go to an HTTP proxy in absolute form on connections
+    keyed by the proxy alone, C{(b"http-proxy", url, fingerprint)} (plus
+    the TLS policy for an C{https://} proxy), so every target shares them;
+    C{https://} requests go through a C{CONNECT} tunnel (or SOCKS5) keyed
+    C{(scheme, host, port, identity, url, fingerprint)}, where C{url} is the
+    proxy URL without credentials and C{fingerprint} a keyed hash of them
+    (L{ProxyURL.fingerprint}).
+
     @ivar pool: The pool connections come from.
     @ivar maxCachedEndpoints: How many destinations are remembered; the least
         recently used one is forgotten first.
@@ -197,6 +226,10 @@ class PooledAgent:
     _endpointFactory: Any
     _factoryIdentity: TLSPolicyIdentity | None
     _endpointArgs: dict[str, Any]
+    _proxies: ProxyEndpointFactory | None
+    # (uri, parsedURI) -> the proxy of one request, or None for direct
+    _proxySelector: Callable[[bytes, URI], ProxyURL | None] | None
+    _envProxies: dict[str, ProxyURL]
 
     def __init__(
         self,
@@ -207,6 +240,8 @@ class PooledAgent:
         bindAddress: Any = None,
         *,
         maxCachedEndpoints: int = DEFAULT_MAX_CACHED_ENDPOINTS,
+        proxy: str | bytes | ProxyURL | ProxySelector | None = None,
+        trustEnv: bool = False,
     ) -> None:
         """
         @param reactor: The reactor connections are made with.
@@ -220,7 +255,18 @@ class PooledAgent:
             C{timeout}, as L{twisted.web.client.Agent} does.
         @param bindAddress: The local address client sockets bind to.
         @param maxCachedEndpoints: How many destinations to remember.
+        @param proxy: The proxy every request goes through: a URL (str or
+            bytes; C{http://}, C{https://}, C{socks5://} or C{socks5h://},
+            with optional C{user:password@}), a callable C{proxyFor(uri)}
+            returning such a URL or L{None} per request, or L{None} for
+            direct connections.
+        @param trustEnv: Whether to honour C{http_proxy}, C{https_proxy},
+            C{all_proxy} and C{no_proxy} (read once, here).  C{no_proxy}
+            also applies to a URL given as C{proxy}; a callable C{proxy}
+            decides alone.
         @raise ValueError: If C{maxCachedEndpoints} is not a positive integer.
+        @raise ProxyURLError: If C{proxy}, or with C{trustEnv} a proxy
+            variable of the environment, is not a usable proxy URL.
         """
         if not IPolicyForHTTPS.providedBy(contextFactory):
             warnings.warn(
@@ -237,6 +283,54 @@ class PooledAgent:
         self._endpointArgs["bindAddress"] = bindAddress
         if connectTimeout is not None:
             self._endpointArgs["timeout"] = connectTimeout
+        self._setUpProxies(proxy, trustEnv)
+
+    def _setUpProxies(
+        self, proxy: str | bytes | ProxyURL | ProxySelector | None, trustEnv: bool
+    ) -> None:
+        """
+        Decide how each request picks its proxy.
+
+        @param proxy: The C{proxy} argument.
+        @param trustEnv: The C{trustEnv} argument.
+        """
+        if proxy is None and not trustEnv:
+            return
+        self._proxies = ProxyEndpointFactory(
+            self._reactor,
+            proxy,
+            self._policy,
+            self._endpointArgs.get("timeout"),
+            self._endpointArgs["bindAddress"],
+        )
+        if callable(proxy):
+            proxyFor = self._proxies.proxyFor
+            self._proxySelector = lambda uri, parsedURI: proxyFor(uri)
+            return
+        environ: dict[str, str] = {}
+        if trustEnv:
+            environ = dict(os.environ)
+            for name in ("http_proxy", "https_proxy", "all_proxy"):
+                value = environmentValue(environ, name)
+                if value is not None:
+                    self._envProxies[value] = parseProxy(value, name)
+        static = None if proxy is None else parseProxy(proxy)
+        noProxy = environmentValue(environ, "no_proxy")
+        envProxies = self._envProxies
+
+        def select(uri: bytes, parsedURI: URI) -> ProxyURL | None:
+            host = parsedURI.host.decode("ascii", "replace")
+            if static is not None:
+                if noProxy is not None and noProxyMatches(
+                    noProxy, host, parsedURI.port
+                ):
+                    return None
+                return static
+            scheme = parsedURI.scheme.decode("ascii", "replace")
+            found = proxyFromEnvironment(environ, scheme, host, parsedURI.port)
+            return None if found is None else envProxies[found[1]]
+
+        self._proxySelector = select
 
     @classmethod
     def usingEndpointFactory(
@@ -292,7 +386,8 @@ class PooledAgent:
         self._reactor = reactor
         self.pool: _PoolLike = pool
         self.maxCachedEndpoints = maxCachedEndpoints
-        self._routes: OrderedDict[tuple[bytes, bytes, int], _Route] = OrderedDict()
+        # (scheme, host, port) -> route; (scheme, host, port, proxy) through one
+        self._routes: OrderedDict[tuple[Any, ...], _Route] = OrderedDict()
         # raw request URI -> ((URI fields..., origin form), route lookup key)
         self._uris: OrderedDict[
             bytes, tuple[tuple[Any, ...], tuple[bytes, bytes, int]]
@@ -303,11 +398,15 @@ class PooledAgent:
         self._endpointFactory = None
         self._factoryIdentity = None
         self._endpointArgs = {}
+        self._proxies = None
+        self._proxySelector = None
+        self._envProxies = {}
 
     def __repr__(self) -> str:
+        proxies = "" if self._proxies is None else f" via {self._proxies!r}"
         return (
             f"<PooledAgent {len(self._routes)}/{self.maxCachedEndpoints} "
-            f"endpoints cached, pool={self.pool!r}>"
+            f"endpoints cached{proxies}, pool={self.pool!r}>"
         )
 
     def _newRoute(self, parsedURI: URI) -> _Route:
@@ -350,24 +449,84 @@ class PooledAgent:
                 key = (scheme, host, port)
         return _Route(key, endpoint, _computeHostValue(scheme, host, port))
 
-    def _routeFor(self, parsedURI: URI, lookup: tuple[bytes, bytes, int]) -> _Route:
+    def _newProxyRoute(self, parsedURI: URI, proxy: ProxyURL) -> _Route:
+        """
+        Work out the key, endpoint and I{Host} value of a destination
+        reached through a proxy.
+
+        @param parsedURI: The URI of a request to it.
+        @param proxy: The proxy.
+        @return: The route.
+        @raise SchemeNotSupported: For a scheme other than http(s)/ws(s).
+        """
+        scheme, host, port = parsedURI.scheme, parsedURI.host, parsedURI.port
+        if scheme not in _PLAIN_SCHEMES and scheme not in _TLS_SCHEMES:
+            raise SchemeNotSupported(f"Unsupported scheme: {scheme!r}")
+        factory = self._proxies
+        assert factory is not None
+        hostValue = _computeHostValue(scheme, host, port)
+        if scheme == b"http" and proxy.scheme in ("http", "https"):
+            key: tuple[Any, ...] = (b"http-proxy", *proxy.keyPart)
+            if proxy.scheme == "https":
+                key += (self._tlsIdentity,)
+            toProxy = factory.proxyEndpoint(proxy)
+            forwarding: Any = ForwardingEndpoint(toProxy, proxy, key)
+            return _Route(
+                key,
+                forwarding,
+                hostValue,
+                forward=True,
+                proxyAuthorization=proxy.basicCredentials(),
+            )
+        key = (scheme, host, port, self._tlsIdentity, *proxy.keyPart)
+        endpoint = factory.endpoint(scheme, host, port, proxy, key)
+        return _Route(key, endpoint, hostValue)
+
+    def _routeFor(
+        self,
+        parsedURI: URI,
+        lookup: tuple[bytes, bytes, int],
+        proxy: ProxyURL | None = None,
+    ) -> _Route:
         """
         The cached route of a destination, made and cached if new.
 
         @param parsedURI: The URI of a request to it.
         @param lookup: C{(scheme, host, port)}.
+        @param proxy: The proxy the request goes through, or L{None}.
         @return: The route.
         """
         routes = self._routes
-        route = routes.get(lookup)
+        routeKey: tuple[Any, ...] = lookup if proxy is None else (*lookup, proxy)
+        route = routes.get(routeKey)
         if route is None:
-            route = self._newRoute(parsedURI)
-            routes[lookup] = route
+            if proxy is None:
+                route = self._newRoute(parsedURI)
+            else:
+                route = self._newProxyRoute(parsedURI, proxy)
+            routes[routeKey] = route
             if len(routes) > self.maxCachedEndpoints:
                 routes.popitem(last=False)
         else:
-            routes.move_to_end(lookup)
+            routes.move_to_end(routeKey)
         return route
+
+    def _requestRoute(
+        self, uri: bytes, parsedURI: URI, lookup: tuple[bytes, bytes, int]
+    ) -> _Route:
+        """
+        The route of one request: through the proxy chosen for it, if any.
+
+        @param uri: The request URI as given.
+        @param parsedURI: It, parsed.
+        @param lookup: C{(scheme, host, port)}.
+        @return: The route.
+        @raise ProxyURLError: If a C{proxyFor} callable chose an unusable URL.
+        """
+        proxy = None
+        if self._proxySelector is not None:
+            proxy = self._proxySelector(uri, parsedURI)
+        return self._routeFor(parsedURI, lookup, proxy)
 
     def endpointFor(self, uri: bytes) -> tuple[Hashable, IStreamClientEndpoint]:
         """
@@ -378,8 +537,8 @@ class PooledAgent:
         @raise SchemeNotSupported: For an unsupported scheme.
         """
         parsedURI = parseURI(uri)
-        route = self._routeFor(
-            parsedURI, (parsedURI.scheme, parsedURI.host, parsedURI.port)
+        route = self._requestRoute(
+            uri, parsedURI, (parsedURI.scheme, parsedURI.host, parsedURI.port)
         )
         return route.key, route.endpoint
 
@@ -406,8 +565,8 @@ class PooledAgent:
             parsedURI = parseURI(uri)
             lookup = (parsedURI.scheme, parsedURI.host, parsedURI.port)
             try:
-                route = self._routeFor(parsedURI, lookup)
-            except SchemeNotSupported:
+                route = self._requestRoute(uri, parsedURI, lookup)
+            except (SchemeNotSupported, ProxyURLError):
                 return defer.fail(Failure())
             requestPath = parsedURI.originForm
             if type(uri) is bytes:
@@ -432,11 +591,13 @@ class PooledAgent:
             fields, lookup = cached
             parsedURI = URI(*fields[:8])
             requestPath = fields[8]
-            route = self._routes.get(lookup)
+            route = None
+            if self._proxySelector is None:
+                route = self._routes.get(lookup)
             if route is None:
                 try:
-                    route = self._routeFor(parsedURI, lookup)
-                except SchemeNotSupported:
+                    route = self._requestRoute(uri, parsedURI, lookup)
+                except (SchemeNotSupported, ProxyURLError):
                     return defer.fail(Failure())
             else:
                 self._routes.move_to_end(lookup)
@@ -451,6 +612,14 @@ class PooledAgent:
         elif not headers.hasHeader(b"Host"):
             headers = headers.copy()
             headers.addRawHeader(b"Host", route.hostValue)
+        if route.forward:
+            authority = parsedURI.netloc.rpartition(b"@")[2]
+            requestPath = parsedURI.scheme + b"://" + authority + requestPath
+            if route.proxyAuthorization is not None:
+                headers = headers.copy()
+                headers.setRawHeaders(
+                    b"Proxy-Authorization", [route.proxyAuthorization]
+                )
 
         pool = self.pool
         persistent = pool.persistent

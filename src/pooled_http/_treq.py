@@ -17,6 +17,7 @@ from twisted.web.iweb import IAgent
 
 from ._agent import PooledAgent, _defaultPolicy
 from ._pool import HTTPConnectionPool
+from ._proxy import ProxySelector, ProxyURL
 
 __all__ = ["PooledHTTPClient", "treqClient"]
 
@@ -55,6 +56,8 @@ def treqClient(
     *,
     contextFactory: Any = _defaultPolicy,
     bindAddress: Any = None,
+    proxy: str | bytes | ProxyURL | ProxySelector | None = None,
+    trustEnv: bool = False,
     **poolOptions: Any,
 ) -> PooledHTTPClient:
     """
@@ -68,6 +71,9 @@ def treqClient(
     @param reactor: The reactor.
     @param contextFactory: The TLS policy (L{twisted.web.iweb.IPolicyForHTTPS}) of the agent.
     @param bindAddress: The local address client sockets bind to.
+    @param proxy: The proxy, as for L{PooledAgent}.
+    @param trustEnv: Whether to honour the proxy variables of the
+        environment, as for L{PooledAgent}.
     @param poolOptions: Keyword arguments for L{HTTPConnectionPool}
         (C{persistent}, C{maxConnectionsPerHost}, C{connectTimeout},
         C{poolTimeout}, ...).
@@ -76,6 +82,11 @@ def treqClient(
     """
     pool = HTTPConnectionPool(reactor, **poolOptions)
     agent = PooledAgent(
-        reactor, pool=pool, contextFactory=contextFactory, bindAddress=bindAddress
+        reactor,
+        pool=pool,
+        contextFactory=contextFactory,
+        bindAddress=bindAddress,
+        proxy=proxy,
+        trustEnv=trustEnv,
     )
     return PooledHTTPClient(agent)

@@ -42,6 +42,11 @@ __all__ = [
     "isTemporaryNetworkError",
     "wrappedReasons",
     "isCancellation",
+    "ProxyURLError",
+    "ProxyError",
+    "ProxyAuthenticationRequired",
+    "ProxyUnreachableError",
+    "ProxyProtocolError",
 ]
 
 
@@ -345,6 +350,8 @@ def _isTemporary(exc: BaseException, depth: int) -> bool:
         return False
     if _tlsError(exc):
         return False
+    if isinstance(exc, ProxyError):
+        return exc.temporary
     if isinstance(exc, PoolError):
         return isinstance(exc, _TEMPORARY)
     dns = _dnsIsTemporary(exc)
@@ -358,3 +365,79 @@ def _isTemporary(exc: BaseException, depth: int) -> bool:
     if isinstance(exc, _PERMANENT):
         return False
     return isinstance(exc, _TEMPORARY)
+
+
+class ProxyURLError(PoolError, ValueError):
+    """
+    A proxy setting is not a URL pooled_http can use.  The message names the
+    setting and shows the value with any password replaced by C{***}.
+
+    @ivar setting: The name of the setting (C{"proxy"}, C{"https_proxy"}, ...).
+    """
+
+    def __init__(self, setting: str, shown: str, why: str) -> None:
+        PoolError.__init__(
+            self,
+            f"{setting}={shown!r} is not a usable proxy URL: {why}; write it as "
+            "http://, https://, socks5:// or socks5h:// followed by "
+            "[user:password@]host[:port]",
+        )
+        self.setting = setting
+
+
+class ProxyError(PoolError):
+    """
+    A proxy did not give a connection to the target: it could not be
+    reached, refused the tunnel, or answered something that is not the
+    protocol.
+
+    @ivar proxy: The proxy URL without its credentials, e.g.
+        C{"http://127.0.0.1:3128"}.
+    @ivar status: For a refused C{CONNECT}, the proxy's status code (for a
+        refused SOCKS5 request, the SOCKS5 reply code); otherwise L{None}.
+    @ivar reason: The reason phrase that came with C{status}, or L{None}.
+    @ivar temporary: Whether trying again later may succeed.
+    """
+
+    def __init__(
+        self,
+        proxy: str,
+        message: str,
+        key: Hashable | None = None,
+        status: int | None = None,
+        reason: str | None = None,
+        temporary: bool = False,
+    ) -> None:
+        PoolError.__init__(self, f"proxy {proxy}: {message}", key)
+        self.proxy = proxy
+        self.status = status
+        self.reason = reason
+        self.temporary = temporary
+
+
+class ProxyAuthenticationRequired(ProxyError):
+    """
+    The proxy answered C{407 Proxy Authentication Required} (or refused a
+    SOCKS5 username and password): put working credentials in the proxy
+    URL's userinfo (C{http://user:password@host:port}).
+    """
+
+
+class ProxyUnreachableError(ProxyError):
+    """
+    The proxy itself could not be connected to (refused, unreachable, name
+    not found); the target was never tried.
+    """
+
+
+class ProxyProtocolError(ProxyError):
+    """
+    The proxy answered with bytes that are not an HTTP C{CONNECT} response
+    (or a SOCKS5 reply); it is probably not the kind of proxy the URL's
+    scheme says.
+    """
+
+
+#: CONNECT status codes worth trying again: the proxy could not reach the
+#: target (or was overloaded) this time.
+TEMPORARY_CONNECT_STATUSES = frozenset({502, 503, 504})
