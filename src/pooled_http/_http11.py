@@ -21,7 +21,7 @@ from typing import Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from twisted.internet.base import DelayedCall
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import AlreadyCalledError, Deferred, fail, succeed
 from twisted.internet.error import ConnectionClosed, ConnectionDone
 from twisted.internet.interfaces import (
     IConsumer,
@@ -31,6 +31,7 @@ from twisted.internet.interfaces import (
     ITCPTransport,
 )
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web._newclient import (
     BadHeaders,
@@ -73,6 +74,8 @@ except ImportError:  # pragma: no cover - Twisted older than 24.10
 
 
 __all__ = ["HTTP11Connection", "BODY_BUFFER_LIMIT"]
+
+_log = Logger()
 
 #: Bytes of a response body kept before C{deliverBody} is called (or while
 #: its protocol has paused it) before the transport stops reading.
@@ -255,6 +258,7 @@ class _Response:
         "_buffered",
         "_ended",
         "_paused",
+        "_abandoned",
         "__weakref__",
     )
 
@@ -285,6 +289,7 @@ class _Response:
         self._buffered = 0
         self._ended: Failure | None = None
         self._paused = False
+        self._abandoned = False
 
     def __repr__(self) -> str:
         return f"<Response {self.code} {self.phrase!r} length={self.length!r}>"
@@ -344,8 +349,17 @@ class _Response:
         protocol = self._protocol
         if protocol is None:
             self._ended = reason
-        else:
+            return
+        try:
             protocol.connectionLost(reason)
+        except AlreadyCalledError:
+            # readBody's protocol fails its Deferred again after the caller
+            # cancelled it (which is what aborted the connection): nothing
+            # is lost by ignoring that.
+            if not self._abandoned:
+                _log.failure("body protocol {protocol!r} failed", protocol=protocol)
+        except Exception:
+            _log.failure("body protocol {protocol!r} failed", protocol=protocol)
 
     def _updateReading(self) -> None:
         connection = self._connection
@@ -393,6 +407,7 @@ class _Response:
         """
         connection = self._connection
         if connection is not None:
+            self._abandoned = True
             connection._abortResponse(self)
 
 
@@ -664,9 +679,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
             return
         transport.loseConnection()
         if self._graceTimer is None:
-            self._graceTimer = self._reactor.callLater(
-                gracePeriod, self.abortTransport
-            )
+            self._graceTimer = self._reactor.callLater(gracePeriod, self.abortTransport)
 
     def abortTransport(self) -> None:
         """
@@ -888,6 +901,8 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         """
         Feed the bytes of a response to llhttp and act on what it found.
         """
+        if not data:
+            return
         if self._deferred is None and self._response is None:
             if not (self._givenUp or self._aborting or self._state != "QUIESCENT"):
                 # Bytes nobody asked for: the connection is out of step.
@@ -1069,7 +1084,8 @@ class HTTP11Connection(LifecycleMixin, Protocol):
                 last = b",".join(encodings).split(b",")[-1].strip().lower()
                 if last != b"chunked":
                     raise ParseError(
-                        "Transfer-Encoding does not end in chunked", b",".join(encodings)
+                        "Transfer-Encoding does not end in chunked",
+                        b",".join(encodings),
                     )
             elif lengths:
                 values = {int(v) for v in b",".join(lengths).split(b",")}
