@@ -1359,3 +1359,28 @@ class CallerTests(ConnectionTestCase):
         )
         self.successResultOf(d)
         self.assertEqual([c.name for c in jar], ["a"])
+
+
+class AbortMidBodyTests(ConnectionTestCase):
+    """
+    A connection on its way out reads nothing more.
+    """
+
+    def test_bytesAfterAbort(self) -> None:
+        """
+        Bytes that finish a response after C{abort} do not make the
+        connection quiescent.
+        """
+        self.connect()
+        response = self.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        collector = BodyCollector()
+        response.deliverBody(collector)
+        self.conn.abort()
+        self.conn.dataReceived(b"cd")
+        self.assertEqual(self.owner.names(), [])
+        settle(self.clock)
+        self.assertEqual(self.owner.names(), ["lost"])
+        assert collector.reason is not None
+        failure = collector.reason
+        failure.trap(ResponseFailed)
+        failure.value.reasons[0].trap(ConnectionAborted)
