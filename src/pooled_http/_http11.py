@@ -111,7 +111,13 @@ _GOOD_METHODS = frozenset(
     {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"}
 )
 
-_VERSIONS: dict[tuple[int, int], tuple[bytes, int, int]] = {}
+# llhttp's version string -> Twisted's version tuple.
+_VERSIONS: dict[str, tuple[bytes, int, int]] = {}
+
+# A Connection header's values -> its tokens, for the few values servers
+# send; capped like the header names.
+_CONNECTION_TOKENS: dict[tuple[bytes, ...], frozenset[bytes]] = {}
+_CONNECTION_TOKENS_MAX = 1000
 
 # One shared end-of-body reason: it carries no traceback and nothing in it
 # changes, so every response may be told with the same object.
@@ -210,8 +216,28 @@ def _noteKeepAlive(connection: HTTP11Connection, values: list[bytes]) -> None:
                 connection.keepAliveMax = parsed
 
 
-def _tokens(values: list[bytes]) -> set[bytes]:
-    return {t.strip().lower() for v in values for t in v.split(b",")}
+def _tokens(values: list[bytes]) -> frozenset[bytes]:
+    """
+    The lowercased tokens of a comma-separated header's values.
+    """
+    key = tuple(values)
+    tokens = _CONNECTION_TOKENS.get(key)
+    if tokens is None:
+        tokens = frozenset(t.strip().lower() for v in values for t in v.split(b","))
+        if len(_CONNECTION_TOKENS) < _CONNECTION_TOKENS_MAX:
+            _CONNECTION_TOKENS[key] = tokens
+    return tokens
+
+
+def _version(text: str) -> tuple[bytes, int, int]:
+    """
+    Twisted's version tuple for llhttp's C{"1.1"}.
+    """
+    version = _VERSIONS.get(text)
+    if version is None:
+        major, _, minor = text.partition(".")
+        version = _VERSIONS[text] = (b"HTTP", int(major), int(minor))
+    return version
 
 
 def _lenientHead(data: bytes) -> tuple[bytes, bytes] | None:
@@ -594,6 +620,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._received = False
         self._headRaw = 0
         self._headSize = 0
+        self._maxHeaderBytes = owner.maxHeaderBytes
         self._headBuffer = b""
         self._headComplete = False
         self._messageDone = False
@@ -768,6 +795,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._headOnly = request.method == b"HEAD"
         self._received = False
         self._headRaw = self._headSize = 0
+        self._maxHeaderBytes = self.owner.maxHeaderBytes
         if self._parser is None:
             self._parser = HttpResponseParser(self)
         d: Deferred[IResponse] = Deferred(self._cancelRequest)
@@ -901,8 +929,8 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         """
         Feed the bytes of a response to llhttp and act on what it found.
         """
-        if not data:
-            return
+        if not data or self._aborting or self.timeoutError is not None:
+            return  # nothing, or a connection on its way out
         if self._deferred is None and self._response is None:
             if not (self._givenUp or self._aborting or self._state != "QUIESCENT"):
                 # Bytes nobody asked for: the connection is out of step.
@@ -942,14 +970,18 @@ class HTTP11Connection(LifecycleMixin, Protocol):
             return
         if not self._headComplete:
             self._headRaw += len(data)
-            limit = self.owner.maxHeaderBytes
+            limit = self._maxHeaderBytes
             if self._headRaw > limit and self._deferred is not None:
                 self._parseFailed(
                     Failure(ResponseHeadersTooLargeError(self.key, limit))
                 )
             return
         response = self._response
-        if response is not None and self._state == "WAITING" and self._deferred:
+        if (
+            response is not None
+            and self._state == "WAITING"
+            and self._deferred is not None
+        ):
             self._deliverResponse(response)
 
     def _feedLenient(self, data: bytes) -> None:
@@ -958,7 +990,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         L{_lenientHead}); what follows goes on as usual.
         """
         buffered = self._headBuffer + data
-        limit = self.owner.maxHeaderBytes
+        limit = self._maxHeaderBytes
         while not self._headComplete:
             found = _lenientHead(buffered)
             if found is None:
@@ -1016,7 +1048,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         if self._headComplete:
             return  # a trailer of a chunked body: Twisted ignores them too
         self._headSize += len(name) + len(value) + 4
-        limit = self.owner.maxHeaderBytes
+        limit = self._maxHeaderBytes
         if self._headSize > limit:
             raise ResponseHeadersTooLargeError(self.key, limit)
         lowered = name.lower()
@@ -1066,13 +1098,13 @@ class HTTP11Connection(LifecycleMixin, Protocol):
                 add(name, value)
         control: dict[bytes, list[bytes]] = {}
         for name, value in self._control:
-            control.setdefault(name, []).append(value)
+            values = control.get(name)
+            if values is None:
+                control[name] = [value]
+            else:
+                values.append(value)
         self._control = []
-        major, _, minor = parser.get_http_version().partition(".")
-        versionTuple = (int(major), int(minor))
-        version = _VERSIONS.get(versionTuple)
-        if version is None:
-            version = _VERSIONS.setdefault(versionTuple, (b"HTTP",) + versionTuple)
+        version = _version(parser.get_http_version())
         length: int | object = UNKNOWN_LENGTH
         closeDelimited = False
         if code in _NO_BODY_CODES or self._headOnly:
@@ -1088,19 +1120,15 @@ class HTTP11Connection(LifecycleMixin, Protocol):
                         b",".join(encodings),
                     )
             elif lengths:
-                values = {int(v) for v in b",".join(lengths).split(b",")}
-                if len(values) != 1:
-                    raise ParseError(
-                        "conflicting Content-Length headers", b",".join(lengths)
-                    )
-                (length,) = values
+                # llhttp has already refused anything but one number.
+                length = int(lengths[0])
             else:
                 closeDelimited = True
         connection = control.get(b"connection")
-        tokens = _tokens(connection) if connection else set()
+        tokens = _tokens(connection) if connection else frozenset()
         if b"close" in tokens:
             self._persistent = False
-        if versionTuple < (1, 1) and b"keep-alive" not in tokens:
+        if version < (b"HTTP", 1, 1) and b"keep-alive" not in tokens:
             # HTTP/1.0 keeps a connection only when asked to.
             self.reusable = False
         keepAlive = control.get(b"keep-alive")
