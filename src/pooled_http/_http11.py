@@ -366,12 +366,9 @@ class _Response:
         The body is over, for C{reason}: tell the protocol, or keep the
         reason for L{deliverBody}.
         """
-        connection = self._connection
-        if connection is None:
+        if self._connection is None:
             return
         self._connection = None
-        if self._paused or self._buffered > BODY_BUFFER_LIMIT:
-            connection._resumeReading()
         protocol = self._protocol
         if protocol is None:
             self._ended = reason
@@ -1154,15 +1151,21 @@ class HTTP11Connection(LifecycleMixin, Protocol):
 
     def _finishResponse(self) -> None:
         """
-        The response is complete: tell its body protocol, then either report
-        the connection quiescent or give it up, then fire the request's
-        Deferred if it has not fired (a body-less or short response).
+        The response is complete.  First the connection is made ready for
+        another request (nothing of this one is left on it); then the body
+        protocol is told; then the owner hears the connection is quiescent,
+        or that it is given up; then the request's Deferred fires if it has
+        not (a body-less or short response, as Twisted: after the report).
+        A waiting request handed this connection from inside the report
+        starts only after all that.
         """
         self._messageDone = False
         self._headComplete = False
         cancelCall(self._readTimer)
         self._readTimer = None
         response, self._response = self._response, None
+        d: Deferred[Any] | None = self._deferred
+        self._deferred = None
         transmitting = self._state == "TRANSMITTING"
         self._request = None
         reusable = (
@@ -1180,20 +1183,28 @@ class HTTP11Connection(LifecycleMixin, Protocol):
                 writer.stop()
         else:
             self._state = "QUIESCENT"
+        self._resumeReading()
         if not reusable:
             self._giveUp(_SERVER_CLOSE)
             if response is not None:
                 response._end(_DONE)
-                self._deliverResponse(response)
+            if d is not None:
+                d.callback(response)
             return
         assert response is not None
         self._finishing = True
         try:
             response._end(_DONE)
-            if self._state == "QUIESCENT" and self.lifecycle is Lifecycle.ACTIVE:
-                self._resumeReading()
+            # The body's protocol may have aborted the connection, or (used
+            # without a pool) started the next request on it already.
+            if (
+                self._state == "QUIESCENT"
+                and self.lifecycle is Lifecycle.ACTIVE
+                and not self._aborting
+            ):
                 self.owner.connectionQuiescent(self)
-            self._deliverResponse(response)
+            if d is not None:
+                d.callback(response)
         finally:
             self._finishing = False
         pending, self._pendingHandOff = self._pendingHandOff, None
