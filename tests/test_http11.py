@@ -46,7 +46,12 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from _fakes import BodyCollector, BytesProducer, FakeTLSTransport, FakeTransport, settle
-from pooled_http._http11 import BODY_BUFFER_LIMIT, HTTP11Connection, InvalidHeaderName
+from pooled_http._http11 import (
+    BODY_BUFFER_LIMIT,
+    FramingError,
+    HTTP11Connection,
+    InvalidHeaderName,
+)
 from pooled_http._lifecycle import Lifecycle
 from pooled_http.errors import (
     ConnectTimeoutError,
@@ -750,6 +755,24 @@ class FramingTests(ConnectionTestCase):
         self.assertEqual(self.owner.names(), ["givenUp"])
         self.assertLostAfterGivingUp()
 
+    def test_brokenChunkInFirstRead(self) -> None:
+        """
+        A good head and broken chunked framing in one read: the caller gets
+        the response (as Twisted), its body the L{FramingError}, which is a
+        L{ParseError} and a L{ValueError}.
+        """
+        self.connect()
+        d = self.send()
+        self.conn.dataReceived(CHUNKED_HEAD + b"zz\r\nhello\r\n0\r\n\r\n")
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 200)
+        failure = self.failureResultOf(readBody(response), ResponseFailed)
+        inner = failure.value.reasons[0]
+        inner.trap(FramingError)
+        self.assertIsInstance(inner.value, ParseError)
+        self.assertIsInstance(inner.value, ValueError)
+        self.assertLostAfterGivingUp()
+
     def test_foldedTransferEncoding(self) -> None:
         self.assertParseFailure(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
@@ -1023,6 +1046,21 @@ class TimeoutTests(ConnectionTestCase):
         settle(self.clock)
         self.failureResultOf(d, ResponseTimeoutError)
 
+    def test_pendingCalls(self) -> None:
+        """
+        C{pendingCalls} lists the timers still to run.
+        """
+        self.connect(responseTimeout=5.0, readTimeout=3.0)
+        self.assertEqual(self.conn.pendingCalls(), [])
+        d = self.send()
+        self.assertEqual(self.conn.pendingCalls(), self.clock.getDelayedCalls())
+        self.assertEqual(len(self.conn.pendingCalls()), 1)
+        self.conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+        self.assertEqual(self.conn.pendingCalls(), self.clock.getDelayedCalls())
+        self.conn.dataReceived(b"ok")
+        self.successResultOf(d)
+        self.assertEqual(self.conn.pendingCalls(), [])
+
     def test_responseTimerStopsAtHead(self) -> None:
         self.connect(responseTimeout=5.0)
         self.respond(OK)
@@ -1099,8 +1137,9 @@ class EarlyResponseTests(ConnectionTestCase):
 
     def test_completeResponseStopsBody(self) -> None:
         """
-        A whole response before the body is sent fires the request, stops
-        the producer and gives the connection up.
+        A whole response before the body is sent fires the request and
+        gives the connection up; the producer is stopped when the
+        connection is gone.
         """
         self.connect()
         producer = SlowProducer()
@@ -1110,11 +1149,31 @@ class EarlyResponseTests(ConnectionTestCase):
         response = self.successResultOf(d)
         self.assertEqual(response.code, 413)
         self.assertEqual(self.body(response)[0], b"no")
-        self.assertEqual(producer.state, "stopped")
         self.assertEqual(self.conn.state, "TRANSMITTING_AFTER_RECEIVING_RESPONSE")
         self.assertEqual(self.owner.names(), ["givenUp"])
-        producer.finished.callback(None)
+        self.assertEqual(producer.state, "producing")
         self.assertLostAfterGivingUp()
+        self.assertEqual(producer.state, "stopped")
+        # What the producer still writes goes nowhere, quietly.
+        producer.consumer.write(b"defg")
+        self.assertNotIn(b"defg", self.transport.value())
+
+    def test_earlyResponseThenBodyFinishes(self) -> None:
+        """
+        The body may still finish after the response came; the connection
+        is given up all the same.
+        """
+        self.connect()
+        producer = SlowProducer(4)
+        d = self.send(request(b"POST", bodyProducer=producer))
+        self.conn.dataReceived(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(self.successResultOf(d).code, 413)
+        producer.consumer.write(b"abcd")
+        producer.finished.callback(None)
+        self.assertTrue(self.transport.value().endswith(b"abcd"))
+        self.assertIsNone(self.transport.producer)
+        self.assertLostAfterGivingUp()
+        self.assertEqual(self.owner.names(), ["givenUp", "lost"])
 
     def test_headWaitsForBody(self) -> None:
         """

@@ -73,7 +73,7 @@ except ImportError:  # pragma: no cover - Twisted older than 24.10
         """
 
 
-__all__ = ["HTTP11Connection", "BODY_BUFFER_LIMIT"]
+__all__ = ["HTTP11Connection", "FramingError", "BODY_BUFFER_LIMIT"]
 
 _log = Logger()
 
@@ -123,6 +123,16 @@ _CONNECTION_TOKENS_MAX = 1000
 # changes, so every response may be told with the same object.
 _DONE = Failure(ResponseDone("Response body fully received"))
 _SERVER_CLOSE = Failure(ConnectionDone("the server asked to close the connection"))
+
+
+class FramingError(ParseError, ValueError):
+    """
+    A response the client cannot frame for sure (conflicting or negative
+    C{Content-Length}, a C{Transfer-Encoding} not ending in C{chunked}, an
+    unasked C{101}, a broken chunk, anything llhttp refuses).  A
+    L{ParseError}, as Twisted reports malformed responses, and a
+    L{ValueError}, as Twisted reports a bad C{Content-Length}.
+    """
 
 
 class _StopParsing(Exception):
@@ -442,7 +452,14 @@ class _BodyWriter:
     producer as the transport's producer.
     """
 
-    __slots__ = ("_connection", "_producer", "_transport", "_remaining", "_done")
+    __slots__ = (
+        "_connection",
+        "_producer",
+        "_transport",
+        "_remaining",
+        "_done",
+        "_stopped",
+    )
 
     def __init__(
         self, connection: HTTP11Connection, producer: Any, transport: Any
@@ -453,6 +470,7 @@ class _BodyWriter:
         length = producer.length
         self._remaining: int | None = None if length is UNKNOWN_LENGTH else length
         self._done = False
+        self._stopped = False
 
     def start(self) -> None:
         self._transport.registerProducer(self, True)
@@ -463,9 +481,13 @@ class _BodyWriter:
         """
         Write body bytes (chunk-framed when the length is unknown).
 
-        @raise ExcessWrite: If the body is already over.
+        @raise ExcessWrite: If the producer said the body is over.
         """
         if self._done:
+            if self._stopped:
+                # We stopped it (the response came, the request failed or
+                # was cancelled): what it still writes goes nowhere.
+                return
             self._producer.stopProducing()
             raise ExcessWrite()
         remaining = self._remaining
@@ -522,7 +544,7 @@ class _BodyWriter:
         """
         if self._done:
             return
-        self._done = True
+        self._done = self._stopped = True
         self._transport.unregisterProducer()
         try:
             self._producer.stopProducing()
@@ -664,6 +686,19 @@ class HTTP11Connection(LifecycleMixin, Protocol):
             or bool(getattr(transport, "disconnected", False))
             or bool(getattr(transport, "_lostTLSConnection", False))
         )
+
+    def pendingCalls(self) -> list[DelayedCall]:
+        """
+        The connection's own timers that are still to run (the pool lists
+        them when it reports what is pending).
+        """
+        calls = (
+            self._handshakeTimer,
+            self._responseTimer,
+            self._readTimer,
+            self._graceTimer,
+        )
+        return [call for call in calls if call is not None and call.active()]
 
     def handOff(self, give: Callable[[], object]) -> None:
         """
@@ -949,7 +984,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
             return
         except HttpParserUpgrade:
             self._parseFailed(
-                Failure(ParseError("unexpected 101 Switching Protocols", data[:64]))
+                Failure(FramingError("unexpected 101 Switching Protocols", data[:64]))
             )
             return
         except HttpParserError as e:
@@ -960,7 +995,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
                 self._parseFailed(Failure(cause))
                 return
             else:
-                self._parseFailed(Failure(ParseError(f"llhttp: {e}", data[:64])))
+                self._parseFailed(Failure(FramingError(f"llhttp: {e}", data[:64])))
                 return
         if self._messageDone:
             self._finishResponse()
@@ -1061,7 +1096,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._headComplete = True
         if 100 <= code < 200:
             if code == 101:
-                raise ParseError("unexpected 101 Switching Protocols", b"")
+                raise FramingError("unexpected 101 Switching Protocols", b"")
             # An interim response (100 Continue, 103 Early Hints): skipped,
             # as Twisted does; llhttp goes on to the final one.
             self._interim = True
@@ -1112,7 +1147,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
             if encodings:
                 last = b",".join(encodings).split(b",")[-1].strip().lower()
                 if last != b"chunked":
-                    raise ParseError(
+                    raise FramingError(
                         "Transfer-Encoding does not end in chunked",
                         b",".join(encodings),
                     )
@@ -1175,12 +1210,10 @@ class HTTP11Connection(LifecycleMixin, Protocol):
             and self.lifecycle is not Lifecycle.CLOSED
         )
         if transmitting:
-            # The server answered before the request body was all sent:
-            # stop sending it; the connection is not reused.
+            # The server answered before the request body was all sent: as
+            # on Twisted's protocol, the connection is given up and the body
+            # goes on until the transport is gone (which stops it).
             self._state = "TRANSMITTING_AFTER_RECEIVING_RESPONSE"
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                writer.stop()
         else:
             self._state = "QUIESCENT"
         self._resumeReading()
@@ -1223,11 +1256,19 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         if writer is not None:
             writer.stop()
         response, self._response = self._response, None
-        d, self._deferred = self._deferred, None
+        d: Deferred[Any] | None = self._deferred
+        self._deferred = None
         self._request = None
+        deliver = d is not None and response is not None and self._state == "WAITING"
         self._giveUp(reason)
         failed = Failure(ResponseFailed([reason], response))
-        if d is not None:
+        if deliver:
+            # The head was good and the body's framing broke in the same
+            # read: the caller gets the response, its body gets the error.
+            assert d is not None and response is not None
+            d.callback(response)
+            response._end(failed)
+        elif d is not None:
             d.errback(failed)
         elif response is not None:
             response._end(failed)
