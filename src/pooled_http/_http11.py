@@ -114,6 +114,10 @@ _GOOD_METHODS = frozenset(
 # llhttp's version string -> Twisted's version tuple.
 _VERSIONS: dict[str, tuple[bytes, int, int]] = {}
 
+# What a connection holds between heads: never appended to (each head
+# starts with lists of its own).
+_NO_HEADERS: list[tuple[bytes, bytes]] = []
+
 # A Connection header's values -> its tokens, for the few values servers
 # send; capped like the header names.
 _CONNECTION_TOKENS: dict[tuple[bytes, ...], frozenset[bytes]] = {}
@@ -596,6 +600,59 @@ class HTTP11Connection(LifecycleMixin, Protocol):
     @ivar handshakeDone: Whether the TLS handshake has completed.
     """
 
+    # Slots keep an idle connection small (no per-instance dictionary).
+    __slots__ = (
+        "_aborting",
+        "_closeDelimited",
+        "_control",
+        "_deferred",
+        "_extraData",
+        "_finishing",
+        "_givenUp",
+        "_graceTimer",
+        "_handshakeTimer",
+        "_headBuffer",
+        "_headComplete",
+        "_headOnly",
+        "_headRaw",
+        "_headSize",
+        "_interim",
+        "_lostWatchers",
+        "_maxHeaderBytes",
+        "_messageDone",
+        "_parser",
+        "_pending",
+        "_pendingHandOff",
+        "_persistent",
+        "_phrase",
+        "_reactor",
+        "_readTimer",
+        "_readingPaused",
+        "_received",
+        "_request",
+        "_response",
+        "_responseTimer",
+        "_state",
+        "_writer",
+        "createdAt",
+        "generation",
+        "handshakeDone",
+        "idleTimer",
+        "keepAliveMax",
+        "keepAliveTimeout",
+        "key",
+        "lastUsed",
+        "lenientHeaders",
+        "lifecycle",
+        "owner",
+        "requestsServed",
+        "reusable",
+        "serial",
+        "timeoutError",
+        "transport",
+        "connected",
+    )
+
     def __init__(
         self,
         owner: ConnectionOwner,
@@ -646,14 +703,15 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._extraData = False
         self._interim = False
         self._phrase = b""
-        self._pending: list[tuple[bytes, bytes]] = []
-        self._control: list[tuple[bytes, bytes]] = []
+        # The headers of the head being parsed (made at its start).
+        self._pending: list[tuple[bytes, bytes]] = _NO_HEADERS
+        self._control: list[tuple[bytes, bytes]] = _NO_HEADERS
         self._readingPaused = False
         self._finishing = False
         self._givenUp = False
         self._aborting = False
         self._pendingHandOff: Callable[[], object] | None = None
-        self._lostWatchers: list[Deferred[None]] = []
+        self._lostWatchers: list[Deferred[None]] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -718,7 +776,10 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         if self.lifecycle is Lifecycle.CLOSED:
             return succeed(None)
         d: Deferred[None] = Deferred()
-        self._lostWatchers.append(d)
+        if self._lostWatchers is None:
+            self._lostWatchers = [d]
+        else:
+            self._lostWatchers.append(d)
         return d
 
     def close(self, gracePeriod: float) -> None:
@@ -828,8 +889,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._received = False
         self._headRaw = self._headSize = 0
         self._maxHeaderBytes = self.owner.maxHeaderBytes
-        if self._parser is None:
-            self._parser = HttpResponseParser(self)
+        self._parser = HttpResponseParser(self)
         d: Deferred[IResponse] = Deferred(self._cancelRequest)
         self._deferred = d
         producer = request.bodyProducer
@@ -1123,7 +1183,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         refusing what cannot be framed for sure, and build the response.
         """
         headers = Headers()
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, _NO_HEADERS
         if pending:
             add = headers.addRawHeader
             for name, value in pending:
@@ -1135,7 +1195,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
                 control[name] = [value]
             else:
                 values.append(value)
-        self._control = []
+        self._control = _NO_HEADERS
         version = _version(parser.get_http_version())
         length: int | object = UNKNOWN_LENGTH
         closeDelimited = False
@@ -1196,6 +1256,9 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         """
         self._messageDone = False
         self._headComplete = False
+        # A parser holds about a kilobyte: an idle connection keeps none, and
+        # the next request makes a new one (a fraction of a microsecond).
+        self._parser = None
         cancelCall(self._readTimer)
         self._readTimer = None
         response, self._response = self._response, None
@@ -1348,6 +1411,6 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         if previous is not Lifecycle.CLOSED:
             self.moveTo(Lifecycle.CLOSED)
         self.owner.connectionLost(self, previous, reason)
-        watchers, self._lostWatchers = self._lostWatchers, []
-        for watcher in watchers:
+        watchers, self._lostWatchers = self._lostWatchers, None
+        for watcher in watchers or ():
             watcher.callback(None)
