@@ -836,6 +836,39 @@ class FramingTests(ConnectionTestCase):
                 self.assertEqual(inner.value.limit, 1024)
                 self.assertLostAfterGivingUp()
 
+    def test_endlessTrailer(self) -> None:
+        """
+        Chunk framing or trailers without body bytes are bounded by
+        C{maxHeaderBytes}, like a head.
+        """
+        self.connect(maxHeaderBytes=1024)
+        d = self.send()
+        self.conn.dataReceived(CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-T: ")
+        body = readBody(self.successResultOf(d))
+        for _ in range(3):
+            self.conn.dataReceived(b"v" * 500)
+        failure = self.failureResultOf(body, ResponseFailed)
+        failure.value.reasons[0].trap(FramingError)
+        self.assertIn("maxHeaderBytes=1024", str(failure.value.reasons[0].value))
+        self.assertLostAfterGivingUp()
+
+    def test_quiescentReportFails(self) -> None:
+        """
+        An owner whose quiescent report raises loses the connection (as
+        Twisted: keeping it is an optimisation); the caller still gets its
+        response.
+        """
+        self.connect()
+
+        def broken(connection: Any) -> None:
+            raise RuntimeError("broken owner")
+
+        self.owner.onQuiescent = broken
+        response = self.respond(OK)
+        self.assertEqual(self.body(response)[0], b"abc")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertLostAfterGivingUp()
+
     def test_keepAliveHints(self) -> None:
         """
         C{Keep-Alive: timeout=N, max=M} is noted, as the Twisted path notes it.

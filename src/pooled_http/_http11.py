@@ -629,6 +629,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         "_readTimer",
         "_readingPaused",
         "_received",
+        "_framingBytes",
         "_request",
         "_response",
         "_responseTimer",
@@ -694,6 +695,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._response: _Response | None = None
         self._closeDelimited = False
         self._received = False
+        self._framingBytes = 0
         self._headRaw = 0
         self._headSize = 0
         self._maxHeaderBytes = owner.maxHeaderBytes
@@ -887,7 +889,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._persistent = request.persistent
         self._headOnly = request.method == b"HEAD"
         self._received = False
-        self._headRaw = self._headSize = 0
+        self._framingBytes = self._headRaw = self._headSize = 0
         self._maxHeaderBytes = self.owner.maxHeaderBytes
         self._parser = HttpResponseParser(self)
         d: Deferred[IResponse] = Deferred(self._cancelRequest)
@@ -1034,6 +1036,10 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         readTimer = self._readTimer
         if readTimer is not None:
             readTimer.reset(self.owner.readTimeout or 0)
+        if self._headComplete:
+            # Counted until body bytes come: chunk framing and trailers
+            # (which httptools keeps whole) are bounded like a head.
+            self._framingBytes += len(data)
         try:
             if self.lenientHeaders and not self._headComplete:
                 self._feedLenient(data)
@@ -1067,6 +1073,18 @@ class HTTP11Connection(LifecycleMixin, Protocol):
                 self._parseFailed(
                     Failure(ResponseHeadersTooLargeError(self.key, limit))
                 )
+            return
+        if self._framingBytes > self._maxHeaderBytes:
+            self._parseFailed(
+                Failure(
+                    FramingError(
+                        f"more than maxHeaderBytes={self._maxHeaderBytes} bytes of "
+                        f"chunk framing or trailers from {self.key!r} without "
+                        "body bytes",
+                        data[:64],
+                    )
+                )
+            )
             return
         response = self._response
         if (
@@ -1164,6 +1182,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._headersComplete(parser, code)
 
     def on_body(self, data: bytes) -> None:
+        self._framingBytes = 0
         response = self._response
         if response is not None:
             response._bodyData(data)
@@ -1298,7 +1317,14 @@ class HTTP11Connection(LifecycleMixin, Protocol):
                 and self.lifecycle is Lifecycle.ACTIVE
                 and not self._aborting
             ):
-                self.owner.connectionQuiescent(self)
+                try:
+                    self.owner.connectionQuiescent(self)
+                except Exception:
+                    # As Twisted: keeping a connection is an optimisation.
+                    _log.failure(
+                        "while reporting {connection!r} quiescent", connection=self
+                    )
+                    self._giveUp(Failure())
             if d is not None:
                 d.callback(response)
         finally:
