@@ -310,6 +310,7 @@ class ReuseTests(ConnectionTestCase):
         response = self.respond(OK + b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz")
         self.assertEqual(self.body(response)[0], b"abc")
         self.assertEqual(self.owner.names(), ["givenUp"])
+        self.owner.reports[0][2].trap(ParseError)
         self.assertLostAfterGivingUp()
 
 

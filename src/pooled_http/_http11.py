@@ -126,7 +126,10 @@ _CONNECTION_TOKENS_MAX = 1000
 # One shared end-of-body reason: it carries no traceback and nothing in it
 # changes, so every response may be told with the same object.
 _DONE = Failure(ResponseDone("Response body fully received"))
-_SERVER_CLOSE = Failure(ConnectionDone("the server asked to close the connection"))
+_SERVER_CLOSE = Failure(ConnectionDone("Connection: close"))
+_EARLY_RESPONSE = Failure(
+    ConnectionDone("the response came before the request was sent whole")
+)
 
 
 class FramingError(ParseError, ValueError):
@@ -1300,7 +1303,13 @@ class HTTP11Connection(LifecycleMixin, Protocol):
             self._state = "QUIESCENT"
         self._resumeReading()
         if not reusable:
-            self._giveUp(_SERVER_CLOSE)
+            if self._extraData:
+                why = Failure(FramingError("bytes after the response", b""))
+            elif transmitting:
+                why = _EARLY_RESPONSE
+            else:
+                why = _SERVER_CLOSE
+            self._giveUp(why)
             if response is not None:
                 response._end(_DONE)
             if d is not None:
