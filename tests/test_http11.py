@@ -84,19 +84,31 @@ class FakeOwner:
         self.onQuiescent: Any = None
 
     def connectionQuiescent(self, connection: Any) -> None:
+        """
+        Record the report; call C{onQuiescent}.
+        """
         self.reports.append(("quiescent", connection))
         if self.onQuiescent is not None:
             self.onQuiescent(connection)
 
     def connectionGivenUp(self, connection: Any, reason: Failure) -> None:
+        """
+        Record the report.
+        """
         self.reports.append(("givenUp", connection, reason))
 
     def connectionTimedOut(self, connection: Any, error: PoolError) -> None:
+        """
+        Record the report.
+        """
         self.reports.append(("timedOut", connection, error))
 
     def connectionLost(
         self, connection: Any, previous: Lifecycle, reason: Failure
     ) -> None:
+        """
+        Record the report.
+        """
         self.reports.append(("lost", connection, previous, reason))
 
     def names(self) -> list[str]:
@@ -134,21 +146,33 @@ class SlowProducer:
         self.state = "new"
 
     def startProducing(self, consumer: Any) -> Deferred[None]:
+        """
+        Remember the consumer; finish when the test says.
+        """
         self.consumer = consumer
         self.state = "producing"
         return self.finished
 
     def pauseProducing(self) -> None:
+        """
+        Note the pause.
+        """
         self.state = "paused"
 
     def resumeProducing(self) -> None:
+        """
+        Note the resumption.
+        """
         self.state = "producing"
 
     def stopProducing(self) -> None:
+        """
+        Note the stop.
+        """
         self.state = "stopped"
 
 
-class BadHeaders_:
+class UncheckedHeaders:
     """
     Headers that hand out whatever names and values they were given,
     bypassing the checks L{Headers} makes when setting them.
@@ -158,6 +182,9 @@ class BadHeaders_:
         self.pairs = pairs
 
     def getAllRawHeaders(self) -> Any:
+        """
+        The pairs, as given.
+        """
         return iter(self.pairs)
 
 
@@ -167,6 +194,9 @@ class ConnectionTestCase(SynchronousTestCase):
     """
 
     def connect(self, tls: bool = False, **options: Any) -> HTTP11Connection:
+        """
+        Build the connection under test on a fresh transport and owner.
+        """
         lenient = options.pop("lenientHeaders", None)
         self.owner = FakeOwner(**options)
         self.clock = self.owner.reactor
@@ -178,14 +208,23 @@ class ConnectionTestCase(SynchronousTestCase):
         return self.conn
 
     def send(self, req: Request | None = None) -> Deferred[IResponse]:
+        """
+        Send a request (a plain GET by default).
+        """
         return self.conn.request(req if req is not None else request())
 
     def respond(self, data: bytes, req: Request | None = None) -> IResponse:
+        """
+        Send a request, feed C{data}, return the response.
+        """
         d = self.send(req)
         self.conn.dataReceived(data)
         return self.successResultOf(d)
 
     def body(self, response: IResponse) -> tuple[bytes, Failure | None]:
+        """
+        Deliver the body to a collector; return what it got and how it ended.
+        """
         collector = BodyCollector()
         response.deliverBody(collector)
         return collector.data, collector.reason
@@ -238,6 +277,9 @@ class ReuseTests(ConnectionTestCase):
         original = self.transport.write
 
         def write(data: bytes) -> None:
+            """
+            Record and write.
+            """
             writes.append(data)
             original(data)
 
@@ -398,6 +440,9 @@ class SerializationTests(ConnectionTestCase):
         self.assertIsNone(self.transport.producer)
 
     def assertGenerationFailed(self, d: Deferred[Any], *types: type) -> Failure:
+        """
+        The request failed with L{RequestGenerationFailed} around one of C{types}; the connection was aborted and then lost.
+        """
         failure = self.failureResultOf(d, RequestGenerationFailed)
         self.assertEqual(len(failure.value.reasons), 1)
         inner = failure.value.reasons[0]
@@ -476,7 +521,7 @@ class SerializationTests(ConnectionTestCase):
         """
         for bad in (b"X-A\r\nX-B", b"X\nA", b"X\x00A", b"X A", b"X:A"):
             self.connect()
-            headers = BadHeaders_([(b"Host", [b"a.example"]), (bad, [b"v"])])
+            headers = UncheckedHeaders([(b"Host", [b"a.example"]), (bad, [b"v"])])
             inner = self.assertGenerationFailed(
                 self.send(request(headers=headers)), InvalidHeaderName
             )
@@ -489,7 +534,7 @@ class SerializationTests(ConnectionTestCase):
         L{Headers} does.
         """
         self.connect()
-        headers = BadHeaders_(
+        headers = UncheckedHeaders(
             [(b"Host", [b"a.example"]), (b"X-A", [b"one\r\nX-Injected: 1", b"a\nb\rc"])]
         )
         self.send(request(headers=headers))
@@ -721,14 +766,23 @@ class FramingTests(ConnectionTestCase):
         return inner
 
     def test_conflictingContentLengths(self) -> None:
+        """
+        Two different C{Content-Length}s are refused.
+        """
         self.assertParseFailure(
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
         )
 
     def test_negativeContentLength(self) -> None:
+        """
+        A negative C{Content-Length} is refused.
+        """
         self.assertParseFailure(b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nabc")
 
     def test_transferEncodingNotChunked(self) -> None:
+        """
+        A C{Transfer-Encoding} that does not end in C{chunked} is refused.
+        """
         for value in (b"gzip", b"chunked, gzip", b"identity"):
             inner = self.assertParseFailure(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + value + b"\r\n\r\nabc"
@@ -736,6 +790,9 @@ class FramingTests(ConnectionTestCase):
             self.assertIn("chunked", str(inner.value))
 
     def test_unaskedSwitchingProtocols(self) -> None:
+        """
+        A C{101} the client never asked for is refused, not skipped.
+        """
         inner = self.assertParseFailure(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
@@ -775,16 +832,25 @@ class FramingTests(ConnectionTestCase):
         self.assertLostAfterGivingUp()
 
     def test_foldedTransferEncoding(self) -> None:
+        """
+        A folded C{Transfer-Encoding:} line is refused at once.
+        """
         self.assertParseFailure(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
             b"3\r\nabc\r\n0\r\n\r\n"
         )
 
     def test_garbage(self) -> None:
+        """
+        Bytes that are not an HTTP response are refused.
+        """
         for data in (b"SSH-2.0-OpenSSH\r\n", b"HTTP/1.1 abc OK\r\n\r\n", b"\x00\x01"):
             self.assertParseFailure(data)
 
     def test_headerLineWithoutColon(self) -> None:
+        """
+        Without C{lenientHeaders}, a header line without a colon is refused.
+        """
         self.assertParseFailure(
             b"HTTP/1.1 200 OK\r\nbogus line\r\nContent-Length: 0\r\n\r\n"
         )
@@ -862,6 +928,9 @@ class FramingTests(ConnectionTestCase):
         self.connect()
 
         def broken(connection: Any) -> None:
+            """
+            Fail.
+            """
             raise RuntimeError("broken owner")
 
         self.owner.onQuiescent = broken
@@ -1096,6 +1165,9 @@ class TimeoutTests(ConnectionTestCase):
         self.assertEqual(self.conn.pendingCalls(), [])
 
     def test_responseTimerStopsAtHead(self) -> None:
+        """
+        The response timer stops when the head arrives.
+        """
         self.connect(responseTimeout=5.0)
         self.respond(OK)
         self.clock.advance(100)
@@ -1150,6 +1222,9 @@ class TimeoutTests(ConnectionTestCase):
         self.assertTrue(self.transport.aborted)
 
     def test_handshakeCompletes(self) -> None:
+        """
+        A completed handshake stops the timer, and none starts after it.
+        """
         self.connect(tls=True)
         self.conn.awaitHandshake(2.0, 10.0)
         self.conn.handshakeCompleted()
@@ -1159,6 +1234,9 @@ class TimeoutTests(ConnectionTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_noHandshakeWithoutTLS(self) -> None:
+        """
+        No handshake timer on a transport that is not TLS.
+        """
         self.connect()
         self.conn.awaitHandshake(2.0, 10.0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -1234,6 +1312,9 @@ class CancelAbortCloseTests(ConnectionTestCase):
     """
 
     def test_cancelWhileTransmitting(self) -> None:
+        """
+        Cancelling while the body is sent stops it and aborts.
+        """
         self.connect()
         producer = SlowProducer()
         d = self.send(request(b"POST", bodyProducer=producer))
@@ -1245,6 +1326,9 @@ class CancelAbortCloseTests(ConnectionTestCase):
         self.assertEqual(self.owner.names(), ["lost"])
 
     def test_cancelWhileWaiting(self) -> None:
+        """
+        Cancelling while the head comes aborts; later bytes are ignored.
+        """
         self.connect()
         d = self.send()
         self.conn.dataReceived(b"HTTP/1.1 200 OK\r\n")
@@ -1309,6 +1393,9 @@ class CancelAbortCloseTests(ConnectionTestCase):
         failure.value.reasons[0].trap(ConnectionDone)
 
     def test_lostDuringHead(self) -> None:
+        """
+        Lost during the head: L{ResponseFailed}, not L{ResponseNeverReceived}.
+        """
         self.connect()
         d = self.send()
         self.conn.dataReceived(b"HTTP/1.1 200 OK\r\n")
@@ -1317,6 +1404,9 @@ class CancelAbortCloseTests(ConnectionTestCase):
         self.assertNotIsInstance(failure.value, ResponseNeverReceived)
 
     def test_lostWhileTransmitting(self) -> None:
+        """
+        Lost while the body is sent: L{RequestTransmissionFailed}; the producer is stopped.
+        """
         self.connect()
         producer = SlowProducer()
         d = self.send(request(b"POST", bodyProducer=producer))
@@ -1325,6 +1415,9 @@ class CancelAbortCloseTests(ConnectionTestCase):
         self.assertEqual(producer.state, "stopped")
 
     def test_stale(self) -> None:
+        """
+        C{stale} once the transport is closing or TLS saw C{close_notify}.
+        """
         self.connect()
         self.assertFalse(self.conn.stale)
         self.transport._lostTLSConnection = True  # type: ignore[attr-defined]
@@ -1344,6 +1437,9 @@ class CancelAbortCloseTests(ConnectionTestCase):
         second: list[Deferred[IResponse]] = []
 
         def give() -> None:
+            """
+            Start the next request.
+            """
             events.append("give")
             second.append(self.send(request(uri=b"/2")))
 
@@ -1362,12 +1458,18 @@ class CancelAbortCloseTests(ConnectionTestCase):
         )
 
     def test_handOffWhenIdle(self) -> None:
+        """
+        An idle connection runs a hand-off at once.
+        """
         self.connect()
         ran: list[int] = []
         self.conn.handOff(lambda: ran.append(1))
         self.assertEqual(ran, [1])
 
     def test_repr(self) -> None:
+        """
+        The repr names the key and the state.
+        """
         self.connect()
         self.assertIn("QUIESCENT", repr(self.conn))
         self.assertIn(repr(KEY), repr(self.conn))
@@ -1389,6 +1491,9 @@ class ConnectionAgent:
         headers: Headers | None = None,
         bodyProducer: Any = None,
     ) -> Deferred[IResponse]:
+        """
+        Send a request.
+        """
         headers = headers.copy() if headers is not None else Headers()
         headers.setRawHeaders(b"host", [b"a.example"])
         path = b"/" + uri.split(b"/", 3)[-1] if uri.count(b"/") >= 3 else b"/"
@@ -1403,6 +1508,9 @@ class CallerTests(ConnectionTestCase):
     """
 
     def test_treqContent(self) -> None:
+        """
+        C{treq.content} reads the body.
+        """
         self.connect()
         response = self.respond(OK)
         self.assertEqual(self.successResultOf(treq.content(response)), b"abc")
@@ -1427,6 +1535,9 @@ class CallerTests(ConnectionTestCase):
         self.assertEqual(self.successResultOf(readBody(response)), b"abc")
 
     def test_contentDecoderAgent(self) -> None:
+        """
+        L{ContentDecoderAgent} decodes a gzip body.
+        """
         self.connect()
         agent = ContentDecoderAgent(
             ConnectionAgent(self.conn), [(b"gzip", GzipDecoder)]
@@ -1442,6 +1553,9 @@ class CallerTests(ConnectionTestCase):
         )
 
     def test_cookieAgent(self) -> None:
+        """
+        L{CookieAgent} takes the cookie.
+        """
         self.connect()
         jar = CookieJar()
         d = CookieAgent(ConnectionAgent(self.conn), jar).request(

@@ -44,6 +44,9 @@ class Server(Resource):
         self.stalled: list[Any] = []
 
     def render_GET(self, request: Any) -> Any:
+        """
+        Answer by path.
+        """
         path = request.path
         if path == b"/small":
             return b"abc"
@@ -60,9 +63,15 @@ class Server(Resource):
         return NOT_DONE_YET
 
     def render_HEAD(self, request: Any) -> Any:
+        """
+        The head of C{/small}.
+        """
         return b"abc"
 
     def render_POST(self, request: Any) -> Any:
+        """
+        Echo the body.
+        """
         return b"got:" + request.content.read()
 
 
@@ -74,6 +83,9 @@ class ChunkedProducer:
     length = UNKNOWN_LENGTH
 
     def startProducing(self, consumer: Any) -> Deferred[None]:
+        """
+        Remember the consumer; finish when the test says.
+        """
         consumer.write(b"part1,")
         consumer.write(b"part2")
         d: Deferred[None] = Deferred()
@@ -81,12 +93,21 @@ class ChunkedProducer:
         return d
 
     def pauseProducing(self) -> None:
+        """
+        Note the pause.
+        """
         pass
 
     def resumeProducing(self) -> None:
+        """
+        Note the resumption.
+        """
         pass
 
     def stopProducing(self) -> None:
+        """
+        Note the stop.
+        """
         pass
 
 
@@ -97,6 +118,9 @@ class LoopbackTests(TestCase):
 
     @inlineCallbacks
     def setUp(self) -> Any:
+        """
+        Listen on 127.0.0.1 and connect one connection.
+        """
         self.resource = Server()
         self.port = reactor.listenTCP(0, Site(self.resource), interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
@@ -108,6 +132,9 @@ class LoopbackTests(TestCase):
         self.addCleanup(self.closeConnection)
 
     def closeConnection(self) -> Any:
+        """
+        Close the connection and wait for it to go.
+        """
         for request in self.resource.stalled:
             if request.channel is not None:
                 request.channel.transport.abortConnection()
@@ -126,6 +153,9 @@ class LoopbackTests(TestCase):
         return body
 
     def request(self, method: bytes, path: bytes, body: Any = None) -> Any:
+        """
+        Send a request.
+        """
         headers = Headers({b"host": [b"127.0.0.1"]})
         return self.conn.request(Request._construct(method, path, headers, body, True))
 

@@ -454,7 +454,7 @@ class _Response:
 @implementer(IConsumer, IPushProducer)
 class _BodyWriter:
     """
-    Writes a request body from its L{IBodyProducer} to the transport, framed
+    Writes a request body from its L{twisted.web.iweb.IBodyProducer} to the transport, framed
     by its length or chunked, and stands between the transport and the
     producer as the transport's producer.
     """
@@ -480,6 +480,9 @@ class _BodyWriter:
         self._stopped = False
 
     def start(self) -> None:
+        """
+        Register as the transport's producer and start the body producer.
+        """
         self._transport.registerProducer(self, True)
         d = self._producer.startProducing(self)
         d.addCallbacks(self._produced, self._failed)
@@ -729,7 +732,7 @@ class HTTP11Connection(LifecycleMixin, Protocol):
     @property
     def state(self) -> str:
         """
-        The wire state, named as Twisted's L{HTTP11ClientProtocol} names it:
+        The wire state, named as Twisted's L{twisted.web._newclient.HTTP11ClientProtocol} names it:
         C{QUIESCENT}, C{TRANSMITTING}, C{TRANSMITTING_AFTER_RECEIVING_RESPONSE},
         C{GENERATION_FAILED}, C{WAITING}, C{ABORTING}, C{CONNECTION_LOST}.
         """
@@ -1145,6 +1148,10 @@ class HTTP11Connection(LifecycleMixin, Protocol):
     # llhttp's callbacks
 
     def on_message_begin(self) -> None:
+        """
+        llhttp: a response starts (a second one before the first was
+        finished with stops the parse).
+        """
         if self._messageDone:
             # A second response before the first was finished with.
             self._extraData = True
@@ -1154,10 +1161,18 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._control = []
 
     def on_status(self, status: bytes) -> None:
+        """
+        llhttp: (part of) the reason phrase.
+        """
         self._phrase += status
         self._headSize += len(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """
+        llhttp: one header line, counted against C{maxHeaderBytes}; the
+        connection-control ones are kept apart, as Twisted keeps them out
+        of C{Response.headers}.
+        """
         if self._headComplete:
             return  # a trailer of a chunked body: Twisted ignores them too
         self._headSize += len(name) + len(value) + 4
@@ -1172,6 +1187,10 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._pending.append((name, value))
 
     def on_headers_complete(self) -> None:
+        """
+        llhttp: the head is in; an interim one (1xx) is skipped, an unasked
+        101 refused.
+        """
         parser = self._parser
         code = parser.get_status_code()
         self._headComplete = True
@@ -1185,12 +1204,18 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         self._headersComplete(parser, code)
 
     def on_body(self, data: bytes) -> None:
+        """
+        llhttp: body bytes, for the response.
+        """
         self._framingBytes = 0
         response = self._response
         if response is not None:
             response._bodyData(data)
 
     def on_message_complete(self) -> None:
+        """
+        llhttp: the response (or an interim one) is complete.
+        """
         if self._interim:
             self._interim = False
             self._headComplete = False
