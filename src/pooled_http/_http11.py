@@ -559,7 +559,8 @@ class _BodyWriter:
         try:
             self._producer.stopProducing()
         except Exception:
-            pass  # a producer that is already done may complain: Twisted ignores it
+            # As Twisted: a producer failing to stop is logged, not raised.
+            _log.failure("stopping body producer {producer!r}", producer=self._producer)
 
     def pauseProducing(self) -> None:
         """
