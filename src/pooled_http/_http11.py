@@ -667,6 +667,14 @@ class HTTP11Connection(LifecycleMixin, Protocol):
         key: Hashable,
         lenientHeaders: bool | None = None,
     ) -> None:
+        """
+        @param owner: What the connection reports to and reads its reactor
+            and settings from.
+        @param key: The pool key it belongs to.
+        @param lenientHeaders: Skip response header lines without a colon;
+            L{None} takes the owner's C{lenientHeaders} if it has one, else
+            C{False}.
+        """
         self.owner = owner
         self.key = key
         # IReactorTime's methods, typed for zope, confuse mypy: keep it Any.
