@@ -140,9 +140,32 @@ class MemoryEndpoint:
         return succeed(protocol)
 
 
-def underlyingProtocol(handed: Any) -> HTTP11ClientProtocol | None:
+def _ownerOf(candidate: Any) -> Any:
+    return getattr(candidate, "_owner", None) or getattr(candidate, "owner", None)
+
+
+def _canQuiesce(candidate: Any) -> bool:
+    return isinstance(candidate, HTTP11ClientProtocol) or _ownerOf(candidate) is not None
+
+
+def quiesce(protocol: Any) -> None:
     """
-    Find the L{HTTP11ClientProtocol} behind what a pool handed out.
+    Report a connection quiescent as its protocol does when a response has
+    been read: Twisted's protocol through its quiescent callback, a
+    pooled_http connection through its owner.
+    """
+    callback = getattr(protocol, "_quiescentCallback", None)
+    if callback is not None:
+        callback(protocol)
+    else:
+        _ownerOf(protocol).connectionQuiescent(protocol)
+
+
+def underlyingProtocol(handed: Any) -> Any:
+    """
+    Find the connection protocol behind what a pool handed out: Twisted's
+    L{HTTP11ClientProtocol}, or a pooled_http connection (which reports to
+    an owner).
 
     @param handed: The object C{getConnection} fired with.
     @return: The protocol, or L{None} if it cannot be found.
@@ -150,7 +173,7 @@ def underlyingProtocol(handed: Any) -> HTTP11ClientProtocol | None:
     seen = 0
     current = handed
     while current is not None and seen < 4:
-        if isinstance(current, HTTP11ClientProtocol):
+        if _canQuiesce(current):
             return current
         current = next(
             (
@@ -223,7 +246,7 @@ class Bench:
             protocol = underlyingProtocol(handed)
             if protocol is None:
                 raise LookupError("no quiescent callback")
-            protocol._quiescentCallback(protocol)
+            quiesce(protocol)
         else:
             before = len(self.protocols)
             responseDeferred = handed.request(self.request)
@@ -290,7 +313,7 @@ class QueuedBench:
             d = pool.getConnection(key, endpoint)
             protocol = underlyingProtocol(held)
             assert protocol is not None and not d.called
-            protocol._quiescentCallback(protocol)
+            quiesce(protocol)
             clock.runDue()
             held = d.result
         elapsed = time.perf_counter() - started

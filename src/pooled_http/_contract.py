@@ -61,6 +61,14 @@ class ConnectionOwner(Protocol):
         """
 
     @property
+    def lenientHeaders(self) -> bool:
+        """
+        Whether response header lines without a colon are skipped rather
+        than failing the response (a connection may read it once, when it
+        is built).
+        """
+
+    @property
     def maxHeaderBytes(self) -> int:
         """
         Bytes the status line and headers of a response may take.

@@ -36,12 +36,12 @@ from ._events import emit
 from ._idle import IdleTimers
 from ._lease import Lease
 from ._lifecycle import Lifecycle
+from ._protocols import connectionFactoryFor
 from ._reports import ConnectionReports, PoolOwner
 from ._retry import RetryPolicy
 from ._settings import DEFAULT, Setting, settings
 from ._shutdown import Shutdown
 from ._timers import activeCalls, cancelCall
-from ._twistedproto import TwistedHTTP11Connection
 from .errors import (
     ConnectTimeoutError,
     PoolClosedError,
@@ -120,10 +120,15 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
     @ivar maxHeaderBytes: Bytes a response's status line and headers may
         take; a longer head fails the request with
         L{ResponseHeadersTooLargeError} (inside Twisted's C{ResponseFailed}).
+    @ivar lenientHeaders: Skip response header lines without a colon, as
+        browsers (and Scrapy) do, instead of failing the response.  Only
+        the llhttp connection (C{protocol="httptools"}) reads it; Twisted's
+        protocol fails such a response either way.
+    @ivar protocol: The HTTP/1.1 implementation in use: C{"httptools"},
+        C{"twisted"}, or C{"custom"} when a C{connectionFactory} was given.
     @ivar connectionFactory: Builds each new connection:
         C{connectionFactory(owner, key)} returns a protocol meeting
-        L{pooled_http._contract.PoolConnection}.  The default speaks
-        HTTP/1.1 with Twisted's own protocol.
+        L{pooled_http._contract.PoolConnection}.
     """
 
     # Defaults; every assignment is checked by __setattr__.
@@ -141,6 +146,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
     maxRequestsPerConnection: int | None = None
     closeGracePeriod: float = 2.0
     maxHeaderBytes: int = 65536
+    lenientHeaders: bool = False
 
     #: Whether to log a C{pooled_http.reuse} event every time an idle
     #: connection is handed out: one event per request, off by default
@@ -166,17 +172,24 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         maxRequestsPerConnection: int | None = DEFAULT,
         closeGracePeriod: float = DEFAULT,
         maxHeaderBytes: int = DEFAULT,
+        lenientHeaders: bool = DEFAULT,
+        protocol: str = "auto",
         connectionFactory: ConnectionFactory | None = None,
     ) -> None:
         """
         @param reactor: The reactor every timer and connection uses.
         @param persistent: Whether connections are kept for reuse.
+        @param protocol: Which HTTP/1.1 implementation connections use:
+            C{"auto"} (the default: our own on llhttp where httptools
+            imports, else Twisted's), C{"httptools"} or C{"twisted"}.
         @param connectionFactory: Builds connections (see the class
-            docstring); L{None} for the default.
+            docstring); given, it replaces C{protocol}'s choice.
         @param retryPolicy: The L{RetryPolicy}; L{None} for the default.
         @raise ValueError: Naming the setting, for a bad limit or timeout.
         @raise TypeError: For a C{retryPolicy} or C{connectionFactory} of
             the wrong type.
+        @raise ImportError: For C{protocol="httptools"} where httptools does
+            not import.
         @note: Every other keyword argument sets the attribute of the same
             name.
         """
@@ -196,12 +209,14 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             raise TypeError(f"retryPolicy must be a RetryPolicy, not {retryPolicy!r}")
         self.retryPolicy = retryPolicy if retryPolicy is not None else RetryPolicy()
         if connectionFactory is None:
-            connectionFactory = TwistedHTTP11Connection
+            self.protocol, connectionFactory = connectionFactoryFor(protocol)
         elif not callable(connectionFactory):
             raise TypeError(
                 "connectionFactory must be a callable (owner, key) -> connection, "
                 f"not {connectionFactory!r}"
             )
+        else:
+            self.protocol = "custom"
         self.connectionFactory = connectionFactory
         self.persistent = persistent
         given = {
@@ -218,6 +233,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             "maxRequestsPerConnection": maxRequestsPerConnection,
             "closeGracePeriod": closeGracePeriod,
             "maxHeaderBytes": maxHeaderBytes,
+            "lenientHeaders": lenientHeaders,
         }
         for name, value in given.items():
             if value is not DEFAULT:
@@ -235,6 +251,8 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
     def __setattr__(self, name: str, value: Any) -> None:
         rule = _SETTINGS.get(name)
         if rule is None:
+            if name == "lenientHeaders" and not isinstance(value, bool):
+                raise ValueError(f"lenientHeaders must be True or False, not {value!r}")
             object.__setattr__(self, name, value)
             return
         object.__setattr__(self, name, rule.validate(value))

@@ -180,6 +180,13 @@ class PoolOwner:
         return self._pool.readTimeout
 
     @property
+    def lenientHeaders(self) -> bool:
+        """
+        The pool's C{lenientHeaders}, read when a connection is built.
+        """
+        return self._pool.lenientHeaders
+
+    @property
     def maxHeaderBytes(self) -> int:
         """
         The pool's C{maxHeaderBytes}, read when it is needed.
