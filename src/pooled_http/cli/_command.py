@@ -151,6 +151,7 @@ def _runFetch(args: argparse.Namespace) -> int:
         reactor,
         pool=recorder,
         contextFactory=BrowserLikePolicyForHTTPS(trustRoot=options.trustRoot),
+        **options.proxyArguments,
     )
     tally = RunTally(reactor, total=source.total)
     progress: LiveProgress | None = None

@@ -203,6 +203,21 @@ def buildParser() -> argparse.ArgumentParser:
         "--cafile", metavar="PEM", help="trust the CA certificates in PEM for https"
     )
     fetch.add_argument(
+        "-x",
+        "--proxy",
+        metavar="URL",
+        help="send every request through this proxy (http://, https://, "
+        "socks5://, socks5h://, with user:password@ if needed); without it "
+        "the environment's http_proxy, https_proxy, all_proxy and no_proxy "
+        "are honoured, as curl does",
+    )
+    fetch.add_argument(
+        "--noproxy",
+        metavar="LIST",
+        help="comma-separated hosts, domains, addresses or CIDR ranges that "
+        "go direct ('*' for all), in place of no_proxy",
+    )
+    fetch.add_argument(
         "-o", "--output", metavar="FILE", help="write the JSON lines to FILE instead of stdout"
     )
     fetch.add_argument(
@@ -256,6 +271,7 @@ class FetchOptions:
     @ivar body: The request body, or L{None}.
     @ivar trustRoot: The C{--cafile} certificates, or L{None}.
     @ivar bodiesDir: Where to save bodies, or L{None}.
+    @ivar proxyArguments: The proxy arguments of the agent.
     """
 
     poolArguments: dict[str, Any] = field(default_factory=dict)
@@ -264,6 +280,7 @@ class FetchOptions:
     body: bytes | None = None
     trustRoot: Any = None
     bodiesDir: str | None = None
+    proxyArguments: dict[str, Any] = field(default_factory=dict)
 
 
 def _loadTrustRoot(path: str) -> Any:
@@ -348,6 +365,9 @@ def checkFetchOptions(args: argparse.Namespace) -> FetchOptions:
 
     if args.cafile is not None:
         options.trustRoot = _loadTrustRoot(args.cafile)
+    from ._proxies import proxyArguments
+
+    options.proxyArguments = proxyArguments(args.proxy, args.noproxy)
     if args.bodies is not None:
         if os.path.exists(args.bodies) and not os.path.isdir(args.bodies):
             raise UsageError(f"--bodies: {args.bodies} exists and is not a directory")
