@@ -76,8 +76,10 @@ class ConnectionOwner(Protocol):
 
     def connectionQuiescent(self, connection: PoolConnection) -> None:
         """
-        The connection finished its response and can take another request
-        (the body's protocol has been told the body is done).
+        The connection finished its response and can take another request.
+        It is reported I{before} the body's protocol hears the body is done
+        (as Twisted's protocol does), so a request made from that
+        notification already finds the connection back in the pool.
         """
 
     def connectionGivenUp(self, connection: PoolConnection, reason: Failure) -> None:
