@@ -45,12 +45,8 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from pooled_http._http11 import (
-    BODY_BUFFER_LIMIT,
-    FramingError,
-    HTTP11Connection,
-    InvalidHeaderName,
-)
+from pooled_http._http11 import BODY_BUFFER_LIMIT, FramingError, HTTP11Connection
+from pooled_http._http11request import InvalidHeaderName
 from pooled_http._lifecycle import Lifecycle
 from pooled_http.errors import (
     ConnectTimeoutError,

@@ -38,6 +38,7 @@ __all__ = [
     "ResponseTimeoutError",
     "ReadTimeoutError",
     "ResponseHeadersTooLargeError",
+    "FramingError",
     "LifecycleError",
     "isTemporaryNetworkError",
     "wrappedReasons",
@@ -180,6 +181,17 @@ class ResponseHeadersTooLargeError(PoolError, ParseError):
         ParseError.__init__(self, message, b"")
         PoolError.__init__(self, message, key)
         self.limit = limit
+
+
+class FramingError(ParseError, ValueError):
+    """
+    A response the client cannot frame for sure (conflicting or negative
+    C{Content-Length}, a C{Transfer-Encoding} not ending in C{chunked}, an
+    unasked C{101}, a broken chunk, anything llhttp refuses); the request
+    fails with it inside L{ResponseFailed} and the connection is not reused.
+    A L{ParseError}, as Twisted reports malformed responses, and a
+    L{ValueError}, as Twisted reports a bad C{Content-Length}.
+    """
 
 
 class LifecycleError(PoolError):
