@@ -15,15 +15,13 @@ L{pooled_http._http11reading}.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 from httptools import HttpResponseParser
-from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.interfaces import (
-    ISSLTransport,
     ITCPTransport,
 )
 from twisted.internet.protocol import Protocol
@@ -41,18 +39,15 @@ from twisted.web._newclient import (
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 
+from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
 from ._http11reading import _NO_HEADERS, _SERVER_CLOSE, ResponseReading
 from ._http11request import _BodyWriter, serializeHead
 from ._http11response import BODY_BUFFER_LIMIT, _Response
-from ._lifecycle import Lifecycle, LifecycleMixin
-from ._timers import cancelCall
+from ._lifecycle import Lifecycle
 from .errors import (
-    ConnectTimeoutError,
     FramingError,
-    PoolError,
     ReadTimeoutError,
-    ResponseTimeoutError,
 )
 
 __all__ = ["HTTP11Connection", "FramingError", "BODY_BUFFER_LIMIT"]
@@ -60,24 +55,15 @@ __all__ = ["HTTP11Connection", "FramingError", "BODY_BUFFER_LIMIT"]
 _log = Logger()
 
 
-class HTTP11Connection(ResponseReading, LifecycleMixin, Protocol):
+class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
     """
     One HTTP/1.1 client connection on llhttp, meeting
     L{pooled_http._contract.PoolConnection}.
 
-    @ivar owner: The L{ConnectionOwner} it reports to.
-    @ivar key: The pool key it belongs to.
-    @ivar serial: Set by the pool.
-    @ivar createdAt: When it was built (reactor seconds).
-    @ivar requestsServed: Requests sent on it.
-    @ivar keepAliveTimeout: The server's C{Keep-Alive: timeout=N}, if sent.
-    @ivar keepAliveMax: The server's C{Keep-Alive: max=M}, if sent.
-    @ivar reusable: C{False} once the server said it will not serve another
-        request (an HTTP/1.0 response without keep-alive).
-    @ivar timeoutError: The pool error that ended it, if a timer did.
+    The pool metadata, timers and closing are L{ConnectionBase}'s.
+
     @ivar lenientHeaders: Whether response header lines without a colon are
         skipped (and bare LF line ends accepted) rather than failing.
-    @ivar handshakeDone: Whether the TLS handshake has completed.
     """
 
     # Slots keep an idle connection small (no per-instance dictionary).
@@ -145,27 +131,13 @@ class HTTP11Connection(ResponseReading, LifecycleMixin, Protocol):
             L{None} takes the owner's C{lenientHeaders} if it has one, else
             C{False}.
         """
-        self.owner = owner
-        self.key = key
+        self._initConnection(owner, key)
         # IReactorTime's methods, typed for zope, confuse mypy: keep it Any.
         reactor: Any = owner.reactor
         self._reactor = reactor
-        self.lifecycle = Lifecycle.ACTIVE
-        self.createdAt: float = reactor.seconds()
-        self.serial = 0
-        self.requestsServed = 0
-        self.keepAliveTimeout: float | None = None
-        self.keepAliveMax: int | None = None
-        self.reusable = True
-        self.timeoutError: PoolError | None = None
         if lenientHeaders is None:
             lenientHeaders = bool(getattr(owner, "lenientHeaders", False))
         self.lenientHeaders = lenientHeaders
-        self.handshakeDone = False
-        self._handshakeTimer: DelayedCall | None = None
-        self._graceTimer: DelayedCall | None = None
-        self._responseTimer: DelayedCall | None = None
-        self._readTimer: DelayedCall | None = None
         self._state = "QUIESCENT"
         self._parser: Any = None
         self._request: Any = None
@@ -190,11 +162,8 @@ class HTTP11Connection(ResponseReading, LifecycleMixin, Protocol):
         self._pending: list[tuple[bytes, bytes]] = _NO_HEADERS
         self._control: list[tuple[bytes, bytes]] = _NO_HEADERS
         self._readingPaused = False
-        self._finishing = False
         self._givenUp = False
         self._aborting = False
-        self._pendingHandOff: Callable[[], object] | None = None
-        self._lostWatchers: list[Deferred[None]] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -213,84 +182,6 @@ class HTTP11Connection(ResponseReading, LifecycleMixin, Protocol):
         """
         return self._state
 
-    @property
-    def stale(self) -> bool:
-        """
-        Whether the transport can no longer carry a request although
-        C{connectionLost} has not arrived: it is disconnecting, or its TLS
-        layer has seen the peer's C{close_notify}.
-        """
-        transport: Any = self.transport
-        return (
-            transport is None
-            or bool(getattr(transport, "disconnecting", False))
-            or bool(getattr(transport, "disconnected", False))
-            or bool(getattr(transport, "_lostTLSConnection", False))
-        )
-
-    def pendingCalls(self) -> list[DelayedCall]:
-        """
-        The connection's own timers that are still to run (the pool lists
-        them when it reports what is pending).
-        """
-        calls = (
-            self._handshakeTimer,
-            self._responseTimer,
-            self._readTimer,
-            self._graceTimer,
-        )
-        return [call for call in calls if call is not None and call.active()]
-
-    def handOff(self, give: Callable[[], object]) -> None:
-        """
-        Run C{give}, which hands this connection to a waiting request, as
-        soon as the connection can take a new request: at once, or after
-        the response being finished is done with.
-        """
-        if self._finishing:
-            self._pendingHandOff = give
-        else:
-            give()
-
-    def whenLost(self) -> Deferred[None]:
-        """
-        Return a Deferred that fires once the transport is gone.
-        """
-        if self.lifecycle is Lifecycle.CLOSED:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        if self._lostWatchers is None:
-            self._lostWatchers = [d]
-        else:
-            self._lostWatchers.append(d)
-        return d
-
-    def close(self, gracePeriod: float) -> None:
-        """
-        Close the transport politely; abort it if it is not gone after
-        C{gracePeriod} seconds.
-        """
-        if self.lifecycle is Lifecycle.CLOSED:
-            return
-        if self.lifecycle is not Lifecycle.CLOSING:
-            self.moveTo(Lifecycle.CLOSING)
-        self._stopRequestTimers()
-        transport: Any = self.transport
-        if transport is None:
-            return
-        transport.loseConnection()
-        if self._graceTimer is None:
-            self._graceTimer = self._reactor.callLater(gracePeriod, self.abortTransport)
-
-    def abortTransport(self) -> None:
-        """
-        Drop the transport at once.
-        """
-        transport: Any = self.transport
-        if self.lifecycle is Lifecycle.CLOSED or transport is None:
-            return
-        transport.abortConnection()
-
     def abort(self) -> Deferred[None]:
         """
         Abort the connection, failing its request (with L{ConnectionAborted}
@@ -304,34 +195,6 @@ class HTTP11Connection(ResponseReading, LifecycleMixin, Protocol):
         d = self.whenLost()
         self.abortTransport()
         return d
-
-    # TLS
-
-    def awaitHandshake(self, remaining: float, timeout: float) -> None:
-        """
-        The transport is connected; if it is TLS and the handshake is still
-        going, the connect timeout keeps running until it completes.
-
-        @param remaining: Seconds left of the connect timeout.
-        @param timeout: The whole connect timeout, for the error message.
-        """
-        if self.handshakeDone or not ISSLTransport.providedBy(self.transport):
-            return
-        self._handshakeTimer = self._reactor.callLater(
-            max(0.0, remaining), self._handshakeTimedOut, timeout
-        )
-
-    def _handshakeTimedOut(self, timeout: float) -> None:
-        self._handshakeTimer = None
-        self._timedOut(ConnectTimeoutError(self.key, timeout))
-
-    def handshakeCompleted(self) -> None:
-        """
-        The TLS handshake finished: the connect phase is over.
-        """
-        self.handshakeDone = True
-        cancelCall(self._handshakeTimer)
-        self._handshakeTimer = None
 
     # Twisted's protocol
 
@@ -455,19 +318,6 @@ class HTTP11Connection(ResponseReading, LifecycleMixin, Protocol):
 
     # Timers
 
-    def _timedOut(self, error: PoolError) -> None:
-        """
-        A timer fired: remember why (the request fails with C{error}), tell
-        the owner, and abort.
-        """
-        self.timeoutError = error
-        self.owner.connectionTimedOut(self, error)
-        self.abortTransport()
-
-    def _responseTimedOut(self, timeout: float) -> None:
-        self._responseTimer = None
-        self._timedOut(ResponseTimeoutError(self.key, timeout))
-
     def _readTimedOut(self, timeout: float) -> None:
         self._readTimer = None
         error = ReadTimeoutError(self.key, timeout)
@@ -475,11 +325,6 @@ class HTTP11Connection(ResponseReading, LifecycleMixin, Protocol):
         if response is not None:
             response._end(Failure(error))
         self._timedOut(error)
-
-    def _stopRequestTimers(self) -> None:
-        cancelCall(self._responseTimer)
-        cancelCall(self._readTimer)
-        self._responseTimer = self._readTimer = None
 
     # Reading
 
@@ -526,9 +371,7 @@ class HTTP11Connection(ResponseReading, LifecycleMixin, Protocol):
         move to C{CLOSED}, tell the owner and fire L{whenLost}.
         """
         self._stopRequestTimers()
-        cancelCall(self._handshakeTimer)
-        cancelCall(self._graceTimer)
-        self._handshakeTimer = self._graceTimer = None
+        self._connectionGone()
         state = self._state
         self._state = "CONNECTION_LOST"
         self._parser = None
@@ -571,6 +414,4 @@ class HTTP11Connection(ResponseReading, LifecycleMixin, Protocol):
         if previous is not Lifecycle.CLOSED:
             self.moveTo(Lifecycle.CLOSED)
         self.owner.connectionLost(self, previous, reason)
-        watchers, self._lostWatchers = self._lostWatchers, None
-        for watcher in watchers or ():
-            watcher.callback(None)
+        self._fireLost()

@@ -11,7 +11,7 @@ connection is never reused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError, HttpParserUpgrade
@@ -119,26 +119,6 @@ def _lenientHead(data: bytes) -> tuple[bytes, bytes] | None:
     return b"\r\n".join(kept) + b"\r\n\r\n", data[end + size :]
 
 
-def _noteKeepAlive(connection: Any, values: list[bytes]) -> None:
-    """
-    Remember the server's C{Keep-Alive: timeout=N, max=M} on C{connection}.
-    """
-    for value in values:
-        for part in value.split(b","):
-            name, _, number = part.strip().partition(b"=")
-            try:
-                parsed = int(number.strip())
-            except ValueError:
-                continue
-            if parsed < 0:
-                continue
-            name = name.strip().lower()
-            if name == b"timeout":
-                connection.keepAliveTimeout = float(parsed)
-            elif name == b"max":
-                connection.keepAliveMax = parsed
-
-
 # One shared end-of-body reason: it carries no traceback and nothing in it
 # changes, so every response may be told with the same object.
 _DONE = Failure(ResponseDone("Response body fully received"))
@@ -192,11 +172,13 @@ class ResponseReading:
         _persistent: bool
         _received: bool
 
+        def _runHandOff(self) -> None: ...
+        def _stopRequestTimers(self) -> None: ...
+        def _noteKeepAlive(self, values: Iterable[bytes] | None) -> None: ...
         def _deliverResponse(self, response: _Response) -> None: ...
         def _giveUp(self, reason: Failure) -> None: ...
         def _readTimedOut(self, timeout: float) -> None: ...
         def _resumeReading(self) -> None: ...
-        def _stopRequestTimers(self) -> None: ...
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -445,7 +427,7 @@ class ResponseReading:
             self.reusable = False
         keepAlive = control.get(b"keep-alive")
         if keepAlive:
-            _noteKeepAlive(self, keepAlive)
+            self._noteKeepAlive(keepAlive)
         self._closeDelimited = closeDelimited
         cancelCall(self._responseTimer)
         self._responseTimer = None
@@ -540,9 +522,7 @@ class ResponseReading:
                 d.callback(response)
         finally:
             self._finishing = False
-        pending, self._pendingHandOff = self._pendingHandOff, None
-        if pending is not None:
-            pending()
+        self._runHandOff()
 
     def _parseFailed(self, reason: Failure) -> None:
         """

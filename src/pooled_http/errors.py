@@ -245,6 +245,7 @@ def isCancellation(exc: BaseException, depth: int = 0) -> bool:
         return False
     return any(isCancellation(inner, depth + 1) for inner in wrappedReasons(exc))
 
+
 # Failures that mean "try again later may work".
 _TEMPORARY: tuple[type[BaseException], ...] = (
     ConnectTimeoutError,
