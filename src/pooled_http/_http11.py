@@ -41,7 +41,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 
 from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
-from ._http11reading import _NO_HEADERS, _SERVER_CLOSE, ResponseReading
+from ._http11reading import _NO_CONTROL, _NO_HEADERS, _SERVER_CLOSE, ResponseReading
 from ._http11request import _BodyWriter, serializeHead
 from ._http11response import BODY_BUFFER_LIMIT, _Response
 from ._lifecycle import Lifecycle
@@ -160,7 +160,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         self._phrase = b""
         # The headers of the head being parsed (made at its start).
         self._pending: list[tuple[bytes, bytes]] = _NO_HEADERS
-        self._control: list[tuple[bytes, bytes]] = _NO_HEADERS
+        self._control: dict[bytes, list[bytes]] = _NO_CONTROL
         self._readingPaused = False
         self._givenUp = False
         self._aborting = False

@@ -62,11 +62,61 @@ _VERSIONS: dict[str, tuple[bytes, int, int]] = {}
 # What a connection holds between heads: never appended to (each head
 # starts with lists of its own).
 _NO_HEADERS: list[tuple[bytes, bytes]] = []
+_NO_CONTROL: dict[bytes, list[bytes]] = {}
+
+# The key Twisted's L{Headers} files a header name under (its spelling of
+# the name, which differs between Twisted versions), per name seen; capped
+# so that a server inventing names cannot grow it without bound.
+_HEADER_KEYS: dict[bytes, bytes] = {}
+_HEADER_KEYS_MAX = 10_000
+# Whether L{Headers} keeps its values in C{_rawHeaders}, so that a whole
+# head can be handed over in one dictionary.
+_RAW_HEADERS = hasattr(Headers(), "_rawHeaders")
 
 # A Connection header's values -> its tokens, for the few values servers
 # send; capped like the header names.
 _CONNECTION_TOKENS: dict[tuple[bytes, ...], frozenset[bytes]] = {}
 _CONNECTION_TOKENS_MAX = 1000
+
+
+def _headerKey(name: bytes) -> bytes:
+    """
+    The key L{Headers} files C{name} under, learnt from L{Headers} itself.
+    """
+    probe: Any = Headers()
+    probe.addRawHeader(name, b"")
+    key: bytes = next(iter(probe._rawHeaders))
+    if len(_HEADER_KEYS) < _HEADER_KEYS_MAX:
+        _HEADER_KEYS[name] = key
+    return key
+
+
+def _buildHeaders(pending: list[tuple[bytes, bytes]]) -> Headers:
+    """
+    The L{Headers} of a response's header lines, as C{addRawHeader} for
+    each would build them (line breaks in a value neutralised), in one
+    dictionary handed over whole.
+    """
+    headers: Any = Headers()
+    if not _RAW_HEADERS:  # pragma: no cover - a Headers of another shape
+        for name, value in pending:
+            headers.addRawHeader(name, value)
+        return headers
+    raw: dict[bytes, list[bytes]] = {}
+    keys = _HEADER_KEYS
+    for name, value in pending:
+        key = keys.get(name)
+        if key is None:
+            key = _headerKey(name)
+        if b"\r" in value or b"\n" in value:
+            value = b" ".join(value.splitlines())
+        values = raw.get(key)
+        if values is None:
+            raw[key] = [value]
+        else:
+            values.append(value)
+    headers._rawHeaders = raw
+    return headers
 
 
 class _StopParsing(Exception):
@@ -153,7 +203,7 @@ class ResponseReading:
         _readTimer: DelayedCall | None
         _pendingHandOff: Callable[[], object] | None
         _pending: list[tuple[bytes, bytes]]
-        _control: list[tuple[bytes, bytes]]
+        _control: dict[bytes, list[bytes]]
         _phrase: bytes
         _headBuffer: bytes
         _maxHeaderBytes: int
@@ -313,7 +363,7 @@ class ResponseReading:
             raise _StopParsing()
         self._phrase = b""
         self._pending = []
-        self._control = []
+        self._control = {}
 
     def on_status(self, status: bytes) -> None:
         """
@@ -336,7 +386,12 @@ class ResponseReading:
             raise ResponseHeadersTooLargeError(self.key, limit)
         lowered = name.lower()
         if lowered in _CONNECTION_CONTROL:
-            self._control.append((lowered, value))
+            control = self._control
+            values = control.get(lowered)
+            if values is None:
+                control[lowered] = [value]
+            else:
+                values.append(value)
             if not (self._headOnly and lowered == b"content-length"):
                 return
         self._pending.append((name, value))
@@ -384,20 +439,9 @@ class ResponseReading:
         The final response head is in: decide how its body is framed,
         refusing what cannot be framed for sure, and build the response.
         """
-        headers = Headers()
         pending, self._pending = self._pending, _NO_HEADERS
-        if pending:
-            add = headers.addRawHeader
-            for name, value in pending:
-                add(name, value)
-        control: dict[bytes, list[bytes]] = {}
-        for name, value in self._control:
-            values = control.get(name)
-            if values is None:
-                control[name] = [value]
-            else:
-                values.append(value)
-        self._control = _NO_HEADERS
+        headers = _buildHeaders(pending)
+        control, self._control = self._control, _NO_CONTROL
         version = _version(parser.get_http_version())
         length: int | object = UNKNOWN_LENGTH
         closeDelimited = False
