@@ -46,7 +46,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from pooled_http._http11 import BODY_BUFFER_LIMIT, FramingError, HTTP11Connection
-from pooled_http._http11reading import _buildHeaders
+from pooled_http._http11head import _buildHeaders
 from pooled_http._http11request import InvalidHeaderName
 from pooled_http._lifecycle import Lifecycle
 from pooled_http.errors import (

@@ -9,8 +9,10 @@ L{twisted.web._newclient.Request} and returns a Deferred that fires with an
 L{IResponse} once the response head has arrived and the request has been
 written whole.  The parts live beside it: the request's head and body in
 L{pooled_http._http11request}, the response and its body in
-L{pooled_http._http11response}, reading and framing in
-L{pooled_http._http11reading}.
+L{pooled_http._http11response}, what is made of a response head in
+L{pooled_http._http11head}, reading and framing in
+L{pooled_http._http11reading}; what it shares with the connection on
+Twisted's protocol in L{pooled_http._connbase}.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 
 from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
-from ._http11reading import _NO_CONTROL, _NO_HEADERS, _SERVER_CLOSE, ResponseReading
+from ._http11head import _NO_CONTROL, _NO_HEADERS
+from ._http11reading import _SERVER_CLOSE, ResponseReading
 from ._http11request import _BodyWriter, serializeHead
 from ._http11response import BODY_BUFFER_LIMIT, _Response
 from ._lifecycle import Lifecycle
