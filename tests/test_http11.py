@@ -45,12 +45,9 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from pooled_http._http11 import (
-    BODY_BUFFER_LIMIT,
-    FramingError,
-    HTTP11Connection,
-    InvalidHeaderName,
-)
+from pooled_http._http11 import BODY_BUFFER_LIMIT, FramingError, HTTP11Connection
+from pooled_http._http11head import _buildHeaders
+from pooled_http._http11request import InvalidHeaderName
 from pooled_http._lifecycle import Lifecycle
 from pooled_http.errors import (
     ConnectTimeoutError,
@@ -1633,3 +1630,35 @@ class FinishOrderTests(ConnectionTestCase):
         self.conn.dataReceived(OK)
         self.assertEqual(self.body(self.successResultOf(second[0]))[0], b"abc")
         self.assertEqual(self.owner.names(), ["quiescent"])
+
+
+class HeadersBuildTests(SynchronousTestCase):
+    """
+    The response's L{Headers} are built in one dictionary, the same as
+    C{addRawHeader} for each line would build them.
+    """
+
+    def test_sameAsAddRawHeader(self) -> None:
+        """
+        Names in any case, repeated names in order, and a value with a line
+        break end up as C{addRawHeader} puts them.
+        """
+        lines = [
+            (b"X-Thing", b"1"),
+            (b"x-thing", b"2"),
+            (b"Set-Cookie", b"a=1"),
+            (b"content-TYPE", b"text/plain"),
+            (b"Set-Cookie", b"b=2"),
+            (b"X-Folded", b"one\r\n two"),
+        ]
+        expected = Headers()
+        for name, value in lines:
+            expected.addRawHeader(name, value)
+        built = _buildHeaders(lines)
+        self.assertEqual(
+            list(built.getAllRawHeaders()), list(expected.getAllRawHeaders())
+        )
+        self.assertEqual(built, expected)
+        self.assertEqual(built.getRawHeaders(b"set-cookie"), [b"a=1", b"b=2"])
+        self.assertEqual(built.getRawHeaders(b"x-folded"), [b"one  two"])
+        self.assertEqual(list(_buildHeaders([]).getAllRawHeaders()), [])

@@ -46,7 +46,9 @@ class FakeOwner:
     def connectionTimedOut(self, connection: Any, error: Exception) -> None:
         self.reports.append(("timedOut", type(error)))
 
-    def connectionLost(self, connection: Any, previous: Lifecycle, reason: Failure) -> None:
+    def connectionLost(
+        self, connection: Any, previous: Lifecycle, reason: Failure
+    ) -> None:
         self.reports.append(("lost", previous))
 
 
@@ -61,7 +63,9 @@ class _Transport(StringTransport):
 
 
 class TwistedConnectionTests(SynchronousTestCase):
-    def connect(self, **settings: Any) -> tuple[TwistedHTTP11Connection, FakeOwner, _Transport]:
+    def connect(
+        self, **settings: Any
+    ) -> tuple[TwistedHTTP11Connection, FakeOwner, _Transport]:
         owner = FakeOwner(**settings)
         connection = TwistedHTTP11Connection(owner, ("http", b"example", 80))
         transport = _Transport()
@@ -97,7 +101,9 @@ class TwistedConnectionTests(SynchronousTestCase):
             b"HTTP/1.0 200 OK\r\nKeep-Alive: timeout=5, max=7\r\n"
             b"Content-Length: 0\r\n\r\n"
         )
-        self.assertEqual((connection.keepAliveTimeout, connection.keepAliveMax), (5.0, 7))
+        self.assertEqual(
+            (connection.keepAliveTimeout, connection.keepAliveMax), (5.0, 7)
+        )
         self.assertFalse(connection.reusable)
 
     def test_connectionCloseGivesUp(self) -> None:

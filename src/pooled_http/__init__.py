@@ -32,6 +32,7 @@ from ._proxy import (
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from .errors import (
     ConnectTimeoutError,
+    FramingError,
     PoolClosedError,
     PoolError,
     PoolTimeoutError,
@@ -76,6 +77,7 @@ __all__ = [
     "ResponseTimeoutError",
     "ReadTimeoutError",
     "ResponseHeadersTooLargeError",
+    "FramingError",
     "ProxyURLError",
     "ProxyError",
     "ProxyAuthenticationRequired",

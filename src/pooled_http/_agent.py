@@ -638,4 +638,3 @@ class PooledAgent:
             )
 
         return d.addCallback(cbConnected)
-

@@ -147,4 +147,3 @@ class Connector:
         timer, waiter.connectTimer = waiter.connectTimer, None
         cancelCall(timer)
         self._failed(waiter, failure, waiter.timedOut)
-

@@ -345,10 +345,22 @@ class PoolCore:
         connections, update its place in the ring, serve the ring, and forget
         the bucket if it is empty.
         """
-        self._serveFromIdle(bucket, actions)
-        self._touch(bucket)
-        self._serveRing(actions)
-        self._forgetIfEmpty(bucket)
+        # The checks written out here spare the calls that would do
+        # nothing on the common paths (no idle connection for a waiter, an
+        # empty ring, a key still in use).
+        waiters = bucket.waiters
+        if waiters and bucket.idle:
+            self._serveFromIdle(bucket, actions)
+        ring = self._ring
+        if waiters and bucket.total < self.perHostLimit and not self.closed:
+            if bucket.key not in ring:
+                ring[bucket.key] = None
+        elif ring:
+            ring.pop(bucket.key, None)
+        if ring:
+            self._serveRing(actions)
+        if not (bucket.inUse or bucket.idle):
+            self._forgetIfEmpty(bucket)
 
     def _serveFromIdle(self, bucket: Bucket, actions: list[Action]) -> None:
         while bucket.waiters and bucket.idle:

@@ -90,6 +90,7 @@ def snapshot(core: PoolCore, c: Counters) -> PoolStats:
         closing=closing,
     )
 
+
 def summary(core: PoolCore, c: Counters) -> str:
     """
     A pool's one-line C{repr}: its state, counts, limits and totals.

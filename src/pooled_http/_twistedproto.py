@@ -12,27 +12,24 @@ internals (the parser, C{_state}, C{_finishResponse_WAITING}).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable
 from typing import Any
 
-from twisted.internet.base import DelayedCall
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web._newclient import HTTP11ClientProtocol, Request
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
+from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
-from ._lifecycle import Lifecycle, LifecycleMixin
-from ._timers import activeCalls, cancelCall
+from ._lifecycle import Lifecycle
+from ._timers import cancelCall
 from .errors import (
-    ConnectTimeoutError,
-    PoolError,
     ReadTimeoutError,
     ResponseHeadersTooLargeError,
-    ResponseTimeoutError,
 )
 
 __all__ = ["TwistedHTTP11Connection"]
@@ -76,22 +73,11 @@ class _Silent(Protocol):
 
 
 @implementer(IHandshakeListener)
-class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
+class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
     """
     One pooled HTTP/1.1 connection on Twisted's L{HTTP11ClientProtocol}.
 
-    @ivar key: The pool key it belongs to.
-    @ivar lifecycle: A L{Lifecycle}; change it only with L{LifecycleMixin.moveTo}.
-    @ivar createdAt: When the connection was opened (reactor seconds).
-    @ivar requestsServed: Requests sent on it.
-    @ivar serial: Set by the pool: grows with every connection it opens.
-    @ivar keepAliveTimeout: The server's C{Keep-Alive: timeout=N}, if sent.
-    @ivar keepAliveMax: The server's C{Keep-Alive: max=M}, if sent: no more
-        than M requests are sent on the connection.
-    @ivar reusable: C{False} once the server said the connection will not
-        serve another request (an HTTP/1.0 response without keep-alive).
-    @ivar timeoutError: The pool error that ended the connection (a
-        timeout), reported to the request in place of Twisted's generic one.
+    The pool metadata, timers and closing are L{ConnectionBase}'s.
     """
 
     def __init__(self, owner: ConnectionOwner, key: Hashable) -> None:
@@ -102,138 +88,15 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         """
         HTTP11ClientProtocol.__init__(self, owner.connectionQuiescent)
         self._state = "QUIESCENT"
-        self._owner = owner
-        self.key = key
-        self.lifecycle = Lifecycle.ACTIVE
-        self.createdAt = owner.reactor.seconds()
-        self.requestsServed = 0
-        self.serial = 0
-        self.keepAliveTimeout: float | None = None
-        self.keepAliveMax: int | None = None
-        self.reusable = True
-        self.timeoutError: PoolError | None = None
-        self.handshakeTimer: DelayedCall | None = None
-        self.handshakeDone = False
-        self._responseTimer: DelayedCall | None = None
-        self._readTimer: DelayedCall | None = None
-        self._graceTimer: DelayedCall | None = None
+        self._initConnection(owner, key)
         self._awaitingHeaders = False
         self._headBytes = 0
         self._requestParser: Any = None
-        self._lostWatchers: list[Deferred[None]] = []
-        self._finishing = False
-        self._pendingHandOff: Callable[[], object] | None = None
 
     def __repr__(self) -> str:
         return (
             f"<TwistedHTTP11Connection {self.key!r} {self.lifecycle.value} "
             f"requests={self.requestsServed}>"
-        )
-
-    # Lifecycle
-
-    def pendingCalls(self) -> list[DelayedCall]:
-        """
-        The connection's timers that are still to run.
-        """
-        return activeCalls(
-            (self.handshakeTimer, self._responseTimer, self._readTimer, self._graceTimer)
-        )
-
-    def handOff(self, give: Callable[[], object]) -> None:
-        """
-        Run C{give}, which hands this connection to a waiting request, as
-        soon as the connection can take a new request.
-        """
-        if self._finishing:
-            self._pendingHandOff = give
-        else:
-            give()
-
-    def whenLost(self) -> Deferred[None]:
-        """
-        Return a Deferred that fires once the transport is gone.
-        """
-        if self.lifecycle is Lifecycle.CLOSED:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._lostWatchers.append(d)
-        return d
-
-    def close(self, gracePeriod: float) -> None:
-        """
-        Close the transport politely; abort it if it has not gone away after
-        C{gracePeriod} seconds (a peer that never finishes closing must not
-        hang the pool).
-        """
-        if self.lifecycle is Lifecycle.CLOSED:
-            return
-        if self.lifecycle is not Lifecycle.CLOSING:
-            self.moveTo(Lifecycle.CLOSING)
-        self._stopRequestTimers()
-        transport: Any = self.transport
-        if transport is None:
-            return
-        transport.loseConnection()
-        if self._graceTimer is None and self.lifecycle is Lifecycle.CLOSING:
-            self._graceTimer = self._owner.reactor.callLater(
-                gracePeriod, self.abortTransport
-            )
-
-    def abortTransport(self) -> None:
-        """
-        Drop the transport at once.
-        """
-        if self.lifecycle is Lifecycle.CLOSED or self.transport is None:
-            return
-        transport: Any = self.transport
-        abort = getattr(transport, "abortConnection", None)
-        if abort is not None:
-            abort()
-        else:  # pragma: no cover - every TCP/TLS transport has it
-            transport.loseConnection()
-
-    # TLS
-
-    def awaitHandshake(self, remaining: float, timeout: float) -> None:
-        """
-        The transport is connected; if it is TLS and the handshake is still
-        going, the connect timeout keeps running until it completes.
-
-        @param remaining: Seconds left of the connect timeout.
-        @param timeout: The whole connect timeout, for the error message.
-        """
-        if self.handshakeDone or not ISSLTransport.providedBy(self.transport):
-            return
-        self.handshakeTimer = self._owner.reactor.callLater(
-            max(0.0, remaining), self._handshakeTimedOut, timeout
-        )
-
-    def _handshakeTimedOut(self, timeout: float) -> None:
-        self.handshakeTimer = None
-        self._timedOut(ConnectTimeoutError(self.key, timeout))
-
-    def handshakeCompleted(self) -> None:
-        """
-        The TLS handshake finished: the connect phase is over.
-        """
-        self.handshakeDone = True
-        cancelCall(self.handshakeTimer)
-        self.handshakeTimer = None
-
-    @property
-    def stale(self) -> bool:
-        """
-        Whether the transport can no longer carry a request although
-        C{connectionLost} has not arrived yet: it is disconnecting, or its
-        TLS layer has already seen the peer's C{close_notify}.
-        """
-        transport: Any = self.transport
-        return (
-            transport is None
-            or bool(getattr(transport, "disconnecting", False))
-            or bool(getattr(transport, "disconnected", False))
-            or bool(getattr(transport, "_lostTLSConnection", False))
         )
 
     # Requests
@@ -298,9 +161,13 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         """
         The whole request is on the wire: the response timer starts.
         """
-        timeout = self._owner.responseTimeout
-        if timeout is not None and self._awaitingHeaders and self._responseTimer is None:
-            self._responseTimer = self._owner.reactor.callLater(
+        timeout = self.owner.responseTimeout
+        if (
+            timeout is not None
+            and self._awaitingHeaders
+            and self._responseTimer is None
+        ):
+            self._responseTimer = self.owner.reactor.callLater(
                 timeout, self._responseTimedOut, timeout
             )
 
@@ -310,7 +177,7 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         """
         readTimer = self._readTimer
         if readTimer is not None and readTimer.active():
-            readTimer.reset(self._owner.readTimeout or 0)
+            readTimer.reset(self.owner.readTimeout or 0)
         parser = self._requestParser
         HTTP11ClientProtocol.dataReceived(self, data)
         # The bytes may have finished this response and, from the caller's
@@ -327,7 +194,7 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
             self._headersReceived(parser)
             return
         self._headBytes += len(data)
-        limit = self._owner.maxHeaderBytes
+        limit = self.owner.maxHeaderBytes
         if self._headBytes > limit and self._parser is parser:
             # Bounded memory against a server that never ends its headers.
             self._awaitingHeaders = False
@@ -337,24 +204,11 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         self._awaitingHeaders = False
         cancelCall(self._responseTimer)
         self._responseTimer = None
-        timeout = self._owner.readTimeout
+        timeout = self.owner.readTimeout
         if timeout is not None and self._parser is parser and self._readTimer is None:
-            self._readTimer = self._owner.reactor.callLater(
+            self._readTimer = self.owner.reactor.callLater(
                 timeout, self._readTimedOut, timeout
             )
-
-    def _timedOut(self, error: PoolError) -> None:
-        """
-        A timer of this connection fired: remember why, so the request
-        fails with C{error}, and abort.
-        """
-        self.timeoutError = error
-        self._owner.connectionTimedOut(self, error)
-        self.abortTransport()
-
-    def _responseTimedOut(self, timeout: float) -> None:
-        self._responseTimer = None
-        self._timedOut(ResponseTimeoutError(self.key, timeout))
 
     def _readTimedOut(self, timeout: float) -> None:
         self._readTimer = None
@@ -370,9 +224,7 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         self._timedOut(error)
 
     def _stopRequestTimers(self) -> None:
-        cancelCall(self._responseTimer)
-        cancelCall(self._readTimer)
-        self._responseTimer = self._readTimer = None
+        ConnectionBase._stopRequestTimers(self)
         self._awaitingHeaders = False
 
     def _finishResponse_WAITING(self, rest: bytes) -> None:
@@ -406,29 +258,9 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
             # Deferreds) alive while the connection sits idle; a request
             # started from the response's callbacks has its own by now.
             self._requestParser = None
-        pending, self._pendingHandOff = self._pendingHandOff, None
-        if pending is not None:
-            pending()
+        self._runHandOff()
 
     _finishResponse_TRANSMITTING = _finishResponse_WAITING
-
-    def _noteKeepAlive(self, values: Sequence[bytes] | None) -> None:
-        if not values:
-            return
-        for value in values:
-            for part in value.split(b","):
-                name, _, number = part.strip().partition(b"=")
-                try:
-                    parsed = int(number.strip())
-                except ValueError:
-                    continue
-                if parsed < 0:
-                    continue
-                name = name.strip().lower()
-                if name == b"timeout":
-                    self.keepAliveTimeout = float(parsed)
-                elif name == b"max":
-                    self.keepAliveMax = parsed
 
     def _giveUp(self, reason: Failure) -> None:
         """
@@ -437,7 +269,7 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         is freed, then let the transport go.
         """
         if self.lifecycle not in (Lifecycle.CLOSING, Lifecycle.CLOSED):
-            self._owner.connectionGivenUp(self, reason)
+            self.owner.connectionGivenUp(self, reason)
         HTTP11ClientProtocol._giveUp(self, reason)
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
@@ -446,14 +278,10 @@ class TwistedHTTP11Connection(LifecycleMixin, HTTP11ClientProtocol):
         owner, and fire L{whenLost} watchers.
         """
         self._stopRequestTimers()
-        cancelCall(self.handshakeTimer)
-        cancelCall(self._graceTimer)
-        self.handshakeTimer = self._graceTimer = None
+        self._connectionGone()
         HTTP11ClientProtocol.connectionLost(self, reason)
         previous = self.lifecycle
         if previous is not Lifecycle.CLOSED:
             self.moveTo(Lifecycle.CLOSED)
-            self._owner.connectionLost(self, previous, reason)
-        watchers, self._lostWatchers = self._lostWatchers, []
-        for d in watchers:
-            d.callback(None)
+            self.owner.connectionLost(self, previous, reason)
+        self._fireLost()

@@ -38,6 +38,7 @@ __all__ = [
     "ResponseTimeoutError",
     "ReadTimeoutError",
     "ResponseHeadersTooLargeError",
+    "FramingError",
     "LifecycleError",
     "isTemporaryNetworkError",
     "wrappedReasons",
@@ -182,6 +183,17 @@ class ResponseHeadersTooLargeError(PoolError, ParseError):
         self.limit = limit
 
 
+class FramingError(ParseError, ValueError):
+    """
+    A response the client cannot frame for sure (conflicting or negative
+    C{Content-Length}, a C{Transfer-Encoding} not ending in C{chunked}, an
+    unasked C{101}, a broken chunk, anything llhttp refuses); the request
+    fails with it inside L{ResponseFailed} and the connection is not reused.
+    A L{ParseError}, as Twisted reports malformed responses, and a
+    L{ValueError}, as Twisted reports a bad C{Content-Length}.
+    """
+
+
 class LifecycleError(PoolError):
     """
     A connection was asked to make a transition its lifecycle does not allow.
@@ -232,6 +244,7 @@ def isCancellation(exc: BaseException, depth: int = 0) -> bool:
     if depth >= MAX_WRAPPER_DEPTH:
         return False
     return any(isCancellation(inner, depth + 1) for inner in wrappedReasons(exc))
+
 
 # Failures that mean "try again later may work".
 _TEMPORARY: tuple[type[BaseException], ...] = (

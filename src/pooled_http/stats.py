@@ -165,7 +165,9 @@ def percentiles(values: Iterable[float], points: Sequence[float]) -> list[float 
     """
     for point in points:
         if not 0 <= point <= 100:
-            raise ValueError(f"percentile points must be between 0 and 100, not {point!r}")
+            raise ValueError(
+                f"percentile points must be between 0 and 100, not {point!r}"
+            )
     ordered = sorted(values)
     count = len(ordered)
     if not count:

@@ -141,7 +141,9 @@ def _runFetch(args: argparse.Namespace) -> int:
     try:
         writer = _LineWriter(args.output)
     except OSError as e:
-        raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
+        raise UsageError(
+            f"--output: cannot write {args.output}: {e.strerror}"
+        ) from None
 
     headers = Headers()
     for name, value in options.headers:

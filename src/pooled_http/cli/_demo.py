@@ -213,7 +213,9 @@ class DemoRunner:
         row("req/s", lambda r: f"{r.tally.rate():.0f}")
         row("connections opened", lambda r: str(r.opened))
         row("most open at once", lambda r: str(r.peak))
-        row("reused connections", lambda r: formatPercent(r.tally.totals().reusePercent))
+        row(
+            "reused connections", lambda r: formatPercent(r.tally.totals().reusePercent)
+        )
         for point in (50, 95, 99):
             row(f"p{point} latency ms", lambda r, p=point: latency(r, p))  # type: ignore[misc]
         return table
@@ -234,7 +236,7 @@ class DemoRunner:
         )
         self._console.print(self.comparisonTable())
         self._console.print(
-            "Connections are counted by the server; \"reused connections\" is "
+            'Connections are counted by the server; "reused connections" is '
             "the share of requests sent on a connection that had served a "
             "request before.",
             highlight=False,

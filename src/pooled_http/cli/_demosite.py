@@ -167,9 +167,7 @@ class CountingFactory(WrappingFactory):
         self.peak = self.current
 
 
-def listenDemoSite(
-    reactor: Any, ports: int = 4
-) -> tuple[CountingFactory, list[Any]]:
+def listenDemoSite(reactor: Any, ports: int = 4) -> tuple[CountingFactory, list[Any]]:
     """
     Serve L{DemoResource} on C{ports} random ports of 127.0.0.1.
 

@@ -169,7 +169,10 @@ def buildParser() -> argparse.ArgumentParser:
         "default: the pool's, 256)",
     )
     fetch.add_argument(
-        "-X", "--method", default=None, help="request method (default: GET, or POST with --data)"
+        "-X",
+        "--method",
+        default=None,
+        help="request method (default: GET, or POST with --data)",
     )
     fetch.add_argument(
         "-H",
@@ -325,7 +328,9 @@ def checkFetchOptions(args: argparse.Namespace) -> FetchOptions:
             with open(args.data_file, "rb") as f:
                 options.body = f.read()
         except OSError as e:
-            raise UsageError(f"--data-file: cannot read {args.data_file}: {e.strerror}") from None
+            raise UsageError(
+                f"--data-file: cannot read {args.data_file}: {e.strerror}"
+            ) from None
 
     method = args.method or ("POST" if options.body is not None else "GET")
     if not _TOKEN.match(method):
@@ -374,6 +379,8 @@ def checkFetchOptions(args: argparse.Namespace) -> FetchOptions:
         try:
             os.makedirs(args.bodies, exist_ok=True)
         except OSError as e:
-            raise UsageError(f"--bodies: cannot create {args.bodies}: {e.strerror}") from None
+            raise UsageError(
+                f"--bodies: cannot create {args.bodies}: {e.strerror}"
+            ) from None
         options.bodiesDir = args.bodies
     return options

@@ -90,7 +90,17 @@ def _row(name: str, tally: HostTally, elapsed: float) -> list[str]:
     ]
 
 
-_COLUMNS = ("reqs", "ok", "errors", "new\nconns", "reuse", "p50\nms", "p95\nms", "p99\nms", "req/s")
+_COLUMNS = (
+    "reqs",
+    "ok",
+    "errors",
+    "new\nconns",
+    "reuse",
+    "p50\nms",
+    "p95\nms",
+    "p99\nms",
+    "req/s",
+)
 
 
 def summaryTable(run: RunTally, title: str = "pooled-http summary") -> Table:

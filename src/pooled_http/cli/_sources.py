@@ -90,9 +90,7 @@ class ThreadedLineSource:
 
     total: int | None = None
 
-    def __init__(
-        self, reactor: Any, fd: int, bound: int = 10000
-    ) -> None:
+    def __init__(self, reactor: Any, fd: int, bound: int = 10000) -> None:
         """
         @param reactor: Where to wake the fetcher when URLs arrive.
         @param fd: The file descriptor to read.

@@ -16,6 +16,7 @@ __all__ = ["INVALID_HOST", "FetchResult", "HostTally", "RunTally"]
 #: The host label of URLs that could not be parsed.
 INVALID_HOST = "(invalid URL)"
 
+
 @dataclass
 class FetchResult:
     """
