@@ -1601,35 +1601,35 @@ class FinishOrderTests(ConnectionTestCase):
     The order of the steps when a response completes.
     """
 
-    def test_bodyToldBeforeQuiescent(self) -> None:
+    def test_quiescentBeforeBodyTold(self) -> None:
         """
-        The body protocol hears the body is done before the owner hears
-        the connection is quiescent.
+        The owner hears the connection is quiescent before the body
+        protocol hears the body is done (as from Twisted's protocol), so a
+        request made from the body's callback finds the connection back.
         """
         self.connect()
         response = self.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\na")
         seen: list[list[str]] = []
         readBody(response).addCallback(lambda body: seen.append(self.owner.names()))
         self.conn.dataReceived(b"b")
-        self.assertEqual(seen, [[]])
-        self.assertEqual(self.owner.names(), ["quiescent"])
+        self.assertEqual(seen, [["quiescent"]])
 
     def test_nextRequestFromBodyCallback(self) -> None:
         """
         Used without a pool, the next request may be sent from the body's
-        callback, as on Twisted's protocol; the connection is then busy
-        again and not reported quiescent for the first response.
+        callback, as on Twisted's protocol; each response is reported
+        quiescent once.
         """
         self.connect()
         response = self.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\na")
         second: list[Deferred[IResponse]] = []
         readBody(response).addCallback(lambda body: second.append(self.send()))
         self.conn.dataReceived(b"b")
-        self.assertEqual(self.owner.names(), [])
+        self.assertEqual(self.owner.names(), ["quiescent"])
         self.assertEqual(self.conn.state, "WAITING")
         self.conn.dataReceived(OK)
         self.assertEqual(self.body(self.successResultOf(second[0]))[0], b"abc")
-        self.assertEqual(self.owner.names(), ["quiescent"])
+        self.assertEqual(self.owner.names(), ["quiescent", "quiescent"])
 
 
 class HeadersBuildTests(SynchronousTestCase):

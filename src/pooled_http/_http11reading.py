@@ -382,9 +382,9 @@ class ResponseReading:
     def _finishResponse(self) -> None:
         """
         The response is complete.  First the connection is made ready for
-        another request (nothing of this one is left on it); then the body
-        protocol is told; then the owner hears the connection is quiescent,
-        or that it is given up; then the request's Deferred fires if it has
+        another request (nothing of this one is left on it); then the owner
+        hears the connection is quiescent, or that it is given up; then the
+        body protocol is told; then the request's Deferred fires if it has
         not (a body-less or short response, as Twisted: after the report).
         A waiting request handed this connection from inside the report
         starts only after all that.
@@ -431,14 +431,11 @@ class ResponseReading:
         assert response is not None
         self._finishing = True
         try:
-            response._end(_DONE)
-            # The body's protocol may have aborted the connection, or (used
-            # without a pool) started the next request on it already.
-            if (
-                self._state == "QUIESCENT"
-                and self.lifecycle is Lifecycle.ACTIVE
-                and not self._aborting
-            ):
+            # The pool hears first, as from Twisted's protocol: a request
+            # made when the body's protocol is told the body is done (the
+            # next request of a sequential loop) finds this connection back
+            # in the pool instead of opening another one.
+            if self.lifecycle is Lifecycle.ACTIVE and not self._aborting:
                 try:
                     this: Any = self
                     self.owner.connectionQuiescent(this)
@@ -448,6 +445,7 @@ class ResponseReading:
                         "while reporting {connection!r} quiescent", connection=self
                     )
                     self._giveUp(Failure())
+            response._end(_DONE)
             if d is not None:
                 d.callback(response)
         finally:
