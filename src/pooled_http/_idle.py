@@ -83,10 +83,15 @@ class IdleTimers:
 
         @return: C{False} if it has expired already (nothing was started).
         """
-        timeout = self.timeoutFor(connection)
+        settings = self.settings
+        if connection.keepAliveTimeout is None and settings.maxConnectionAge is None:
+            # The common case, without a call: the pool's own timeout.
+            timeout = float(settings.cachedConnectionTimeout)
+        else:
+            timeout = self.timeoutFor(connection)
         if timeout <= 0:
             return False
-        if timeout < self.settings.cachedConnectionTimeout:
+        if timeout < settings.cachedConnectionTimeout:
             reason = CloseReason.IDLE_TIMEOUT
             if connection.keepAliveTimeout is None:
                 reason = CloseReason.EXPIRED
