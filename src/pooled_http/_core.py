@@ -185,8 +185,9 @@ class PoolCore:
         bucket.inUse.discard(connection)
         if not reusable or self.closed:
             self._close(bucket, connection, reason or CloseReason.SHUTDOWN, actions)
-        elif connection.stale:
-            # Its close is already under way: a request on it would be lost.
+        elif bucket.waiters and connection.stale:
+            # Its close is already under way: a request handed it would be
+            # lost.  (One parked instead is looked at again when handed out.)
             self._close(bucket, connection, CloseReason.SERVER_CLOSED, actions)
         elif bucket.waiters:
             waiter = bucket.waiters[0]
