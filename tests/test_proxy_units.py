@@ -27,7 +27,8 @@ from pooled_http import (
     ProxyURLError,
     isTemporaryNetworkError,
 )
-from pooled_http._proxy import HTTPTunnelEndpoint, SOCKS5Endpoint, parseProxy
+from pooled_http._proxyurl import parseProxy
+from pooled_http._tunnel import HTTPTunnelEndpoint, SOCKS5Endpoint
 from tests.support.fakes import FakeEndpoint
 
 # (value, scheme, host, port, username, url)

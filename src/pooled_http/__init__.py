@@ -22,14 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._agent import PooledAgent, TLSPolicyIdentity
 from ._pool import HTTPConnectionPool
-from ._proxy import (
-    HTTPTunnelEndpoint,
-    ProxyEndpointFactory,
-    ProxyURL,
-    SOCKS5Endpoint,
-    parseProxy,
-)
+from ._proxy import ProxyEndpointFactory
+from ._proxyurl import ProxyURL, parseProxy
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
+from ._tunnel import HTTPTunnelEndpoint, SOCKS5Endpoint
 from .errors import (
     ConnectTimeoutError,
     FramingError,

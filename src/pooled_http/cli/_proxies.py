@@ -13,8 +13,8 @@ from typing import Any
 
 from twisted.web.client import URI
 
-from .._proxy import parseProxy
 from .._proxyenv import noProxyMatches, proxyFromEnvironment
+from .._proxyurl import parseProxy
 from ..errors import ProxyURLError
 from ._options import UsageError
 
