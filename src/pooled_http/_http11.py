@@ -371,7 +371,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
     def connectionLost(self, reason: Failure = _SERVER_CLOSE) -> None:
         """
         The transport is gone: stop every timer, fail what was in flight,
-        move to C{CLOSED}, tell the owner and fire L{whenLost}.
+        move to C{CLOSED}, tell the owner and fire L{pooled_http._connbase.ConnectionBase.whenLost}.
         """
         self._stopRequestTimers()
         self._connectionGone()

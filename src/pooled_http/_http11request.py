@@ -66,7 +66,7 @@ def _checkedName(name: bytes) -> bytes:
 
 def _checkedValue(value: bytes) -> bytes:
     """
-    Neutralise line breaks in a header value as Twisted's L{Headers} does.
+    Neutralise line breaks in a header value as Twisted's L{twisted.web.http_headers.Headers} does.
     """
     if b"\r" in value or b"\n" in value:
         return b" ".join(value.splitlines())

@@ -275,7 +275,7 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
         """
         The transport is gone: cancel every timer, tell the parser and the
-        owner, and fire L{whenLost} watchers.
+        owner, and fire L{pooled_http._connbase.ConnectionBase.whenLost} watchers.
         """
         self._stopRequestTimers()
         self._connectionGone()

@@ -122,7 +122,7 @@ def pooledServerResource() -> Any:
     The resource C{pooledServer} and C{pooledHTTPSServer} serve; override
     this fixture to serve your own.
     """
-    from .testing import _EchoResource
+    from .testing._server import _EchoResource
 
     return _EchoResource()
 
