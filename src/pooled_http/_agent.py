@@ -23,12 +23,11 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from twisted.internet import defer
-from twisted.internet.abstract import isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
-from twisted.web._newclient import Request, _ensureValidMethod, _ensureValidURI
+from twisted.web._newclient import Request, _ensureValidMethod
 from twisted.web.client import (
     URI,
     BrowserLikePolicyForHTTPS,
@@ -53,6 +52,14 @@ from ._proxy import (
     parseProxy,
 )
 from ._proxyenv import environmentValue, noProxyMatches, proxyFromEnvironment
+from ._routes import (
+    _PLAIN_SCHEMES,
+    _TLS_SCHEMES,
+    TLSPolicyIdentity,
+    _computeHostValue,
+    _Route,
+    parseURI,
+)
 from .errors import ProxyURLError
 
 __all__ = ["PooledAgent", "TLSPolicyIdentity"]
@@ -63,9 +70,6 @@ DEFAULT_MAX_CACHED_ENDPOINTS = 4096
 #: How many parsed request URIs a L{PooledAgent} remembers by default.
 DEFAULT_MAX_CACHED_URIS = 1024
 
-_PLAIN_SCHEMES = frozenset({b"http", b"ws"})
-_TLS_SCHEMES = frozenset({b"https", b"wss"})
-_DEFAULT_PORTS = frozenset({(b"http", 80), (b"https", 443)})
 
 # One default policy shared by every agent that does not pass its own, the
 # way Agent's default argument is shared: agents with the default trust
@@ -85,108 +89,6 @@ class _PoolLike(Protocol):
         """
         Supply a connection for one request.
         """
-
-
-class TLSPolicyIdentity:
-    """
-    The identity of a TLS policy (or endpoint factory), as the last element
-    of a pool key.
-
-    Two identities are equal if and only if they wrap the very same object,
-    whatever that object's own C{__eq__} says. The wrapped object is kept
-    alive by the identity, so its C{id()} can never be reused by another
-    policy while a key naming it exists.
-
-    @ivar policy: The wrapped object.
-    """
-
-    __slots__ = ("policy", "_hash")
-
-    def __init__(self, policy: object) -> None:
-        """
-        @param policy: The TLS policy (an L{twisted.web.iweb.IPolicyForHTTPS}) or the
-            L{twisted.web.iweb.IAgentEndpointFactory} whose identity this is.
-        """
-        self.policy = policy
-        self._hash = hash(id(policy))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, TLSPolicyIdentity):
-            return self.policy is other.policy
-        return NotImplemented
-
-    def __ne__(self, other: object) -> bool:
-        if isinstance(other, TLSPolicyIdentity):
-            return self.policy is not other.policy
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __repr__(self) -> str:
-        return f"<{type(self.policy).__name__} at {id(self.policy):#x}>"
-
-
-class _Route:
-    """
-    Everything a L{PooledAgent} works out once per destination.
-
-    @ivar key: The pool key.
-    @ivar endpoint: The endpoint new connections are opened with.
-    @ivar hostValue: The value of the I{Host} header.
-    @ivar forward: Whether requests go to an HTTP proxy in absolute form.
-    @ivar proxyAuthorization: The I{Proxy-Authorization} value added to
-        forwarded requests, or L{None}.
-    """
-
-    __slots__ = ("key", "endpoint", "hostValue", "forward", "proxyAuthorization")
-
-    def __init__(
-        self,
-        key: Hashable,
-        endpoint: IStreamClientEndpoint,
-        hostValue: bytes,
-        forward: bool = False,
-        proxyAuthorization: bytes | None = None,
-    ) -> None:
-        self.key = key
-        self.endpoint = endpoint
-        self.hostValue = hostValue
-        self.forward = forward
-        self.proxyAuthorization = proxyAuthorization
-
-
-def parseURI(uri: bytes) -> URI:
-    """
-    Parse an absolute request URI as L{twisted.web.client.Agent} does,
-    with the default port of C{https} and C{wss} 443 and of every other
-    scheme 80, whatever the installed Twisted's L{URI} knows.
-
-    @param uri: The URI.
-    @return: The parsed URI.
-    @raise ValueError: If it is not a valid URI.
-    """
-    uri = _ensureValidURI(uri.strip())
-    scheme = uri.split(b":", 1)[0].lower()
-    return URI.fromBytes(uri, defaultPort=443 if scheme in _TLS_SCHEMES else 80)
-
-
-def _computeHostValue(scheme: bytes, host: bytes, port: int) -> bytes:
-    """
-    Compute the value of the I{Host} header exactly as
-    L{twisted.web.client.Agent} does: IPv6 literals in brackets, the port
-    left out when it is the scheme's default.
-
-    @param scheme: The URI scheme.
-    @param host: The host, without brackets.
-    @param port: The port.
-    @return: The header value.
-    """
-    if isIPv6Address(host.decode("ascii", "replace")):
-        host = b"[" + host + b"]"
-    if (scheme, port) in _DEFAULT_PORTS:
-        return host
-    return b"%b:%d" % (host, port)
 
 
 @implementer(IAgent)
