@@ -293,7 +293,7 @@ class PooledAgentUnitTests(SynchronousTestCase):
             b"https://example.com:8443/x",
             b"http://[::1]/",
             b"http://[::1]:8080/",
-            b"https://[fe80::1]:443/",
+            b"https://[::1]:443/",
             b"http://127.0.0.1:1234/p",
             b"http://Example.COM/Case",
             b"  http://example.com/strip  ",

@@ -462,7 +462,7 @@ class AgentRoutingTests(SynchronousTestCase):
             {
                 "https_proxy": "http://127.0.0.1:3128",
                 "HTTP_PROXY": "socks5h://127.0.0.1:1080",
-                "no_proxy": "direct.test,10.0.0.0/8",
+                "no_proxy": "direct.test,127.64.0.0/10",
             },
         )
         agent = self.agent(trustEnv=True)
@@ -471,7 +471,7 @@ class AgentRoutingTests(SynchronousTestCase):
             "socks5h://127.0.0.1:1080", agent.endpointFor(b"http://a.test/")[0]
         )
         self.assertEqual(agent.endpointFor(b"https://x.direct.test/")[0][4:], ())
-        self.assertEqual(len(agent.endpointFor(b"https://10.1.2.3/")[0]), 4)
+        self.assertEqual(len(agent.endpointFor(b"https://127.64.2.3/")[0]), 4)
         self.assertEqual(len(self.agent().endpointFor(b"https://a.test/")[0]), 4)
         # An explicit proxy still honours no_proxy with trustEnv.
         explicit = self.agent(proxy="http://127.0.0.1:9999", trustEnv=True)

@@ -84,7 +84,7 @@ def noProxyMatches(noProxy: str, host: str, port: int) -> bool:
     """
     Tell whether a target is excluded from proxying by a C{no_proxy} list.
 
-    @param noProxy: The list, e.g. C{"localhost,.example.com,10.0.0.0/8"}.
+    @param noProxy: The list, e.g. C{"localhost,.example.com,127.64.0.0/10"}.
     @param host: The target host (a name or an IP address, IPv6 with or
         without brackets).
     @param port: The target port.
