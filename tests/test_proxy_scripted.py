@@ -255,6 +255,41 @@ class ForwardTests(ProxyTestCase):
         self.assertEqual(proxy.connectionCount, 1)
         self.assertNoSecret(repr(agent), repr(agent.pool))
 
+    async def test_authenticationRequired(self) -> None:
+        """
+        The forwarding proxy's own 407 fails the request with
+        L{ProxyAuthenticationRequired}, as a refused C{CONNECT} does; its
+        body is dropped and the connection serves the next request.
+        """
+        denied = [True]
+
+        def script(connection: ProxyConnection, head: bytes) -> None:
+            if denied.pop() if denied else False:
+                connection.transport.write(  # type: ignore[union-attr]
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                    b'Proxy-Authenticate: Basic realm="x"\r\n'
+                    b"Content-Length: 6\r\n\r\ndenied"
+                )
+            else:
+                forwardingScript(connection, head)
+
+        proxy = self.startProxy(script)
+        agent = self.agent(f"http://alice:{SECRET}@127.0.0.1:{proxy.port}")
+        url = b"http://127.0.0.1:1/x"
+        error = await self.failureOf(agent.request(b"GET", url))
+        self.assertIsInstance(error, ProxyAuthenticationRequired)
+        assert isinstance(error, ProxyError)
+        self.assertEqual(
+            (error.status, error.reason, error.proxy),
+            (407, "Proxy Authentication Required", f"http://127.0.0.1:{proxy.port}"),
+        )
+        self.assertEqual(error.key, agent.endpointFor(url)[0])
+        self.assertFalse(isTemporaryNetworkError(error))
+        self.assertNoSecret(str(error), repr(error), repr(agent.pool))
+        head = await self.fetchOk(agent, url)
+        self.assertTrue(head.startswith(b"GET " + url))
+        self.assertEqual(proxy.connectionCount, 1)
+
 
 class FaultTests(ProxyTestCase):
     """

@@ -539,4 +539,7 @@ class PooledAgent:
                 )
             )
 
-        return d.addCallback(cbConnected)
+        d.addCallback(cbConnected)
+        if route.forward:
+            d.addCallback(route.endpoint.checkResponse)
+        return d

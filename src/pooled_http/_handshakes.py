@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet.abstract import isIPv6Address
 from twisted.python.failure import Failure
 
-from ._proxyurl import ProxyURL
+from ._proxyurl import CREDENTIALS_HINT, ProxyURL
 from .errors import (
     TEMPORARY_CONNECT_STATUSES,
     ProxyAuthenticationRequired,
@@ -126,8 +126,7 @@ class ConnectHandshake(Handshake):
         if status == 407:
             raise ProxyAuthenticationRequired(
                 self.proxy.url,
-                what + "; put working credentials in the proxy URL "
-                "(scheme://user:password@host:port)",
+                f"{what}; {CREDENTIALS_HINT}",
                 status=status,
                 reason=reason,
             )

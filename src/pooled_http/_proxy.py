@@ -22,14 +22,15 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import URI, BrowserLikePolicyForHTTPS
-from twisted.web.iweb import IAgentEndpointFactory
+from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
-from ._proxyurl import ProxyURL, parseProxy
+from ._proxyurl import CREDENTIALS_HINT, ProxyURL, parseProxy
 from ._tunnel import HTTPTunnelEndpoint, SOCKS5Endpoint, proxyUnreachable
-from .errors import isCancellation
+from .errors import ProxyAuthenticationRequired, isCancellation
 
 __all__ = [
     "ProxyURL",
@@ -85,6 +86,43 @@ class ForwardingEndpoint:
 
         d: Deferred[Any] = self._proxyEndpoint.connect(protocolFactory)
         return d.addErrback(failed)
+
+    def checkResponse(self, response: Any) -> IResponse:
+        """
+        Pass on a response that came through the proxy, unless it is the
+        proxy's own C{407 Proxy Authentication Required}: then its body is
+        read and dropped (so the connection goes back to the pool) and the
+        request fails with L{ProxyAuthenticationRequired}, as a refused
+        C{CONNECT} does.
+
+        @param response: The response to a forwarded request.
+        @return: C{response}.
+        @raise ProxyAuthenticationRequired: For a 407.
+        """
+        if response.code != 407:
+            return response
+        response.deliverBody(_Discard())
+        reason = response.phrase.decode("latin-1")
+        raise ProxyAuthenticationRequired(
+            self.proxy.url,
+            f"the proxy refused to forward the request: 407 {reason}; "
+            + CREDENTIALS_HINT,
+            self.key,
+            status=407,
+            reason=reason,
+        )
+
+
+class _Discard(Protocol):
+    """
+    A body protocol that drops what it is given.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+        pass
 
 
 ProxySelector = Callable[[bytes], "str | bytes | ProxyURL | None"]

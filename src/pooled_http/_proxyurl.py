@@ -43,6 +43,12 @@ def _redact(text: str) -> str:
     return _USERINFO.sub(hide, text, count=1)
 
 
+#: What a 407 error tells the user to do.
+CREDENTIALS_HINT = (
+    "put working credentials in the proxy URL (scheme://user:password@host:port)"
+)
+
+
 class ProxyURL:
     """
     A parsed proxy URL.
