@@ -77,7 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server", choices=("auto", "nginx", "twisted"), default="auto"
     )
+    parser.add_argument(
+        "--pool-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a pooled_http pool setting (an integer), e.g. "
+        "maxConnectionsPerHost=32; may be repeated",
+    )
     options = parser.parse_args(argv)
+    poolOptions: dict[str, int] = {}
+    for option in options.pool_option:
+        name, equals, value = option.partition("=")
+        if not equals or not value.isdigit():
+            parser.error(f"--pool-option {option!r} is not NAME=INTEGER")
+        poolOptions[name] = int(value)
     if options.requests <= 0 or options.concurrency <= 0 or options.repeats <= 0:
         parser.error("--requests, --concurrency and --repeats must be positive")
     from tests.support import proxyservers as helpers
@@ -104,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             "statusPort": server.statusPort,
             "caPem": server.caPem,
             "proxy": f"http://127.0.0.1:{squidPort}",
+            "poolOptions": poolOptions,
         }
         for repeat in range(options.repeats):
             order = CLIENTS if repeat % 2 == 0 else CLIENTS[::-1]
@@ -150,6 +165,7 @@ def _report(
         "server": serverNote,
         "requests": options.requests,
         "concurrency": options.concurrency,
+        "poolOptions": options.pool_option,
         "clients": {},
     }
     for client, results in runs.items():
