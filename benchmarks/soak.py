@@ -22,6 +22,7 @@ number of requests)::
     python benchmarks/soak.py                       # 50,000 requests
     python benchmarks/soak.py --requests 5000 --seed 7
     python benchmarks/soak.py --tls --proxy         # through a CONNECT proxy
+    python benchmarks/soak.py --protocol twisted    # Twisted's HTTP/1.1 protocol
 
 Exit status 0 when every check passes.  tests/test_soak.py runs a reduced
 version of the same code.
@@ -55,6 +56,7 @@ from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 
 from pooled_http import HTTPConnectionPool, PooledAgent, ProxyEndpointFactory, errors
+from pooled_http._protocols import PROTOCOLS
 
 HERE = Path(__file__).resolve().parent
 # The benchmarks' own modules, and the repository root for tests.support
@@ -105,6 +107,7 @@ class SoakResult:
     @ivar memoryEnd: Resident bytes after the run.
     @ivar seconds: Wall-clock duration of the run.
     @ivar tunnels: CONNECTs the proxy received (with C{proxy}), else 0.
+    @ivar protocol: The wire protocol the pool spoke.
     """
 
     requests: int = 0
@@ -125,6 +128,7 @@ class SoakResult:
     memoryEnd: int = 0
     seconds: float = 0.0
     tunnels: int = 0
+    protocol: str = ""
 
     @property
     def memoryGrowth(self) -> float:
@@ -213,7 +217,7 @@ def _agent(
     return Agent(reactor, pool=pool, contextFactory=policy)
 
 
-async def _prime(reactor: Any, material: Any) -> None:
+async def _prime(reactor: Any, material: Any, protocol: str) -> None:
     """
     Send a few requests through a throwaway pool and server first, so that
     what the reactor sets up once and keeps (the thread pool that resolves
@@ -222,7 +226,7 @@ async def _prime(reactor: Any, material: Any) -> None:
     server = ScriptedServer(
         reactor, tls=material.serverOptions() if material else None
     ).start()
-    pool = HTTPConnectionPool(reactor)
+    pool = HTTPConnectionPool(reactor, protocol=protocol)
     try:
         agent = _agent(reactor, pool, material)
         for _ in range(3):
@@ -245,6 +249,7 @@ async def runSoak(
     progress: Callable[[str], None] | None = None,
     tls: bool = False,
     proxy: bool = False,
+    protocol: str = "auto",
 ) -> SoakResult:
     """
     Run the soak and return what it found (the caller decides pass/fail).
@@ -267,6 +272,8 @@ async def runSoak(
     @param proxy: Whether to send every request through a loopback CONNECT
         proxy (one tunnel per pooled connection); the proxy's tunnels die
         with the server's connections.
+    @param protocol: The pool's C{protocol} setting (C{"auto"},
+        C{"httptools"} or C{"twisted"}).
     """
     result = SoakResult()
     typed = TYPED_ERRORS
@@ -274,7 +281,7 @@ async def runSoak(
     choices = random.Random(seed + 1)
     warmup = requests // 10 if warmup is None else warmup
     material = TLSMaterial() if tls else None
-    await _prime(reactor, material)
+    await _prime(reactor, material, protocol)
     result.fdBefore = openFileDescriptors()
     delayedBefore = set(reactor.getDelayedCalls())
     server = ScriptedServer(
@@ -293,7 +300,9 @@ async def runSoak(
         connectTimeout=5,
         responseTimeout=5,
         readTimeout=5,
+        protocol=protocol,
     )
+    result.protocol = pool.protocol
     proxyURL = None if tunnel is None else f"http://127.0.0.1:{tunnel.port}"
     agent = _agent(reactor, pool, material, proxyURL)
     url = server.url(b"/soak")
@@ -424,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--proxy", action="store_true", help="soak through a loopback CONNECT proxy"
     )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="auto",
+        help="the pool's HTTP/1.1 wire protocol",
+    )
     options = parser.parse_args(argv)
     if not 0 < options.max_seconds <= 120:
         parser.error("--max-seconds must be in (0, 120]")
@@ -440,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             maxSeconds=options.max_seconds,
             tls=options.tls,
             proxy=options.proxy,
+            protocol=options.protocol,
             progress=lambda line: print(line, file=sys.stderr),
         )
         status = _report(result)

@@ -15,6 +15,8 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial import unittest
 
+from tests.support.protocols import onEachProtocol
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -35,12 +37,16 @@ def loadSoak() -> Any:
     return module
 
 
+@onEachProtocol
 class SoakTests(unittest.TestCase):
     """
     Nothing is lost, doubled or leaked when connections die at random.
+
+    @cvar protocol: The wire protocol of the soak's pool.
     """
 
     timeout = 60
+    protocol = "auto"
 
     async def test_soak(self) -> None:
         """
@@ -50,8 +56,15 @@ class SoakTests(unittest.TestCase):
         """
         soak = loadSoak()
         result = await soak.runSoak(
-            reactor, requests=2000, seed=20, killRate=0.05, concurrency=8, maxSeconds=25
+            reactor,
+            requests=2000,
+            seed=20,
+            killRate=0.05,
+            concurrency=8,
+            maxSeconds=25,
+            protocol=self.protocol,
         )
+        self.assertEqual(result.protocol, self.protocol)
         self.assertEqual(result.problems(checkMemory=False), [])
         self.assertEqual(result.requests, 2000)
         self.assertEqual(result.succeeded + sum(result.errors.values()), 2000)
@@ -74,7 +87,9 @@ class SoakTests(unittest.TestCase):
             maxSeconds=25,
             tls=True,
             proxy=proxy,
+            protocol=self.protocol,
         )
+        self.assertEqual(result.protocol, self.protocol)
         self.assertEqual(result.problems(checkMemory=False), [])
         self.assertEqual(result.succeeded + sum(result.errors.values()), 1000)
         self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
