@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web._newclient import HTTP11ClientProtocol, Request
+from twisted.web.http import _ChunkedTransferDecoder
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
@@ -28,6 +29,7 @@ from ._contract import ConnectionOwner
 from ._lifecycle import Lifecycle
 from ._timers import cancelCall
 from .errors import (
+    FramingError,
     ReadTimeoutError,
     ResponseHeadersTooLargeError,
 )
@@ -52,18 +54,55 @@ class _StateWatch:
             instance._requestWritten()
 
 
-def _refuseNegativeLength(headers: Any) -> None:
-    """
-    Refuse a negative C{Content-Length}, as Twisted's parser does from
-    24.7 on, so the framing of a response does not depend on the Twisted
-    installed.
+#: The largest chunk size a chunked body may announce: what fits in 64
+#: bits, as llhttp allows.  A larger one is no real chunk.
+MAX_CHUNK_SIZE = 2**64 - 1
 
-    @raise ValueError: If a C{Content-Length} value is negative.
+
+def _refuseUnsureFraming(parser: Any) -> bool:
     """
-    for value in headers.getRawHeaders(b"content-length", ()):
+    Refuse, when a response's head is in, what Twisted's parser would
+    frame wrongly or wait on for ever: a negative C{Content-Length} (as
+    Twisted refuses from 24.7 on, so framing does not depend on the
+    Twisted installed) and a C{101 Switching Protocols} nobody asked for
+    (Twisted skips it like a C{100 Continue} and reads the other
+    protocol's bytes as the response).
+
+    @param parser: The request's C{HTTPClientParser}, its head parsed.
+    @return: Whether the connection may be reused after this response:
+        not when C{Content-Length} comes beside C{Transfer-Encoding}
+        (Twisted frames by the latter, as RFC 9112 says; the server may
+        have meant the former).
+    @raise ValueError: If a C{Content-Length} value is negative.
+    @raise FramingError: For a C{101} response.
+    """
+    if parser.response.code == 101:
+        raise FramingError("unexpected 101 Switching Protocols", b"")
+    headers = parser.connHeaders
+    lengths = headers.getRawHeaders(b"content-length", ())
+    for value in lengths:
         for part in value.split(b","):
             if part.strip().startswith(b"-"):
                 raise ValueError(f"negative Content-Length: {value!r}")
+    return not (lengths and headers.hasHeader(b"transfer-encoding"))
+
+
+class _BoundedChunkedDecoder(_ChunkedTransferDecoder):
+    """
+    Twisted's chunked decoder, refusing a chunk size past
+    L{MAX_CHUNK_SIZE} at once (Twisted's own would deliver what follows
+    and wait for bytes that never come).
+    """
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        found: bool = _ChunkedTransferDecoder._dataReceived_CHUNK_LENGTH(self)
+        if found and self.length > MAX_CHUNK_SIZE:
+            raise FramingError(f"chunk size past {MAX_CHUNK_SIZE}", b"")
+        return found
+
+
+#: The transfer decoders of each request's parser.
+_TRANSFER_DECODERS = {b"chunked": _BoundedChunkedDecoder}
 
 
 class _Silent(Protocol):
@@ -120,13 +159,14 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
             # Twisted closes a connection with an over-long header line as
             # if the response had ended cleanly: say what happened.
             parser.lineLengthExceeded = self._headerLineTooLong
+            parser._transferDecoders = _TRANSFER_DECODERS
             allHeadersReceived = parser.allHeadersReceived
 
             def framedHeadersReceived() -> None:
-                _refuseNegativeLength(parser.connHeaders)
+                if not _refuseUnsureFraming(parser):
+                    self.reusable = False
                 allHeadersReceived()
 
-            # Older Twisted takes a negative Content-Length as a length.
             parser.allHeadersReceived = framedHeadersReceived
             self._awaitingHeaders = True
             self._headBytes = 0
