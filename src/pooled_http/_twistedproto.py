@@ -62,28 +62,30 @@ MAX_CHUNK_SIZE = 2**64 - 1
 def _refuseUnsureFraming(parser: Any) -> bool:
     """
     Refuse, when a response's head is in, what Twisted's parser would
-    frame wrongly or wait on for ever: a negative C{Content-Length} (as
-    Twisted refuses from 24.7 on, so framing does not depend on the
-    Twisted installed) and a C{101 Switching Protocols} nobody asked for
-    (Twisted skips it like a C{100 Continue} and reads the other
-    protocol's bytes as the response).
+    frame wrongly, wait on for ever, or frame differently from one release
+    to the next: a C{101 Switching Protocols} nobody asked for (Twisted
+    skips it like a C{100 Continue} and reads the other protocol's bytes
+    as the response), a negative C{Content-Length} (refused from Twisted
+    24.7 on) and more than one C{Content-Length} value, even the same one
+    (refused by Twisted 24.3, read by later releases; llhttp refuses it).
 
     @param parser: The request's C{HTTPClientParser}, its head parsed.
     @return: Whether the connection may be reused after this response:
         not when C{Content-Length} comes beside C{Transfer-Encoding}
         (Twisted frames by the latter, as RFC 9112 says; the server may
         have meant the former).
-    @raise ValueError: If a C{Content-Length} value is negative.
-    @raise FramingError: For a C{101} response.
+    @raise FramingError: For a C{101} response, or a C{Content-Length}
+        that is negative or not one value.
     """
     if parser.response.code == 101:
         raise FramingError("unexpected 101 Switching Protocols", b"")
     headers = parser.connHeaders
     lengths = headers.getRawHeaders(b"content-length", ())
     for value in lengths:
-        for part in value.split(b","):
-            if part.strip().startswith(b"-"):
-                raise ValueError(f"negative Content-Length: {value!r}")
+        if value.strip().startswith(b"-"):
+            raise FramingError("negative Content-Length", value)
+    if len(lengths) > 1 or any(b"," in value for value in lengths):
+        raise FramingError("more than one Content-Length", b", ".join(lengths))
     return not (lengths and headers.hasHeader(b"transfer-encoding"))
 
 

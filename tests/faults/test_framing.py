@@ -1,6 +1,6 @@
 """
 Framing the client cannot be sure of (fault 20): an unasked C{101}, an
-impossible chunk size, and the responses the two wire protocols frame
+impossible chunk size, a repeated C{Content-Length}, and the responses the two wire protocols frame
 differently - refused at once by llhttp, read by Twisted's parser, as the
 README's list of differences says.  Each test states what each protocol
 does; a refused response never leaves its connection in the pool.
@@ -117,16 +117,21 @@ class FramingTests(ResponseFaultTestCase):
 
     async def test_repeatedContentLength(self) -> None:
         """
-        llhttp refuses a repeated C{Content-Length}, even with one value;
-        Twisted reads it and keeps the connection.
+        Both: a repeated C{Content-Length}, even with one value, fails the
+        request (Twisted's own parser reads it from 24.7 on; ours does not,
+        so the outcome does not depend on the Twisted installed).
         """
         server, pool, agent = self.serve(
             _OK_HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nok"
         )
-        if self.protocol == "twisted":
-            await self.assertRead(server, pool, agent, b"ok", reused=True)
-        else:
-            await self.assertRefused(server, pool, agent)
+        await self.assertRefused(server, pool, agent)
+
+    async def test_contentLengthList(self) -> None:
+        """
+        Both: a list of lengths in one C{Content-Length} fails the request.
+        """
+        server, pool, agent = self.serve(_OK_HEAD + b"Content-Length: 2, 2\r\n\r\nok")
+        await self.assertRefused(server, pool, agent)
 
     async def test_lengthBesideChunked(self) -> None:
         """
