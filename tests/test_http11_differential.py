@@ -103,6 +103,10 @@ CORPUS: dict[str, tuple[bytes, bytes]] = {
         b"GET",
         b"HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 2\r\n\r\nok",
     ),
+    "head-conflicting-lengths": (
+        b"HEAD",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Length: 8\r\n\r\n",
+    ),
     "folded-transfer-encoding": (
         b"GET",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
@@ -121,6 +125,10 @@ DIFFERENCES: dict[str, tuple[str, Any]] = {
     "folded-header": ("llhttp refuses obsolete line folding", PARSE_FAILED),
     "folded-transfer-encoding": (
         "llhttp refuses folding; Twisted joins the lines, reads it chunked",
+        PARSE_FAILED,
+    ),
+    "head-conflicting-lengths": (
+        "llhttp refuses them on a HEAD response too; Twisted reads no body",
         PARSE_FAILED,
     ),
 }

@@ -176,6 +176,24 @@ class FramingTests(ResponseFaultTestCase):
         else:
             await self.assertRefused(server, pool, agent)
 
+    async def test_headWithConflictingLengths(self) -> None:
+        """
+        llhttp refuses conflicting C{Content-Length}s on a HEAD response
+        too; Twisted reads no body after a HEAD whatever they say, and
+        keeps the connection.
+        """
+        head = _OK_HEAD + b"Content-Length: 9\r\nContent-Length: 8\r\n\r\n"
+        server, pool, agent = self.serve(head)
+        d = self.request(agent, server.url(), b"HEAD")
+        if self.protocol == "twisted":
+            self.assertEqual((await d).code, 200)
+            self.assertEqual(await self.fetchOk(agent, server.url()), b"ok")
+            self.assertEqual(len(server.connections), 1)
+            await self.assertPoolAtRest(pool, idle=1)
+        else:
+            self.assertFraming(await self.failureOf(d))
+            await self.assertNextRequestUsesNewConnection(server, pool, agent)
+
     async def test_lenientHeaders(self) -> None:
         """
         C{lenientHeaders=True} skips a header line without a colon on
