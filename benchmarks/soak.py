@@ -22,6 +22,8 @@ number of requests)::
     python benchmarks/soak.py                       # 50,000 requests
     python benchmarks/soak.py --requests 5000 --seed 7
     python benchmarks/soak.py --tls --proxy         # through a CONNECT proxy
+    python benchmarks/soak.py --tls --proxy squid   # through a real squid
+    python benchmarks/soak.py --protocol twisted    # Twisted's HTTP/1.1 protocol
 
 Exit status 0 when every check passes.  tests/test_soak.py runs a reduced
 version of the same code.
@@ -55,6 +57,7 @@ from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 
 from pooled_http import HTTPConnectionPool, PooledAgent, ProxyEndpointFactory, errors
+from pooled_http._protocols import PROTOCOLS
 
 HERE = Path(__file__).resolve().parent
 # The benchmarks' own modules, and the repository root for tests.support
@@ -71,7 +74,12 @@ from tests.support.servers import (  # noqa: E402
     ScriptedServer,
     TLSMaterial,
     collectBody,
+    unusedPort,
 )
+
+#: The proxies a soak can go through: the scripted CONNECT proxy of the
+#: tests, or a squid started on a loopback port (if installed).
+PROXIES = ("scripted", "squid")
 
 
 def openFileDescriptors() -> int:
@@ -104,7 +112,8 @@ class SoakResult:
     @ivar memoryWarm: Resident bytes after the warm-up.
     @ivar memoryEnd: Resident bytes after the run.
     @ivar seconds: Wall-clock duration of the run.
-    @ivar tunnels: CONNECTs the proxy received (with C{proxy}), else 0.
+    @ivar tunnels: CONNECTs the proxy logged (with C{proxy}), else 0.
+    @ivar protocol: The wire protocol the pool spoke.
     """
 
     requests: int = 0
@@ -125,6 +134,7 @@ class SoakResult:
     memoryEnd: int = 0
     seconds: float = 0.0
     tunnels: int = 0
+    protocol: str = ""
 
     @property
     def memoryGrowth(self) -> float:
@@ -213,7 +223,7 @@ def _agent(
     return Agent(reactor, pool=pool, contextFactory=policy)
 
 
-async def _prime(reactor: Any, material: Any) -> None:
+async def _prime(reactor: Any, material: Any, protocol: str) -> None:
     """
     Send a few requests through a throwaway pool and server first, so that
     what the reactor sets up once and keeps (the thread pool that resolves
@@ -222,7 +232,7 @@ async def _prime(reactor: Any, material: Any) -> None:
     server = ScriptedServer(
         reactor, tls=material.serverOptions() if material else None
     ).start()
-    pool = HTTPConnectionPool(reactor)
+    pool = HTTPConnectionPool(reactor, protocol=protocol)
     try:
         agent = _agent(reactor, pool, material)
         for _ in range(3):
@@ -231,6 +241,27 @@ async def _prime(reactor: Any, material: Any) -> None:
     finally:
         await pool.close()
         await server.stop()
+
+
+async def _startProxy(reactor: Any, proxy: str | None) -> Any:
+    """
+    Start the loopback proxy named C{proxy} (one of L{PROXIES}), or
+    nothing for L{None}.
+
+    @return: The proxy (with C{port}, C{connects()} and C{stop()}), or
+        L{None}.
+    @raise ValueError: For another name, or C{"squid"} where squid is not
+        installed.
+    """
+    if proxy is None:
+        return None
+    if proxy == "scripted":
+        return _proxyservers.ScriptedProxy(reactor)
+    if proxy == "squid":
+        if _proxyservers.SQUID is None:
+            raise ValueError("proxy='squid' needs squid (apt-get install squid)")
+        return await _proxyservers.SquidProxy(reactor, unusedPort()).start()
+    raise ValueError(f"proxy must be None or one of {PROXIES}, not {proxy!r}")
 
 
 async def runSoak(
@@ -244,7 +275,8 @@ async def runSoak(
     postShare: float = 1 / 3,
     progress: Callable[[str], None] | None = None,
     tls: bool = False,
-    proxy: bool = False,
+    proxy: str | None = None,
+    protocol: str = "auto",
 ) -> SoakResult:
     """
     Run the soak and return what it found (the caller decides pass/fail).
@@ -264,9 +296,12 @@ async def runSoak(
     @param progress: Called with a line of progress now and then.
     @param tls: Whether to soak over TLS (a trustme certificate) instead of
         plain HTTP.
-    @param proxy: Whether to send every request through a loopback CONNECT
-        proxy (one tunnel per pooled connection); the proxy's tunnels die
-        with the server's connections.
+    @param proxy: L{None} to go direct, or one of L{PROXIES} to send every
+        request through that loopback CONNECT proxy (one tunnel per pooled
+        connection; the proxy's tunnels die with the server's
+        connections).
+    @param protocol: The pool's C{protocol} setting (C{"auto"},
+        C{"httptools"} or C{"twisted"}).
     """
     result = SoakResult()
     typed = TYPED_ERRORS
@@ -274,9 +309,10 @@ async def runSoak(
     choices = random.Random(seed + 1)
     warmup = requests // 10 if warmup is None else warmup
     material = TLSMaterial() if tls else None
-    await _prime(reactor, material)
+    await _prime(reactor, material, protocol)
     result.fdBefore = openFileDescriptors()
     delayedBefore = set(reactor.getDelayedCalls())
+    tunnel = await _startProxy(reactor, proxy)
     server = ScriptedServer(
         reactor,
         chaos,
@@ -285,7 +321,6 @@ async def runSoak(
         countIf=lambda request: request.method == b"POST",
         tls=material.serverOptions() if material else None,
     ).start()
-    tunnel = _proxyservers.ScriptedProxy(reactor) if proxy else None
     pool = HTTPConnectionPool(
         reactor,
         maxConnectionsPerHost=max(1, concurrency // 2),
@@ -293,7 +328,9 @@ async def runSoak(
         connectTimeout=5,
         responseTimeout=5,
         readTimeout=5,
+        protocol=protocol,
     )
+    result.protocol = pool.protocol
     proxyURL = None if tunnel is None else f"http://127.0.0.1:{tunnel.port}"
     agent = _agent(reactor, pool, material, proxyURL)
     url = server.url(b"/soak")
@@ -390,8 +427,13 @@ async def runSoak(
         await pool.close()
         await server.stop()
         if tunnel is not None:
+            # squid logs a CONNECT when its tunnel closes: wait for them.
+            for _ in range(1000):
+                if len(tunnel.connects()) >= server.connectionCount:
+                    break
+                await task.deferLater(reactor, 0.01, lambda: None)
             result.tunnels = len(tunnel.connects())
-            await tunnel.stop()
+            await defer.maybeDeferred(tunnel.stop)
         # Let the reactor finish tearing down what was just closed.
         await task.deferLater(reactor, 0.05, lambda: None)
     result.connections = server.connectionCount
@@ -422,7 +464,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--tls", action="store_true", help="soak over TLS")
     parser.add_argument(
-        "--proxy", action="store_true", help="soak through a loopback CONNECT proxy"
+        "--proxy",
+        nargs="?",
+        const="scripted",
+        choices=PROXIES,
+        help="soak through a loopback CONNECT proxy: the scripted one "
+        "(the default) or a squid this run starts",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="auto",
+        help="the pool's HTTP/1.1 wire protocol",
     )
     options = parser.parse_args(argv)
     if not 0 < options.max_seconds <= 120:
@@ -440,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             maxSeconds=options.max_seconds,
             tls=options.tls,
             proxy=options.proxy,
+            protocol=options.protocol,
             progress=lambda line: print(line, file=sys.stderr),
         )
         status = _report(result)

@@ -43,6 +43,7 @@ from twisted.web.http_headers import Headers
 
 from pooled_http import CloseReason, HTTPConnectionPool, errors
 from tests.support.failures import innermost
+from tests.support.protocols import onEachProtocol
 from tests.support.servers import TLSMaterial, unusedPort
 
 #: The clear errors a POST may end with when nginx closes the connection
@@ -234,13 +235,17 @@ class NginxServer:
             return [line.split() for line in f if line.strip()]
 
 
+@onEachProtocol
 class NginxInteropTests(unittest.TestCase):
     """
     pooled_http against nginx with a short keep-alive timeout and a low
     cap on requests per connection.
+
+    @cvar protocol: The wire protocol of the pool under test.
     """
 
     timeout = 120
+    protocol = "auto"
 
     def setUp(self) -> None:
         nginx = findNginx()
@@ -315,7 +320,10 @@ class NginxInteropTests(unittest.TestCase):
         @return: The outcomes and the pool's final stats.
         """
         pool = HTTPConnectionPool(
-            reactor, maxConnectionsPerHost=6, maxPersistentPerHost=6
+            reactor,
+            maxConnectionsPerHost=6,
+            maxPersistentPerHost=6,
+            protocol=self.protocol,
         )
         try:
             outcomes = await self._load(pool)
@@ -355,7 +363,7 @@ class NginxInteropTests(unittest.TestCase):
             type(o).__name__ for m, o in outcomes.values() if isinstance(o, Exception)
         )
         print(
-            f"\nnginx interop: {len(outcomes)} requests, POST failures "
+            f"\nnginx interop ({pool.protocol}): {len(outcomes)} requests, POST failures "
             f"{dict(failures)}, opened {stats.opened}, reused {stats.reused}, "
             f"retried {stats.retried}, closed {dict(stats.closed)}"
         )

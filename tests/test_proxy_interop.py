@@ -20,10 +20,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.web.client import Agent
 
 from pooled_http import (
@@ -41,6 +40,7 @@ accepts = proxies.accepts
 launchSquid = proxies.launchSquid
 startTarget = proxies.startTarget
 stopProcess = proxies.stopProcess
+readText = proxies.readText
 
 MICROSOCKS = shutil.which("microsocks")
 OPENSSL = shutil.which("openssl")
@@ -71,30 +71,6 @@ def htpasswdLine(user: str, password: str) -> str:
         timeout=30,
     ).stdout.strip()
     return f"{user}:{hashed}\n"
-
-
-async def waitListening(port: int, process: subprocess.Popen[bytes], log: str) -> None:
-    """
-    Wait until something accepts connections on C{127.0.0.1:port}.
-
-    @raise AssertionError: If C{process} exits or C{START_TIMEOUT} passes.
-    """
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the proxy exited; its log:\n{readText(log)}")
-        if accepts(port):
-            return
-        await task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"the proxy did not listen on {port}; log:\n{readText(log)}")
-
-
-def readText(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 class RealProxyTestCase(FaultTestCase):
@@ -145,8 +121,8 @@ class SquidTests(RealProxyTestCase):
         process = launchSquid(directory, self.openPort, self.authPort)
         self.addCleanup(stopProcess, process)
         log = os.path.join(directory, "cache.log")
-        await waitListening(self.openPort, process, log)
-        await waitListening(self.authPort, process, log)
+        await proxies.waitListening(reactor, self.openPort, process, log, START_TIMEOUT)
+        await proxies.waitListening(reactor, self.authPort, process, log, START_TIMEOUT)
 
     def proxyURL(self, credentials: str | None = None) -> str:
         if credentials is None:
@@ -316,7 +292,9 @@ class MicrosocksTests(RealProxyTestCase):
             stdin=subprocess.DEVNULL,
         )
         self.addCleanup(stopProcess, process)
-        await waitListening(self.port, process, self.log)
+        await proxies.waitListening(
+            reactor, self.port, process, self.log, START_TIMEOUT
+        )
 
     def connectionsLogged(self) -> int:
         return readText(self.log).count("connected to")

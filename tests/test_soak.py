@@ -1,6 +1,7 @@
 """
-A reduced soak in the test suite: 2,000 requests (and 1,000 over TLS)
-through one pool against a loopback server that kills a seeded random 5% of
+A reduced soak in the test suite: 2,000 requests (and 1,000 over TLS,
+directly, through a scripted CONNECT proxy and through squid) through one
+pool against a loopback server that kills a seeded random 5% of
 its connections at random points (before headers, mid-body, while idle).  Runs the same code as
 benchmarks/soak.py, which does 50,000 and also checks memory.
 """
@@ -14,6 +15,9 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.trial import unittest
+
+from tests.support.protocols import onEachProtocol
+from tests.support.proxyservers import SQUID
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,12 +39,16 @@ def loadSoak() -> Any:
     return module
 
 
+@onEachProtocol
 class SoakTests(unittest.TestCase):
     """
     Nothing is lost, doubled or leaked when connections die at random.
+
+    @cvar protocol: The wire protocol of the soak's pool.
     """
 
     timeout = 60
+    protocol = "auto"
 
     async def test_soak(self) -> None:
         """
@@ -50,15 +58,22 @@ class SoakTests(unittest.TestCase):
         """
         soak = loadSoak()
         result = await soak.runSoak(
-            reactor, requests=2000, seed=20, killRate=0.05, concurrency=8, maxSeconds=25
+            reactor,
+            requests=2000,
+            seed=20,
+            killRate=0.05,
+            concurrency=8,
+            maxSeconds=25,
+            protocol=self.protocol,
         )
+        self.assertEqual(result.protocol, self.protocol)
         self.assertEqual(result.problems(checkMemory=False), [])
         self.assertEqual(result.requests, 2000)
         self.assertEqual(result.succeeded + sum(result.errors.values()), 2000)
         self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
         self.assertGreater(result.succeeded, 1800)
 
-    async def soakTLS(self, seed: int, proxy: bool = False) -> Any:
+    async def soakTLS(self, seed: int, proxy: str | None = None) -> Any:
         """
         Soak over TLS with 1,000 requests; check nothing was lost.
 
@@ -74,7 +89,9 @@ class SoakTests(unittest.TestCase):
             maxSeconds=25,
             tls=True,
             proxy=proxy,
+            protocol=self.protocol,
         )
+        self.assertEqual(result.protocol, self.protocol)
         self.assertEqual(result.problems(checkMemory=False), [])
         self.assertEqual(result.succeeded + sum(result.errors.values()), 1000)
         self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
@@ -91,6 +108,20 @@ class SoakTests(unittest.TestCase):
         The same over TLS through a CONNECT proxy, with 1,000 requests:
         one CONNECT per connection the server saw, nothing lost.
         """
-        result = await self.soakTLS(seed=22, proxy=True)
+        result = await self.soakTLS(seed=22, proxy="scripted")
+        self.assertEqual(result.tunnels, result.connections)
+        self.assertGreater(result.tunnels, 0)
+
+    async def test_soakThroughSquid(self) -> None:
+        """
+        The same through a real squid: squid's access log shows one CONNECT
+        per connection the server saw, and nothing is lost.
+        """
+        if SQUID is None:
+            raise unittest.SkipTest(
+                "squid is not installed (apt-get install squid); the soak "
+                "through squid needs it"
+            )
+        result = await self.soakTLS(seed=23, proxy="squid")
         self.assertEqual(result.tunnels, result.connections)
         self.assertGreater(result.tunnels, 0)

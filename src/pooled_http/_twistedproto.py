@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web._newclient import HTTP11ClientProtocol, Request
+from twisted.web.http import _ChunkedTransferDecoder
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
@@ -28,6 +29,7 @@ from ._contract import ConnectionOwner
 from ._lifecycle import Lifecycle
 from ._timers import cancelCall
 from .errors import (
+    FramingError,
     ReadTimeoutError,
     ResponseHeadersTooLargeError,
 )
@@ -52,18 +54,57 @@ class _StateWatch:
             instance._requestWritten()
 
 
-def _refuseNegativeLength(headers: Any) -> None:
-    """
-    Refuse a negative C{Content-Length}, as Twisted's parser does from
-    24.7 on, so the framing of a response does not depend on the Twisted
-    installed.
+#: The largest chunk size a chunked body may announce: what fits in 64
+#: bits, as llhttp allows.  A larger one is no real chunk.
+MAX_CHUNK_SIZE = 2**64 - 1
 
-    @raise ValueError: If a C{Content-Length} value is negative.
+
+def _refuseUnsureFraming(parser: Any) -> bool:
     """
-    for value in headers.getRawHeaders(b"content-length", ()):
-        for part in value.split(b","):
-            if part.strip().startswith(b"-"):
-                raise ValueError(f"negative Content-Length: {value!r}")
+    Refuse, when a response's head is in, what Twisted's parser would
+    frame wrongly, wait on for ever, or frame differently from one release
+    to the next: a C{101 Switching Protocols} nobody asked for (Twisted
+    skips it like a C{100 Continue} and reads the other protocol's bytes
+    as the response), a negative C{Content-Length} (refused from Twisted
+    24.7 on) and more than one C{Content-Length} value, even the same one
+    (refused by Twisted 24.3, read by later releases; llhttp refuses it).
+
+    @param parser: The request's C{HTTPClientParser}, its head parsed.
+    @return: Whether the connection may be reused after this response:
+        not when C{Content-Length} comes beside C{Transfer-Encoding}
+        (Twisted frames by the latter, as RFC 9112 says; the server may
+        have meant the former).
+    @raise FramingError: For a C{101} response, or a C{Content-Length}
+        that is negative or not one value.
+    """
+    if parser.response.code == 101:
+        raise FramingError("unexpected 101 Switching Protocols", b"")
+    headers = parser.connHeaders
+    lengths = headers.getRawHeaders(b"content-length", ())
+    for value in lengths:
+        if value.strip().startswith(b"-"):
+            raise FramingError("negative Content-Length", value)
+    if len(lengths) > 1 or any(b"," in value for value in lengths):
+        raise FramingError("more than one Content-Length", b", ".join(lengths))
+    return not (lengths and headers.hasHeader(b"transfer-encoding"))
+
+
+class _BoundedChunkedDecoder(_ChunkedTransferDecoder):
+    """
+    Twisted's chunked decoder, refusing a chunk size past
+    L{MAX_CHUNK_SIZE} at once (Twisted's own would deliver what follows
+    and wait for bytes that never come).
+    """
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        found: bool = _ChunkedTransferDecoder._dataReceived_CHUNK_LENGTH(self)
+        if found and self.length > MAX_CHUNK_SIZE:
+            raise FramingError(f"chunk size past {MAX_CHUNK_SIZE}", b"")
+        return found
+
+
+#: The transfer decoders of each request's parser.
+_TRANSFER_DECODERS = {b"chunked": _BoundedChunkedDecoder}
 
 
 class _Silent(Protocol):
@@ -120,13 +161,14 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
             # Twisted closes a connection with an over-long header line as
             # if the response had ended cleanly: say what happened.
             parser.lineLengthExceeded = self._headerLineTooLong
+            parser._transferDecoders = _TRANSFER_DECODERS
             allHeadersReceived = parser.allHeadersReceived
 
             def framedHeadersReceived() -> None:
-                _refuseNegativeLength(parser.connHeaders)
+                if not _refuseUnsureFraming(parser):
+                    self.reusable = False
                 allHeadersReceived()
 
-            # Older Twisted takes a negative Content-Length as a length.
             parser.allHeadersReceived = framedHeadersReceived
             self._awaitingHeaders = True
             self._headBytes = 0

@@ -28,9 +28,13 @@ _ids = itertools.count(1)
 class FaultTestCase(unittest.TestCase):
     """
     Base class of the fault tests (real reactor, loopback only).
+
+    @cvar protocol: The wire protocol of the pools it makes (see
+        L{tests.support.protocols.onEachProtocol}).
     """
 
     timeout = 15
+    protocol = "auto"
 
     def startServer(
         self, script: Callable[..., None] = okScript, **kwargs: Any
@@ -47,12 +51,14 @@ class FaultTestCase(unittest.TestCase):
 
     def makePool(self, **kwargs: Any) -> Any:
         """
-        Make a L{pooled_http.HTTPConnectionPool} on the real reactor, closed
-        when the test ends.
+        Make a L{pooled_http.HTTPConnectionPool} on the real reactor,
+        speaking L{protocol}, closed when the test ends.
 
         @param kwargs: Pool options.
         """
-        pool = HTTPConnectionPool(reactor, **kwargs)
+        pool = HTTPConnectionPool(reactor, protocol=self.protocol, **kwargs)
+        if self.protocol != "auto":
+            self.assertEqual(pool.protocol, self.protocol)
         self.addCleanup(pool.close)
         return pool
 

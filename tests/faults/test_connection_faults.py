@@ -19,6 +19,7 @@ from zope.interface import implementer
 from pooled_http import errors
 from tests.faults._base import FaultTestCase
 from tests.support.failures import innermost
+from tests.support.protocols import onEachProtocol
 from tests.support.servers import (
     ReceivedRequest,
     ScriptedConnection,
@@ -40,6 +41,7 @@ def closeIdleAfterFirst(
         connection.later(0.05, connection.close)
 
 
+@onEachProtocol
 class IdleCloseTests(FaultTestCase):
     """
     Fault 1: the server closes an idle keep-alive connection.  The pool
@@ -99,6 +101,7 @@ def reactorTurns(count: int) -> defer.Deferred[None]:
     return d
 
 
+@onEachProtocol
 class TLSCloseRaceTests(FaultTestCase):
     """
     Fault 1 at the worst moment, over TLS: the server sends close_notify
@@ -171,6 +174,7 @@ def closeAllButFirst(connection: ScriptedConnection, request: ReceivedRequest) -
         connection.close()
 
 
+@onEachProtocol
 class ClosedUnderRequestTests(FaultTestCase):
     """
     Fault 2: the server reads the next request on a reused connection and
@@ -218,6 +222,7 @@ class ClosedUnderRequestTests(FaultTestCase):
         await self.assertPoolAtRest(pool, idle=1)
 
 
+@onEachProtocol
 class RefusedTests(FaultTestCase):
     """
     Fault 11: nothing listens on the port.  The request fails with
@@ -295,6 +300,7 @@ def answerEarly(connection: ScriptedConnection, request: ReceivedRequest) -> Non
     connection.close()
 
 
+@onEachProtocol
 class EarlyAnswerTests(FaultTestCase):
     """
     Fault 14: the server answers and closes before the request body is fully
@@ -328,6 +334,7 @@ def connectionClose(connection: ScriptedConnection, request: ReceivedRequest) ->
     connection.send(response(body=b"ok", headers=[(b"Connection", b"close")]))
 
 
+@onEachProtocol
 class ConnectionCloseTests(FaultTestCase):
     """
     Fault 16: C{Connection: close} in the response.  The response is
@@ -367,6 +374,7 @@ def http10WithLength(connection: ScriptedConnection, request: ReceivedRequest) -
         connection.later(0.2, connection.close)
 
 
+@onEachProtocol
 class HTTP10Tests(FaultTestCase):
     """
     Fault 17: an HTTP/1.0 server.  A body ended by EOF is delivered whole
@@ -409,6 +417,7 @@ def bytesWhileIdle(connection: ScriptedConnection, request: ReceivedRequest) -> 
         connection.later(0.05, connection.send, response(body=b"unsolicited"))
 
 
+@onEachProtocol
 class BytesWhileIdleTests(FaultTestCase):
     """
     Fault 18: bytes arrive on an idle connection.  The pool closes that

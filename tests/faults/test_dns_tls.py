@@ -15,9 +15,11 @@ from twisted.internet.error import DNSLookupError
 from pooled_http import errors
 from tests.faults._base import FaultTestCase
 from tests.support.failures import innermost
+from tests.support.protocols import onEachProtocol
 from tests.support.servers import ResolverReactor, StubResolver, TLSMaterial
 
 
+@onEachProtocol
 class DNSTests(FaultTestCase):
     """
     Fault 12: a name that does not resolve fails with L{DNSLookupError}, not
@@ -61,6 +63,7 @@ class DNSTests(FaultTestCase):
         self.assertEqual(pool.stats().opened, 0)
 
 
+@onEachProtocol
 class TLSTests(FaultTestCase):
     """
     Fault 13: TLS failures are not temporary and not retried; a handshake

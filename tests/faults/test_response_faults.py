@@ -17,6 +17,7 @@ from twisted.web.client import Agent
 from pooled_http import errors
 from tests.faults._base import FaultTestCase
 from tests.support.failures import innermost
+from tests.support.protocols import onEachProtocol
 from tests.support.servers import (
     ReceivedRequest,
     Script,
@@ -100,6 +101,7 @@ class ResponseFaultTestCase(FaultTestCase):
         await self.assertPoolAtRest(pool, idle=1)
 
 
+@onEachProtocol
 class TruncatedBodyTests(ResponseFaultTestCase):
     """
     Fault 3: headers announce 1,000 bytes; the server sends 100 and closes.
@@ -123,6 +125,7 @@ class TruncatedBodyTests(ResponseFaultTestCase):
         await self.assertNextRequestUsesNewConnection(server, pool, agent)
 
 
+@onEachProtocol
 class ResetMidBodyTests(ResponseFaultTestCase):
     """
     Fault 4: the connection is reset (RST, C{SO_LINGER} 0) in the middle of
@@ -149,6 +152,7 @@ class ResetMidBodyTests(ResponseFaultTestCase):
         await self.assertNextRequestUsesNewConnection(server, pool, agent)
 
 
+@onEachProtocol
 class MalformedStatusTests(ResponseFaultTestCase):
     """
     Fault 7: a malformed status line.  The request fails with
@@ -182,6 +186,7 @@ class MalformedStatusTests(ResponseFaultTestCase):
         await self._malformed(b"HTTP/1.1 abc OK", reused=True)
 
 
+@onEachProtocol
 class HugeHeaderTests(ResponseFaultTestCase):
     """
     Fault 8: a header line of 1 MB, and 100,000 header lines.  The request
@@ -225,6 +230,7 @@ class HugeHeaderTests(ResponseFaultTestCase):
         )
 
 
+@onEachProtocol
 class ContentLengthTests(ResponseFaultTestCase):
     """
     Fault 9: conflicting or negative Content-Length.  The request fails with
@@ -254,6 +260,7 @@ class ContentLengthTests(ResponseFaultTestCase):
         await self._bad(b"Content-Length: -2\r\n")
 
 
+@onEachProtocol
 class ChunkedTests(ResponseFaultTestCase):
     """
     Fault 10: broken chunked framing fails the body with L{ResponseFailed};
@@ -332,6 +339,7 @@ def interimThenFinal(connection: ScriptedConnection, request: ReceivedRequest) -
     connection.later(0.03, okScript, connection, request)
 
 
+@onEachProtocol
 class InterimResponseTests(FaultTestCase):
     """
     Fault 15: 1xx interim responses before the final one are skipped; the

@@ -15,6 +15,7 @@ from twisted.web.iweb import IResponse
 from pooled_http import errors
 from tests.faults._base import FaultTestCase
 from tests.support.failures import innermost
+from tests.support.protocols import onEachProtocol
 from tests.support.servers import (
     ReceivedRequest,
     Script,
@@ -40,6 +41,7 @@ def silentOn(
     return script
 
 
+@onEachProtocol
 class NoHeadersTests(FaultTestCase):
     """
     Fault 5: the server never sends headers.  After C{responseTimeout} the
@@ -96,6 +98,7 @@ def dripThenStall(connection: ScriptedConnection, request: ReceivedRequest) -> N
         connection.later(0.1 * (i + 1), connection.send, b"d" * 10)
 
 
+@onEachProtocol
 class DripThenStallTests(FaultTestCase):
     """
     Fault 6: the server drips the body, then stalls.  C{readTimeout} counts
@@ -137,6 +140,7 @@ def bigBodyOnFirst(connection: ScriptedConnection, request: ReceivedRequest) -> 
         okScript(connection, request)
 
 
+@onEachProtocol
 class UnreadBodyTests(FaultTestCase):
     """
     Fault 19: the caller never reads a response body.  With one connection

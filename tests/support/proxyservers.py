@@ -1,7 +1,8 @@
 """
 Loopback servers for the proxy tests: a twisted.web target that echoes what
-it received, and a scripted proxy that tunnels, forwards or misbehaves on
-purpose, one behaviour per test.
+it received, a scripted proxy that tunnels, forwards or misbehaves on
+purpose, one behaviour per test, and a real squid started on a loopback
+port (L{SquidProxy}).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, task
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -31,6 +34,9 @@ __all__ = [
     "launchSquid",
     "stopProcess",
     "accepts",
+    "waitListening",
+    "readText",
+    "SquidProxy",
 ]
 
 SQUID = shutil.which("squid") or (
@@ -385,3 +391,98 @@ def accepts(port: int) -> bool:
         return False
     finally:
         probe.close()
+
+
+def readText(path: str) -> str:
+    """
+    The text of a log file, or C{""} if it cannot be read.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+async def waitListening(
+    reactor: Any,
+    port: int,
+    process: subprocess.Popen[bytes],
+    log: str,
+    timeout: float = 20.0,
+) -> None:
+    """
+    Wait until something accepts connections on C{127.0.0.1:port}.
+
+    @param reactor: The running reactor.
+    @param port: The port.
+    @param process: The process that should listen there.
+    @param log: Its log, quoted if it fails.
+    @param timeout: Seconds to wait.
+    @raise AssertionError: If C{process} exits or C{timeout} passes.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the proxy exited; its log:\n{readText(log)}")
+        if accepts(port):
+            return
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"the proxy did not listen on {port}; log:\n{readText(log)}")
+
+
+class SquidProxy:
+    """
+    A squid on a loopback port without authentication, in a temporary
+    directory of its own (L{squidConfig}); its access log counts the
+    CONNECTs.
+
+    @ivar port: The port it listens on (once started).
+    @ivar url: Its URL, C{http://127.0.0.1:port} (once started).
+    """
+
+    def __init__(self, reactor: Any, port: int) -> None:
+        """
+        @param reactor: The running reactor.
+        @param port: A free loopback port to listen on.
+        """
+        self.reactor = reactor
+        self.port = port
+        self.url = f"http://{LOOPBACK}:{port}"
+        self.directory = tempfile.mkdtemp(prefix="pooled-http-squid-")
+        # squid started as root runs as an unprivileged user that must
+        # write its logs here.
+        os.chmod(self.directory, 0o777)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> SquidProxy:
+        """
+        Start squid and wait until it listens.
+
+        @return: C{self}.
+        """
+        self._process = launchSquid(self.directory, self.port)
+        log = os.path.join(self.directory, "cache.log")
+        try:
+            await waitListening(self.reactor, self.port, self._process, log)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def connects(self) -> list[str]:
+        """
+        The CONNECT lines of the access log (squid writes one when a
+        tunnel closes).
+        """
+        log = readText(os.path.join(self.directory, "access.log"))
+        return [line for line in log.splitlines() if " CONNECT " in line]
+
+    def stop(self) -> None:
+        """
+        Stop squid and remove its directory.
+        """
+        if self._process is not None:
+            stopProcess(self._process)
+            self._process = None
+        shutil.rmtree(self.directory, ignore_errors=True)
