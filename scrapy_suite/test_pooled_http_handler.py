@@ -1,0 +1,104 @@
+"""
+Scrapy's own download-handler tests, run against
+L{pooled_http.scrapy.PooledDownloadHandler}: the test classes of
+C{tests/utils/bases/download_handlers_http.py} from Scrapy's source
+distribution, each subclassed with our handler the way Scrapy's
+C{tests/test_downloader_handler_twisted_http11.py} subclasses them with
+C{HTTP11DownloadHandler}.
+
+This module is copied into the unpacked distribution's C{tests/} by
+C{.ci/scrapy-suite}; it is not part of pooled_http's own suite.
+
+Left out, with the reason:
+
+- C{TestRealWebsiteBase}: it downloads from a public web site (the tests
+  here reach loopback addresses only).
+- C{TestMitmProxyBase}: it needs the mitmdump executable (mitmproxy), which
+  Scrapy's tests start as a proxy; our proxy support is covered by
+  C{TestHttpProxyBase} here, by pooled_http's proxy tests against squid,
+  microsocks and scripted proxies, and by our crawl test.
+- C{TestTunnelingErrors} of Scrapy's module: it tests
+  C{HTTP11DownloadHandler} itself (its C{TunnelError}), not the bases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tests.utils.bases.download_handlers_http import (
+    TestHttpBase,
+    TestHttpProxyBase,
+    TestHttpsBase,
+    TestHttpsCustomCiphersBase,
+    TestHttpsInvalidDNSIdBase,
+    TestHttpsInvalidDNSPatternBase,
+    TestHttpsTLSVersionBase,
+    TestHttpsWrongHostnameBase,
+    TestHttpWithCrawlerBase,
+    TestSimpleHttpsBase,
+)
+
+from pooled_http.scrapy import PooledDownloadHandler
+
+pytestmark = pytest.mark.requires_reactor
+
+HANDLER = "pooled_http.scrapy.PooledDownloadHandler"
+
+
+class PooledHandlerMixin:
+    @property
+    def download_handler_cls(self) -> type[PooledDownloadHandler]:
+        return PooledDownloadHandler
+
+    @property
+    def settings_dict(self) -> dict[str, Any] | None:
+        return {"DOWNLOAD_HANDLERS": {"http": HANDLER, "https": HANDLER}}
+
+
+class TestHttp(PooledHandlerMixin, TestHttpBase):
+    pass
+
+
+class TestHttps(PooledHandlerMixin, TestHttpsBase):
+    pass
+
+
+class TestSimpleHttps(PooledHandlerMixin, TestSimpleHttpsBase):
+    pass
+
+
+class TestHttpsWrongHostname(PooledHandlerMixin, TestHttpsWrongHostnameBase):
+    pass
+
+
+class TestHttpsInvalidDNSId(PooledHandlerMixin, TestHttpsInvalidDNSIdBase):
+    pass
+
+
+class TestHttpsInvalidDNSPattern(PooledHandlerMixin, TestHttpsInvalidDNSPatternBase):
+    pass
+
+
+class TestHttpsCustomCiphers(PooledHandlerMixin, TestHttpsCustomCiphersBase):
+    pass
+
+
+class TestHttpsTLSVersion(PooledHandlerMixin, TestHttpsTLSVersionBase):
+    pass
+
+
+class TestHttpWithCrawler(PooledHandlerMixin, TestHttpWithCrawlerBase):
+    pass
+
+
+class TestHttpsWithCrawler(TestHttpWithCrawler):
+    is_secure = True
+
+
+class TestHttpProxy(PooledHandlerMixin, TestHttpProxyBase):
+    pass
+
+
+class TestHttpsProxy(PooledHandlerMixin, TestHttpProxyBase):
+    is_secure = True
