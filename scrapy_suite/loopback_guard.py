@@ -11,8 +11,13 @@ Scrapy's test package or Twisted's resolver import it.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from typing import Any
+
+# Scrapy's cookies middleware reads the public suffix list through
+# tldextract, which would download it: the snapshot tldextract ships does.
+os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
 
 _realGetaddrinfo = socket.getaddrinfo
 _realGethostbyname = socket.gethostbyname

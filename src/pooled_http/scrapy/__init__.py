@@ -23,7 +23,6 @@ import logging
 from time import monotonic
 from typing import Any, cast
 from urllib.parse import urldefrag
-from weakref import WeakKeyDictionary
 
 from scrapy import signals
 from scrapy.core.downloader.handlers.base import BaseDownloadHandler
@@ -35,13 +34,11 @@ from scrapy.exceptions import (
 from scrapy.http import Response
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers as TxHeaders
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 
-from .._pool import HTTPConnectionPool
-from ..stats import PoolStats
 from ._body import (
     BodyReader,
     BytesProducer,
@@ -53,7 +50,8 @@ from ._body import (
 )
 from ._config import HandlerConfig, normalizeBindAddress
 from ._errors import scrapyError
-from ._routing import Agents, routeOf
+from ._routing import routeOf
+from ._shared import SharedPools, sharedPoolsFor, statsValues
 from ._tls import contextFactoryFor, logTLS
 
 __all__ = ["PooledDownloadHandler", "statsValues"]
@@ -67,35 +65,6 @@ def _dataLossMessage(url: str) -> str:
         f"responses set the setting DOWNLOAD_FAIL_ON_DATALOSS = False"
         f" -- This message won't be shown in further requests"
     )
-
-
-def statsValues(stats: list[PoolStats]) -> dict[str, float | int]:
-    """
-    The C{pooled_http/...} values a crawl's stats collector gets, summed
-    over the handler's pools.
-
-    @param stats: A snapshot of each pool.
-    @return: Stat name -> value.
-    """
-    values: dict[str, float | int] = {
-        "pooled_http/opened": sum(s.opened for s in stats),
-        "pooled_http/reused": sum(s.reused for s in stats),
-        "pooled_http/retried": sum(s.retried for s in stats),
-        "pooled_http/timed_out": sum(s.timedOut for s in stats),
-        "pooled_http/failed": sum(s.failed for s in stats),
-        "pooled_http/wait_time_max": max((s.waitTime.max for s in stats), default=0.0),
-    }
-    waited = sum(s.waitTime.count for s in stats)
-    values["pooled_http/wait_time_mean"] = (
-        sum(s.waitTime.mean * s.waitTime.count for s in stats) / waited
-        if waited
-        else 0.0
-    )
-    for s in stats:
-        for reason, count in s.closed.items():
-            name = "pooled_http/closed/" + reason.replace(" ", "_")
-            values[name] = values.get(name, 0) + count
-    return values
 
 
 class PooledDownloadHandler(BaseDownloadHandler):
@@ -113,7 +82,8 @@ class PooledDownloadHandler(BaseDownloadHandler):
     the C{Proxy-Authorization} header; and the C{POOLED_HTTP_*} settings
     (see L{pooled_http.scrapy._config.POOLED_HTTP_SETTINGS}).
 
-    @ivar pool: The pool of direct requests.
+    @ivar pool: The pool of direct requests (shared with the crawl's other
+        handler).
     """
 
     lazy = False
@@ -133,28 +103,15 @@ class PooledDownloadHandler(BaseDownloadHandler):
 
         self._reactor: Any = reactor
         self._config = HandlerConfig.fromSettings(settings)
-        self.pool = HTTPConnectionPool(reactor, **self._config.poolArgs)
-        self._proxyPool: HTTPConnectionPool | None = None
-        self._transports: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
-        self._agents = Agents(
-            reactor,
-            contextFactoryFor(crawler),
-            self.pool,
-            self._getProxyPool,
-            self._transports,
+        config = self._config
+        self._shared = sharedPoolsFor(
+            crawler, lambda: SharedPools(reactor, config, contextFactoryFor(crawler))
         )
+        self.pool = self._shared.pool
+        self._agents = self._shared.agents
+        self._transports = self._shared.transports
         self._dataLossWarned = False
         self._closing: Deferred[None] | None = None
-
-    def _getProxyPool(self) -> HTTPConnectionPool:
-        if self._proxyPool is None:
-            self._proxyPool = HTTPConnectionPool(
-                self._reactor, **self._config.proxyPoolArgs
-            )
-        return self._proxyPool
-
-    def _pools(self) -> list[HTTPConnectionPool]:
-        return [p for p in (self.pool, self._proxyPool) if p is not None]
 
     async def download_request(self, request: Any) -> Response:
         """
@@ -323,26 +280,18 @@ class PooledDownloadHandler(BaseDownloadHandler):
             self._dataLossWarned = True
             logger.warning(_dataLossMessage(url))
 
-    def _recordStats(self) -> None:
-        stats = getattr(self.crawler, "stats", None)
-        if stats is None:
-            return
-        for name, value in statsValues([p.stats() for p in self._pools()]).items():
-            stats.set_value(name, value)
-
     async def close(self) -> None:
         """
-        Close the pools: idle connections at once, those still in use after
-        the pools' C{closeGracePeriod}; returns once every connection is
-        gone, which never takes longer than that grace period.  The pools'
-        statistics go to the crawl's stats collector first.
+        Close the crawl's pools, once the crawl's other handler (Scrapy
+        builds one per scheme) is closed too: idle connections at once,
+        those still in use after the pools' C{closeGracePeriod}; returns
+        once every connection is gone, which never takes longer than that
+        grace period.  The pools' statistics go to the crawl's stats
+        collector first.
         """
         if self._closing is None:
-            self._recordStats()
-            pools = self._pools()
-            self._closing = DeferredList(
-                [p.close(timeout=p.closeGracePeriod) for p in pools]
-            ).addCallback(lambda _: None)
+            stats = getattr(self.crawler, "stats", None)
+            self._closing = self._shared.release(stats)
         await maybe_deferred_to_future(self._closing)
 
 
