@@ -13,10 +13,6 @@ Left out, with the reason:
 
 - C{TestRealWebsiteBase}: it downloads from a public web site (the tests
   here reach loopback addresses only).
-- C{TestMitmProxyBase}: it needs the mitmdump executable (mitmproxy), which
-  Scrapy's tests start as a proxy; our proxy support is covered by
-  C{TestHttpProxyBase} here, by pooled_http's proxy tests against squid,
-  microsocks and scripted proxies, and by our crawl test.
 - C{TestTunnelingErrors} of Scrapy's module: it tests
   C{HTTP11DownloadHandler} itself (its C{TunnelError}), not the bases.
 """
@@ -36,6 +32,7 @@ from tests.utils.bases.download_handlers_http import (
     TestHttpsTLSVersionBase,
     TestHttpsWrongHostnameBase,
     TestHttpWithCrawlerBase,
+    TestMitmProxyBase,
     TestSimpleHttpsBase,
 )
 
@@ -102,3 +99,11 @@ class TestHttpProxy(PooledHandlerMixin, TestHttpProxyBase):
 
 class TestHttpsProxy(PooledHandlerMixin, TestHttpProxyBase):
     is_secure = True
+
+
+@pytest.mark.requires_mitmproxy
+class TestMitmProxy(PooledHandlerMixin, TestMitmProxyBase):
+    # http://, https:// (TLS to the proxy, TLS in TLS for https targets)
+    # and socks5:// proxies, with the credentials Scrapy's proxy middleware
+    # puts in Proxy-Authorization.
+    handler_supports_socks = True

@@ -27,6 +27,7 @@ from twisted.web.error import SchemeNotSupported
 from ..errors import (
     PoolTimeoutError,
     ProxyError,
+    ProxyProtocolError,
     ProxyUnreachableError,
     ReadTimeoutError,
     ResponseTimeoutError,
@@ -70,7 +71,8 @@ def scrapyError(error: BaseException) -> BaseException:
 
     Timeouts of any phase become C{DownloadTimeoutError}, a refused
     connection (to the target or the proxy) C{DownloadConnectionRefusedError},
-    a name that does not resolve C{CannotResolveHostError}, an unknown
+    a SOCKS proxy's refusal (of the target or of the credentials) too, a
+    name that does not resolve C{CannotResolveHostError}, an unknown
     scheme C{UnsupportedURLSchemeError}, a cancellation
     C{DownloadCancelledError}, and every other failure of the connection or
     the response C{DownloadFailedError}; the original is the new
@@ -92,9 +94,13 @@ def scrapyError(error: BaseException) -> BaseException:
         mapped = UnsupportedURLSchemeError(str(error))
     elif isinstance(error, CancelledError):
         mapped = DownloadCancelledError(str(error))
-    elif any(isinstance(e, ConnectionRefusedError) for e in inner) or (
-        isinstance(error, ProxyUnreachableError)
-        and isinstance(error.__cause__, ConnectionRefusedError)
+    elif (
+        any(isinstance(e, ConnectionRefusedError) for e in inner)
+        or (
+            isinstance(error, ProxyUnreachableError)
+            and isinstance(error.__cause__, ConnectionRefusedError)
+        )
+        or _socksRefused(error)
     ):
         mapped = DownloadConnectionRefusedError(str(error))
     elif any(isinstance(e, DNSLookupError) for e in inner) or (
@@ -110,3 +116,15 @@ def scrapyError(error: BaseException) -> BaseException:
         return error
     mapped.__cause__ = error
     return mapped
+
+
+def _socksRefused(error: BaseException) -> bool:
+    """
+    Whether a SOCKS proxy refused the connection: it answered, in SOCKS,
+    that it will not connect (to that target, or with those credentials).
+    """
+    return (
+        isinstance(error, ProxyError)
+        and not isinstance(error, (ProxyUnreachableError, ProxyProtocolError))
+        and error.proxy.startswith("socks")
+    )
