@@ -80,7 +80,7 @@ def checkStopDownload(
     signal: object, crawler: Any, request: Any, **kwargs: Any
 ) -> StopDownload | None:
     """
-    Send C{signal} and return the L{StopDownload} a handler raised, if any.
+    Send C{signal} and return the C{StopDownload} a handler raised, if any.
     """
     results = crawler.signals.send_catch_log(
         signal=signal, request=request, spider=crawler.spider, **kwargs
@@ -109,7 +109,7 @@ def makeResponse(
 ) -> Response:
     """
     The Scrapy response of a download, of the class Scrapy's
-    C{responsetypes} picks; with a L{StopDownload}, flagged
+    C{responsetypes} picks; with a C{StopDownload}, flagged
     C{download_stopped} and, if the stop is a failure, raised with the
     response attached.
     """
@@ -171,8 +171,8 @@ class BodyReader(Protocol):
     C{finished} fires with C{(body, flags, stopDownload)}: flags
     C{["partial"]} for a body the server ended by closing without a length,
     C{["dataloss"]} for a truncated one when data loss is allowed; or fails
-    with L{DownloadCancelledError} past the maximum size, or
-    L{ResponseDataLossError} for a truncated body when it is not allowed.
+    with C{DownloadCancelledError} past the maximum size, or
+    C{ResponseDataLossError} for a truncated body when it is not allowed.
     """
 
     def __init__(
