@@ -22,21 +22,25 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.utils.bases.download_handlers_http import (
-    TestHttpBase,
-    TestHttpProxyBase,
-    TestHttpsBase,
-    TestHttpsCustomCiphersBase,
-    TestHttpsInvalidDNSIdBase,
-    TestHttpsInvalidDNSPatternBase,
-    TestHttpsTLSVersionBase,
-    TestHttpsWrongHostnameBase,
-    TestHttpWithCrawlerBase,
-    TestMitmProxyBase,
-    TestSimpleHttpsBase,
-)
 
 from pooled_http.scrapy import PooledDownloadHandler
+
+try:
+    from tests.utils.bases import download_handlers_http as bases
+except ImportError:  # Scrapy before 2.18 kept the bases in a test module
+    from tests import test_downloader_handlers_http_base as bases  # type: ignore[no-redef]
+
+TestHttpBase = bases.TestHttpBase
+TestHttpProxyBase = bases.TestHttpProxyBase
+TestHttpsBase = bases.TestHttpsBase
+TestHttpsCustomCiphersBase = bases.TestHttpsCustomCiphersBase
+TestHttpsInvalidDNSIdBase = bases.TestHttpsInvalidDNSIdBase
+TestHttpsInvalidDNSPatternBase = bases.TestHttpsInvalidDNSPatternBase
+TestHttpsTLSVersionBase = bases.TestHttpsTLSVersionBase
+TestHttpsWrongHostnameBase = bases.TestHttpsWrongHostnameBase
+TestHttpWithCrawlerBase = bases.TestHttpWithCrawlerBase
+TestMitmProxyBase = bases.TestMitmProxyBase
+TestSimpleHttpsBase = bases.TestSimpleHttpsBase
 
 pytestmark = pytest.mark.requires_reactor
 

@@ -38,7 +38,8 @@ def contextFactoryFor(crawler: Any) -> Any:
 def logTLS(transport: Any, request: Any) -> None:
     """
     Log, at debug level, the protocol, cipher and peer certificate of a TLS
-    connection, in the words of Scrapy's handlers.
+    connection, with the function and in the words of Scrapy's handlers
+    where this Scrapy has it.
 
     @param transport: The connection's TLS transport.
     @param request: The Scrapy request, for the host name.
@@ -47,9 +48,15 @@ def logTLS(transport: Any, request: Any) -> None:
         connection = transport.getHandle()
     except AttributeError:
         return
+    from scrapy.utils import ssl as scrapySSL
     from scrapy.utils.httpobj import urlparse_cached
 
     hostname = urlparse_cached(request).hostname
+    scrapyLog = getattr(scrapySSL, "_log_ssl_conn_debug_info", None)
+    if scrapyLog is not None:
+        # Scrapy's own words (they change between its releases).
+        scrapyLog(hostname, connection)
+        return
     logger.debug(
         "SSL connection to %s using protocol %s, cipher %s",
         hostname,
