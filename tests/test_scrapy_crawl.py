@@ -13,7 +13,8 @@ import json
 import os
 from typing import Any
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -303,3 +304,42 @@ class CrawlTests(TestCase):
         address, protocol, flags, _ = spider.facts[secure]
         self.assertEqual((str(address), protocol), (LOOPBACK, "HTTP/1.1"))
 
+
+
+class CloseTests(TestCase):
+    """
+    Closing the handler while a download is stuck.
+    """
+
+    skip = None if scrapy is not None else "Scrapy is not installed"
+
+    async def test_closeNeverHangs(self) -> None:
+        """
+        C{close()} returns once the download in flight has had
+        C{POOLED_HTTP_CLOSE_GRACE_PERIOD} to finish; that download then
+        fails, and the pool has no connection left.
+        """
+        from scrapy.utils.misc import build_from_crawler
+
+        from pooled_http.scrapy import PooledDownloadHandler
+
+        listening = reactor.listenTCP(0, _site(), interface=LOOPBACK)
+        self.addCleanup(listening.stopListening)
+        crawler = get_crawler(
+            SiteSpider, _settings(POOLED_HTTP_CLOSE_GRACE_PERIOD=0.2)
+        )
+        handler = build_from_crawler(PooledDownloadHandler, crawler)
+        url = f"http://{LOOPBACK}:{listening.getHost().port}/stalled"
+        download = defer.Deferred.fromCoroutine(
+            handler.download_request(scrapy.Request(url))
+        )
+        failures: list[Any] = []
+        download.addErrback(failures.append)
+        for _ in range(1000):
+            if handler.pool.stats().inUse:
+                break
+            await deferLater(reactor, 0.01)
+        self.assertEqual(handler.pool.stats().inUse, 1)
+        await defer.Deferred.fromCoroutine(handler.close())
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(handler.pool.stats().total, 0)
