@@ -183,26 +183,27 @@ class RouteTests(SynchronousTestCase):
         proxy = route.proxy
         self.assertEqual((proxy.scheme, proxy.port, proxy.username), ("http", 3128, "alice"))
         self.assertEqual(proxy.basicCredentials(), basic("alice:s:cret"))
-        self.assertTrue(route.dropProxyAuthorization)
+        self.assertFalse(route.forwardsProxyAuthorization)
         self.assertNotIn("s:cret", repr(proxy))
 
     def test_otherScheme(self) -> None:
         """
         Another scheme is forwarded as it is to an http proxy for an http
-        URL, and refused for an https URL (it cannot go into a CONNECT).
+        URL, and refused through a tunnel (it cannot go into a CONNECT or a
+        SOCKS5 handshake).
         """
         headers = {"Proxy-Authorization": "Bearer token"}
         route = self.route(
             request("http://127.0.0.1/", proxy="http://127.0.0.1:3128", headers=headers)
         )
-        self.assertFalse(route.dropProxyAuthorization)
+        self.assertTrue(route.forwardsProxyAuthorization)
         self.assertIsNone(route.proxy.username)
-        with self.assertRaises(ValueError):
-            self.route(
-                request(
-                    "https://127.0.0.1/", proxy="http://127.0.0.1:3128", headers=headers
-                )
-            )
+        for url, proxy in [
+            ("https://127.0.0.1/", "http://127.0.0.1:3128"),
+            ("http://127.0.0.1/", "socks5://127.0.0.1:1080"),
+        ]:
+            with self.assertRaises(ValueError):
+                self.route(request(url, proxy=proxy, headers=headers))
 
     def test_badProxy(self) -> None:
         """

@@ -134,9 +134,9 @@ class PooledDownloadHandler(BaseDownloadHandler):
             )
             agent = self._agents.agentFor(route)
             headers = TxHeaders(request.headers)
-            if route.dropProxyAuthorization or (
-                route.proxy is not None and not url.startswith("http:")
-            ):
+            if route.proxy is not None and not route.forwardsProxyAuthorization:
+                # Its credentials went into the proxy URL: the header must
+                # never reach the target.
                 headers.removeHeader(b"Proxy-Authorization")
             body = request.body
             start = monotonic()
@@ -159,7 +159,7 @@ class PooledDownloadHandler(BaseDownloadHandler):
         d.addCallback(latency)
         d.addCallback(self._bodyReady, request, url)
         if not timeout:
-            return d.addErrback(self._failed, request, url, None)
+            return d.addErrback(_failed)
         timedOut: list[bool] = []
 
         def expire() -> None:
@@ -180,14 +180,7 @@ class PooledDownloadHandler(BaseDownloadHandler):
             return result
 
         d.addBoth(stopTimer)
-        return d.addErrback(self._failed, request, url, timeout)
-
-    def _failed(
-        self, failure: Failure, request: Any, url: str, timeout: float | None
-    ) -> Failure:
-        error = failure.value
-        assert error is not None
-        return Failure(scrapyError(error))
+        return d.addErrback(_failed)
 
     def _connectionInfo(self, txresponse: Any, request: Any) -> tuple[Any, Any]:
         transport = self._transports.pop(txresponse, None)
@@ -293,6 +286,15 @@ class PooledDownloadHandler(BaseDownloadHandler):
             stats = getattr(self.crawler, "stats", None)
             self._closing = self._shared.release(stats)
         await maybe_deferred_to_future(self._closing)
+
+
+def _failed(failure: Failure) -> Failure:
+    """
+    A download's failure, as the Scrapy exception for it.
+    """
+    error = failure.value
+    assert error is not None
+    return Failure(scrapyError(error))
 
 
 def _installIDNAFallbacks() -> None:

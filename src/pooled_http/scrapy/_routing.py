@@ -107,21 +107,22 @@ class RequestRoute:
     """
     How one request is sent: the proxy (with the credentials of its
     C{Proxy-Authorization}, if Basic) or L{None}, the bind address, and
-    whether the request's own C{Proxy-Authorization} header must be
-    dropped (it went into the proxy's credentials).
+    whether the request's own C{Proxy-Authorization} header goes as it is
+    (to an http proxy forwarding an http URL, when it is not Basic); else
+    a proxied request's header is dropped.
     """
 
-    __slots__ = ("proxy", "bindAddress", "dropProxyAuthorization")
+    __slots__ = ("proxy", "bindAddress", "forwardsProxyAuthorization")
 
     def __init__(
         self,
         proxy: ProxyURL | None,
         bindAddress: tuple[str, int] | None,
-        dropProxyAuthorization: bool,
+        forwardsProxyAuthorization: bool,
     ) -> None:
         self.proxy = proxy
         self.bindAddress = bindAddress
-        self.dropProxyAuthorization = dropProxyAuthorization
+        self.forwardsProxyAuthorization = forwardsProxyAuthorization
 
 
 def _basicCredentials(value: bytes, encoding: str) -> tuple[str, str] | None:
@@ -156,32 +157,34 @@ def routeOf(
     @param encoding: C{HTTPPROXY_AUTH_ENCODING}.
     @param normalizeBind: Turns C{meta["bindaddress"]} into C{(host, port)}.
     @raise ProxyURLError: If C{meta["proxy"]} is not a usable proxy URL.
-    @raise ValueError: For an https target through a proxy whose
-        C{Proxy-Authorization} is not C{Basic} (the tunnel can only send
-        credentials from the proxy URL).
+    @raise ValueError: For a request through a tunnel (an https target, or
+        a SOCKS5 proxy) whose C{Proxy-Authorization} is not C{Basic} (the
+        tunnel can only send credentials from the proxy URL).
     """
     meta = request.meta
     bind = normalizeBind(meta.get("bindaddress")) or defaultBind
     proxyValue = meta.get("proxy")
     if not proxyValue:
-        return RequestRoute(None, bind, False)
+        return RequestRoute(None, bind, True)
     proxy = parseProxy(proxyValue, 'meta["proxy"]')
     header = request.headers.get(b"Proxy-Authorization")
     if not header:
         return RequestRoute(proxy, bind, False)
     credentials = _basicCredentials(header, encoding)
     if credentials is None:
-        if request.url.startswith(("https:", "wss:")):
+        if not (
+            request.url.startswith("http:") and proxy.scheme in ("http", "https")
+        ):
             raise ValueError(
-                "the Proxy-Authorization header of a request to an https URL "
-                "through a proxy must use the Basic scheme (the CONNECT "
-                "tunnel sends the proxy URL's credentials)"
+                "the Proxy-Authorization header of a request through a "
+                "CONNECT tunnel or a SOCKS5 proxy must use the Basic scheme "
+                "(the tunnel sends the credentials of the proxy URL)"
             )
         # Forwarded as it is, to the proxy only.
-        return RequestRoute(proxy, bind, False)
+        return RequestRoute(proxy, bind, True)
     user, password = credentials
     proxy = ProxyURL(proxy.scheme, proxy.host, proxy.port, user, password)
-    return RequestRoute(proxy, bind, True)
+    return RequestRoute(proxy, bind, False)
 
 
 class Agents:
