@@ -142,3 +142,38 @@ class BenchmarkSmokeTests(SynchronousTestCase):
             raise self.skipTest("nginx is not installed")
         results = self.runSmoke("nginx", plot=False)
         self.assertEqual(results["machine"]["server"], "nginx")
+
+
+class ScrapyCrawlSmokeTests(SynchronousTestCase):
+    """
+    Run C{benchmarks/scrapy_crawl.py} at a tiny size: every handler crawls
+    every page, and the summary names them all.
+    """
+
+    def test_crawl(self) -> None:
+        if not installed("scrapy"):
+            raise self.skipTest("Scrapy is not installed")
+        command = [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "scrapy_crawl.py"),
+            "--pages",
+            "20",
+            "--concurrency",
+            "5",
+            "--repeats",
+            "1",
+            "--server",
+            "nginx" if nginxInstalled() else "twisted",
+        ]
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, check=False
+        )
+        self.assertIn(completed.returncode, (0, 1), completed.stderr)
+        summary = json.loads(completed.stdout)
+        handlers = summary["handlers"]
+        self.assertIn("http11", handlers)
+        self.assertIn("pooled_http", handlers)
+        self.assertIn("memory", handlers)
+        for name, figures in handlers.items():
+            self.assertEqual(figures.get("errors"), 0, (name, figures))
+            self.assertEqual(len(figures["runs"]), 1, name)

@@ -878,6 +878,31 @@ class FramingTests(ConnectionTestCase):
             self.assertEqual(self.body(response)[0], b"abc")
         self.assertEqual(set(self.owner.names()), {"quiescent"})
 
+    def test_lenientHeadersFolded(self) -> None:
+        """
+        With C{lenientHeaders}, a folded header line (one starting with a
+        space or tab) continues the header before it, joined with one
+        space, as browsers read it; the continuation of a skipped line is
+        skipped with it; the headers after them are kept.
+        """
+        data = (
+            b"HTTP/1.1 200 OK\r\nX-Folded: one\r\n\ttwo\r\n  three\r\n"
+            b"bogus line\r\n continued bogus\r\nX-After: works\r\n"
+            b"Content-Length: 3\r\n\r\nabc"
+        )
+        self.connect(lenientHeaders=True)
+        for split in range(1, len(data)):
+            d = self.send()
+            self.conn.dataReceived(data[:split])
+            self.conn.dataReceived(data[split:])
+            response = self.successResultOf(d)
+            self.assertEqual(
+                response.headers.getRawHeaders(b"x-folded"), [b"one two three"]
+            )
+            self.assertEqual(response.headers.getRawHeaders(b"x-after"), [b"works"])
+            self.assertEqual(self.body(response)[0], b"abc")
+        self.assertEqual(set(self.owner.names()), {"quiescent"})
+
     def test_lenientHeadersFromOwner(self) -> None:
         """
         The owner's C{lenientHeaders} is the default.

@@ -229,12 +229,19 @@ class ForwardTests(ProxyTestCase):
 
     async def test_absoluteFormSharedByTargets(self) -> None:
         """
-        Requests go to the proxy in absolute form, with the proxy's
-        credentials, on connections every target shares.
+        Requests go to the proxy in absolute form (an empty path kept
+        empty, as given), with the proxy's credentials, on connections every
+        target shares.
         """
         proxy = self.startProxy(forwardingScript)
         agent = self.agent(f"http://alice:{SECRET}@127.0.0.1:{proxy.port}")
-        urls = [b"http://127.0.0.1:1/a?x=1", b"http://localhost:2/b", b"http://h3/"]
+        urls = [
+            b"http://127.0.0.1:1/a?x=1",
+            b"http://localhost:2/b",
+            b"http://h3/",
+            b"http://h4",
+            b"http://h5?q=1",
+        ]
         for url in urls:
             head = await self.fetchOk(agent, url)
             self.assertTrue(head.startswith(b"GET " + url + b" HTTP/1.1\r\n"))

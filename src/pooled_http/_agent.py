@@ -516,6 +516,10 @@ class PooledAgent:
             headers.addRawHeader(b"Host", route.hostValue)
         if route.forward:
             authority = parsedURI.netloc.rpartition(b"@")[2]
+            # The absolute form keeps an empty path empty, as the URI was
+            # given (and as twisted.web.client.ProxyAgent sends it).
+            if not parsedURI.path and requestPath == b"/":
+                requestPath = b""
             requestPath = parsedURI.scheme + b"://" + authority + requestPath
             if route.proxyAuthorization is not None:
                 headers = headers.copy()

@@ -120,8 +120,11 @@ def _version(text: str) -> tuple[bytes, int, int]:
 def _lenientHead(data: bytes) -> tuple[bytes, bytes] | None:
     """
     Find the end of a response head in C{data} and return it with header
-    lines that have no colon dropped and bare LFs made CRLF, and the bytes
-    after it; or L{None} if the head is not complete yet.
+    lines that have no colon dropped, folded lines (obs-fold: a line that
+    starts with a space or tab) joined to the header they continue with
+    one space, and bare LFs made CRLF, and the bytes after it; or L{None}
+    if the head is not complete yet.  A continuation of a dropped line is
+    dropped with it.
     """
     ends = [i for i in (data.find(b"\n\r\n"), data.find(b"\n\n")) if i >= 0]
     if not ends:
@@ -130,8 +133,14 @@ def _lenientHead(data: bytes) -> tuple[bytes, bytes] | None:
     size = 3 if data[end + 1 : end + 2] == b"\r" else 2
     lines = data[: end + 1].split(b"\n")[:-1]
     kept = [lines[0].rstrip(b"\r")]
+    continuing = False
     for line in lines[1:]:
         line = line.rstrip(b"\r")
-        if b":" in line:
+        if line[:1] in (b" ", b"\t"):
+            if continuing:
+                kept[-1] = kept[-1].rstrip(b" \t") + b" " + line.strip(b" \t")
+            continue
+        continuing = b":" in line
+        if continuing:
             kept.append(line)
     return b"\r\n".join(kept) + b"\r\n\r\n", data[end + size :]

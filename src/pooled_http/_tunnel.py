@@ -199,7 +199,7 @@ def proxyUnreachable(
     @param failure: Why the connection failed.
     @param key: The pool key, or L{None}.
     """
-    return ProxyUnreachableError(
+    error = ProxyUnreachableError(
         proxy.url,
         f"the proxy could not be connected to "
         f"({type(failure.value).__name__}: {failure.getErrorMessage()}); "
@@ -207,6 +207,9 @@ def proxyUnreachable(
         key,
         temporary=isTemporaryNetworkError(failure),
     )
+    # Callers that sort failures by kind (refused, name not found) find it.
+    error.__cause__ = failure.value
+    return error
 
 
 @implementer(IStreamClientEndpoint)

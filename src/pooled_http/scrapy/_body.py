@@ -1,0 +1,295 @@
+"""
+Reading one response for Scrapy: the body protocol that enforces
+C{DOWNLOAD_MAXSIZE} and C{DOWNLOAD_WARNSIZE}, sends the C{bytes_received}
+signal and tells a complete body from a truncated one; the request body
+producer; and the Scrapy C{Response} built at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from scrapy import responsetypes, signals
+from scrapy.exceptions import (
+    DownloadCancelledError,
+    ResponseDataLossError,
+    StopDownload,
+)
+from scrapy.http import Headers, Response
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone, ResponseFailed
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+__all__ = [
+    "BodyReader",
+    "BytesProducer",
+    "checkStopDownload",
+    "makeResponse",
+    "maxSizeMessage",
+    "scrapyHeaders",
+    "warnSizeMessage",
+]
+
+logger = logging.getLogger("pooled_http.scrapy")
+
+
+def maxSizeMessage(size: int, limit: int, request: Any, *, expected: bool) -> str:
+    """
+    The warning, and the error's message, when a body passes
+    C{DOWNLOAD_MAXSIZE}: worded as Scrapy's own handlers word it, so log
+    filters keep matching.
+    """
+    prefix = "Expected to receive" if expected else "Received"
+    return (
+        f"{prefix} {size} bytes which is larger than download "
+        f"max size ({limit}) in request {request}."
+    )
+
+
+def warnSizeMessage(size: int, limit: int, request: Any, *, expected: bool) -> str:
+    """
+    The warning when a body passes C{DOWNLOAD_WARNSIZE}.
+    """
+    prefix = "Expected to receive" if expected else "Received"
+    return (
+        f"{prefix} {size} bytes which is larger than download "
+        f"warn size ({limit}) in request {request}."
+    )
+
+
+def scrapyHeaders(txresponse: Any) -> Headers:
+    """
+    A Twisted response's headers as Scrapy's C{Headers}, with the
+    C{Content-Length} Twisted keeps apart put back.
+    """
+    headers = Headers()
+    length = txresponse.length
+    if length is not UNKNOWN_LENGTH:
+        headers[b"Content-Length"] = str(length).encode()
+    headers.update(txresponse.headers.getAllRawHeaders())
+    return headers
+
+
+def checkStopDownload(
+    signal: object, crawler: Any, request: Any, **kwargs: Any
+) -> StopDownload | None:
+    """
+    Send C{signal} and return the C{StopDownload} a handler raised, if any.
+    """
+    results = crawler.signals.send_catch_log(
+        signal=signal, request=request, spider=crawler.spider, **kwargs
+    )
+    for handler, result in results:
+        if isinstance(result, Failure) and isinstance(result.value, StopDownload):
+            logger.debug(
+                "Download stopped for %s from signal handler %s",
+                request,
+                getattr(handler, "__qualname__", handler),
+            )
+            return result.value
+    return None
+
+
+def makeResponse(
+    url: str,
+    status: int,
+    headers: Headers,
+    body: bytes = b"",
+    flags: list[str] | None = None,
+    certificate: Any = None,
+    ipAddress: Any = None,
+    protocol: str | None = None,
+    stopDownload: StopDownload | None = None,
+) -> Response:
+    """
+    The Scrapy response of a download, of the class Scrapy's
+    C{responsetypes} picks; with a C{StopDownload}, flagged
+    C{download_stopped} and, if the stop is a failure, raised with the
+    response attached.
+    """
+    responseClass = responsetypes.responsetypes.from_args(
+        headers=headers, url=url, body=body
+    )
+    response = responseClass(
+        url=url,
+        status=status,
+        headers=headers,
+        body=body,
+        flags=flags,
+        certificate=certificate,
+        ip_address=ipAddress,
+        protocol=protocol,
+    )
+    if stopDownload is not None:
+        response.flags.append("download_stopped")
+        if stopDownload.fail:
+            stopDownload.response = response
+            raise stopDownload
+    return response
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """
+    A request body already in memory.
+
+    @ivar length: Its length.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        """
+        Write the whole body.
+        """
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        """
+        Nothing to pause: the body is written at once.
+        """
+
+    def stopProducing(self) -> None:
+        """
+        Nothing to stop: the body is written at once.
+        """
+
+
+class BodyReader(Protocol):
+    """
+    Collects one response body for Scrapy.
+
+    C{finished} fires with C{(body, flags, stopDownload)}: flags
+    C{["partial"]} for a body the server ended by closing without a length,
+    C{["dataloss"]} for a truncated one when data loss is allowed; or fails
+    with C{DownloadCancelledError} past the maximum size, or
+    C{ResponseDataLossError} for a truncated body when it is not allowed.
+    """
+
+    def __init__(
+        self,
+        finished: Deferred[tuple[bytes, list[str] | None, StopDownload | None]],
+        request: Any,
+        crawler: Any,
+        maxSize: int,
+        warnSize: int,
+        failOnDataLoss: bool,
+        warned: bool,
+        onDataLoss: Callable[[], None],
+    ) -> None:
+        self._finished = finished
+        self._request = request
+        self._crawler = crawler
+        self._maxSize = maxSize
+        self._warnSize = warnSize
+        self._failOnDataLoss = failOnDataLoss
+        self._warned = warned
+        self._onDataLoss = onDataLoss
+        self._chunks: list[bytes] = []
+        self._received = 0
+        self._signal = _hasReceivers(crawler, signals.bytes_received)
+
+    def abort(self) -> None:
+        """
+        Drop the connection, if the body is still coming.
+        """
+        transport = self.transport
+        if transport is not None:
+            transport.stopProducing()
+
+    def _finish(
+        self, flags: list[str] | None = None, stop: StopDownload | None = None
+    ) -> None:
+        self._finished.callback((b"".join(self._chunks), flags, stop))
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Keep C{data}, unless the body is already over for us.
+        """
+        if self._finished.called:
+            return
+        self._chunks.append(data)
+        self._received += len(data)
+        if self._signal:
+            stop = checkStopDownload(
+                signals.bytes_received, self._crawler, self._request, data=data
+            )
+            if stop is not None:
+                self.abort()
+                self._finish(stop=stop)
+                return
+        maxSize = self._maxSize
+        if maxSize and self._received > maxSize:
+            message = maxSizeMessage(
+                self._received, maxSize, self._request, expected=False
+            )
+            logger.warning(message)
+            self._chunks = []
+            self.abort()
+            self._finished.errback(DownloadCancelledError(message))
+            return
+        warnSize = self._warnSize
+        if warnSize and not self._warned and self._received > warnSize:
+            self._warned = True
+            logger.warning(
+                warnSizeMessage(self._received, warnSize, self._request, expected=False)
+            )
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        The body is over: complete, ended by the connection's close, or
+        cut short.
+        """
+        if self._finished.called:
+            return
+        if reason.check(ResponseDone):
+            self._finish()
+            return
+        if reason.check(PotentialDataLoss):
+            self._finish(flags=["partial"])
+            return
+        if _isDataLoss(reason):
+            if not self._failOnDataLoss:
+                self._finish(flags=["dataloss"])
+                return
+            self._onDataLoss()
+            error = ResponseDataLossError(str(reason.value))
+            error.__cause__ = reason.value
+            self._finished.errback(error)
+            return
+        self._finished.errback(reason)
+
+
+def _isDataLoss(reason: Failure) -> bool:
+    """
+    Whether a body ended because the connection closed before the length
+    its framing announced (Twisted's C{_DataLoss} inside C{ResponseFailed}).
+    """
+    if not reason.check(ResponseFailed):
+        return False
+    return any(
+        type(inner.value).__name__ == "_DataLoss"
+        for inner in getattr(reason.value, "reasons", ())
+    )
+
+
+def _hasReceivers(crawler: Any, signal: object) -> bool:
+    """
+    Whether anything listens to C{signal}: sending a signal per body chunk
+    costs more than reading the chunk, so an unwatched one is not sent.
+    """
+    try:
+        from pydispatch import dispatcher
+    except ImportError:  # pragma: no cover - pydispatch comes with Scrapy
+        return True
+    sender = crawler.signals.sender
+    return bool(list(dispatcher.getAllReceivers(sender, signal)))

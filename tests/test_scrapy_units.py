@@ -1,0 +1,302 @@
+"""
+The parts of L{pooled_http.scrapy} that need no network: Scrapy's settings
+as pool arguments, the route (proxy, credentials, bind address) of a
+request, the mapping of failures to Scrapy's exceptions, and the stats.
+"""
+
+from __future__ import annotations
+
+import base64
+import warnings
+from typing import Any
+
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web._newclient import ResponseNeverReceived
+from twisted.web.client import ResponseFailed
+
+from pooled_http.errors import (
+    ConnectTimeoutError,
+    ProxyAuthenticationRequired,
+    ProxyError,
+    ProxyUnreachableError,
+    ProxyURLError,
+    ReadTimeoutError,
+    ResponseTimeoutError,
+)
+from pooled_http.stats import PoolStats, WaitStats
+
+try:
+    import scrapy
+    from scrapy.exceptions import (
+        CannotResolveHostError,
+        DownloadConnectionRefusedError,
+        DownloadFailedError,
+        DownloadTimeoutError,
+    )
+    from scrapy.settings import Settings
+
+    from pooled_http.scrapy._config import HandlerConfig, normalizeBindAddress
+    from pooled_http.scrapy._errors import scrapyError
+    from pooled_http.scrapy._routing import routeOf
+    from pooled_http.scrapy._shared import statsValues
+except ImportError:  # pragma: no cover - the test extra brings Scrapy
+    scrapy = None  # type: ignore[assignment]
+
+SKIP = None if scrapy is not None else "Scrapy is not installed"
+KEY = (b"http", b"127.0.0.1", 80)
+
+
+def config(**values: Any) -> HandlerConfig:
+    return HandlerConfig.fromSettings(Settings(values))
+
+
+class ConfigTests(SynchronousTestCase):
+    """
+    L{HandlerConfig.fromSettings}.
+    """
+
+    skip = SKIP
+
+    def test_defaults(self) -> None:
+        """
+        With Scrapy's defaults: 8 connections per host, 16 in all, every
+        phase bounded by C{DOWNLOAD_TIMEOUT} (180 s), lenient heads.
+        """
+        c = config()
+        self.assertEqual(
+            c.poolArgs,
+            {
+                "maxConnectionsPerHost": 8,
+                "maxPersistentPerHost": 8,
+                "maxConnections": 16,
+                "connectTimeout": 180.0,
+                "responseTimeout": 180.0,
+                "readTimeout": 180.0,
+                "lenientHeaders": True,
+            },
+        )
+        self.assertEqual(c.proxyPoolArgs["maxConnectionsPerHost"], 16)
+        self.assertEqual(c.downloadTimeout, 180.0)
+        self.assertTrue(c.failOnDataLoss)
+        self.assertIsNone(c.bindAddress)
+
+    def test_perIP(self) -> None:
+        """
+        C{CONCURRENT_REQUESTS_PER_IP}, when not 0, is the per-key cap; the
+        global cap is never below it.  (Scrapy 2.19 deprecates the setting
+        and says so when it is read.)
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            c = config(CONCURRENT_REQUESTS_PER_IP=32, CONCURRENT_REQUESTS=4)
+        self.assertEqual(c.poolArgs["maxConnectionsPerHost"], 32)
+        self.assertEqual(c.poolArgs["maxConnections"], 32)
+
+    def test_ownSettings(self) -> None:
+        """
+        The C{POOLED_HTTP_*} settings set their pool attributes; 0 turns the
+        pool timeout and the connection age off.
+        """
+        c = config(
+            POOLED_HTTP_POOL_TIMEOUT=0,
+            POOLED_HTTP_IDLE_TIMEOUT="30",
+            POOLED_HTTP_MAX_CONNECTION_AGE=600,
+            POOLED_HTTP_MAX_REQUESTS_PER_CONNECTION=100,
+            POOLED_HTTP_MAX_CONNECTIONS_PER_HOST=2,
+            POOLED_HTTP_CONNECT_TIMEOUT=5,
+        )
+        args = c.poolArgs
+        self.assertIsNone(args["poolTimeout"])
+        self.assertEqual(args["cachedConnectionTimeout"], 30.0)
+        self.assertEqual(args["maxConnectionAge"], 600.0)
+        self.assertEqual(args["maxRequestsPerConnection"], 100)
+        self.assertEqual(
+            (args["maxConnectionsPerHost"], args["maxPersistentPerHost"]), (2, 2)
+        )
+        self.assertEqual(args["connectTimeout"], 5.0)
+
+    def test_badSetting(self) -> None:
+        """
+        A value that is not a number names the setting.
+        """
+        with self.assertRaises(ValueError) as caught:
+            config(POOLED_HTTP_POOL_TIMEOUT="soon")
+        self.assertIn("POOLED_HTTP_POOL_TIMEOUT", str(caught.exception))
+        with self.assertRaises(ValueError) as caught:
+            config(POOLED_HTTP_MAX_REQUESTS_PER_CONNECTION=1.5)
+        self.assertIn("POOLED_HTTP_MAX_REQUESTS_PER_CONNECTION", str(caught.exception))
+
+    def test_bindAddress(self) -> None:
+        """
+        A bare host binds to any port.
+        """
+        self.assertEqual(normalizeBindAddress("127.0.0.2"), ("127.0.0.2", 0))
+        self.assertEqual(normalizeBindAddress(["127.0.0.2", 5]), ("127.0.0.2", 5))
+        self.assertIsNone(normalizeBindAddress(None))
+        self.assertEqual(
+            config(DOWNLOAD_BIND_ADDRESS="127.0.0.3").bindAddress, ("127.0.0.3", 0)
+        )
+
+
+def request(url: str, **meta: Any) -> Any:
+    headers = meta.pop("headers", {})
+    return scrapy.Request(url, meta=meta, headers=headers)
+
+
+def basic(pair: str) -> bytes:
+    return b"Basic " + base64.b64encode(pair.encode("latin-1"))
+
+
+class RouteTests(SynchronousTestCase):
+    """
+    L{routeOf}.
+    """
+
+    skip = SKIP
+
+    def route(self, r: Any, bind: Any = None) -> Any:
+        return routeOf(r, bind, "latin-1", normalizeBindAddress)
+
+    def test_direct(self) -> None:
+        """
+        Without C{meta["proxy"]}: no proxy, the request's or the default
+        bind address.
+        """
+        route = self.route(request("http://127.0.0.1/"), ("127.0.0.5", 0))
+        self.assertEqual((route.proxy, route.bindAddress), (None, ("127.0.0.5", 0)))
+        route = self.route(request("http://127.0.0.1/", bindaddress="127.0.0.2"))
+        self.assertEqual(route.bindAddress, ("127.0.0.2", 0))
+
+    def test_basicCredentials(self) -> None:
+        """
+        Basic credentials of C{Proxy-Authorization} go into the proxy URL,
+        and the header is to be dropped; a proxy without a scheme is http.
+        """
+        r = request(
+            "https://127.0.0.1/",
+            proxy="127.0.0.1:3128",
+            headers={"Proxy-Authorization": basic("alice:s:cret")},
+        )
+        route = self.route(r)
+        proxy = route.proxy
+        self.assertEqual((proxy.scheme, proxy.port, proxy.username), ("http", 3128, "alice"))
+        self.assertEqual(proxy.basicCredentials(), basic("alice:s:cret"))
+        self.assertFalse(route.forwardsProxyAuthorization)
+        self.assertNotIn("s:cret", repr(proxy))
+
+    def test_otherScheme(self) -> None:
+        """
+        Another scheme is forwarded as it is to an http proxy for an http
+        URL, and refused through a tunnel (it cannot go into a CONNECT or a
+        SOCKS5 handshake).
+        """
+        headers = {"Proxy-Authorization": "Bearer token"}
+        route = self.route(
+            request("http://127.0.0.1/", proxy="http://127.0.0.1:3128", headers=headers)
+        )
+        self.assertTrue(route.forwardsProxyAuthorization)
+        self.assertIsNone(route.proxy.username)
+        for url, proxy in [
+            ("https://127.0.0.1/", "http://127.0.0.1:3128"),
+            ("http://127.0.0.1/", "socks5://127.0.0.1:1080"),
+        ]:
+            with self.assertRaises(ValueError):
+                self.route(request(url, proxy=proxy, headers=headers))
+
+    def test_badProxy(self) -> None:
+        """
+        A proxy URL that cannot be used names C{meta["proxy"]}.
+        """
+        with self.assertRaises(ProxyURLError) as caught:
+            self.route(request("http://127.0.0.1/", proxy="ftp://127.0.0.1"))
+        self.assertIn('meta["proxy"]', str(caught.exception))
+
+
+class ErrorTests(SynchronousTestCase):
+    """
+    L{scrapyError}.
+    """
+
+    skip = SKIP
+
+    def assertMapped(self, error: BaseException, expected: type) -> None:
+        mapped = scrapyError(error)
+        self.assertIsInstance(mapped, expected)
+        self.assertIs(mapped.__cause__, error)
+
+    def test_timeouts(self) -> None:
+        """
+        Every timeout of the pool is a C{DownloadTimeoutError}.
+        """
+        self.assertMapped(ConnectTimeoutError(KEY, 5), DownloadTimeoutError)
+        self.assertMapped(ResponseTimeoutError(KEY, 5), DownloadTimeoutError)
+        self.assertMapped(ReadTimeoutError(KEY, 5), DownloadTimeoutError)
+
+    def test_refused(self) -> None:
+        """
+        A refused connection, to the target or to the proxy, or a SOCKS
+        refusal, is C{DownloadConnectionRefusedError}; a name that does not
+        resolve C{CannotResolveHostError}.
+        """
+        self.assertMapped(ConnectionRefusedError(), DownloadConnectionRefusedError)
+        unreachable = ProxyUnreachableError("http://127.0.0.1:1", "refused")
+        unreachable.__cause__ = ConnectionRefusedError()
+        self.assertMapped(unreachable, DownloadConnectionRefusedError)
+        self.assertMapped(
+            ProxyAuthenticationRequired("socks5://127.0.0.1:1080", "refused"),
+            DownloadConnectionRefusedError,
+        )
+        self.assertMapped(DNSLookupError("nowhere"), CannotResolveHostError)
+
+    def test_failed(self) -> None:
+        """
+        A broken response, one never received, a refused CONNECT or a 407 of
+        an HTTP proxy are C{DownloadFailedError}.
+        """
+        self.assertMapped(ResponseFailed([Failure(Exception())]), DownloadFailedError)
+        self.assertMapped(
+            ResponseNeverReceived([Failure(Exception())]), DownloadFailedError
+        )
+        self.assertMapped(
+            ProxyError("http://127.0.0.1:3128", "refused", status=403),
+            DownloadFailedError,
+        )
+        self.assertMapped(
+            ProxyAuthenticationRequired("http://127.0.0.1:3128", "407"),
+            DownloadFailedError,
+        )
+
+    def test_other(self) -> None:
+        """
+        Anything else is left as it is.
+        """
+        error = ValueError("x")
+        self.assertIs(scrapyError(error), error)
+
+
+class StatsTests(SynchronousTestCase):
+    """
+    L{statsValues}.
+    """
+
+    skip = SKIP
+
+    def test_summed(self) -> None:
+        """
+        Counters are summed over the pools, the longest wait is the longest
+        of all, the mean wait weighted by count, close reasons one stat each.
+        """
+        one = PoolStats(
+            opened=2, reused=5, waitTime=WaitStats(4, 0.5, 1.0), closed={"idle timeout": 1}
+        )
+        two = PoolStats(
+            opened=1, reused=1, waitTime=WaitStats(1, 3.0, 3.0), closed={"idle timeout": 2}
+        )
+        values = statsValues([one, two])
+        self.assertEqual(values["pooled_http/opened"], 3)
+        self.assertEqual(values["pooled_http/reused"], 6)
+        self.assertEqual(values["pooled_http/wait_time_max"], 3.0)
+        self.assertEqual(values["pooled_http/wait_time_mean"], 1.0)
+        self.assertEqual(values["pooled_http/closed/idle_timeout"], 3)
