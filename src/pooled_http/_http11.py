@@ -116,6 +116,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         "reusable",
         "serial",
         "timeoutError",
+        "trace",
         "transport",
         "connected",
     )
@@ -255,6 +256,8 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
             self._writeFailed(Failure())
             return d
         transport.write(head)
+        if self.trace is not None:
+            self.trace.headersSent()
         if producer is None:
             self._requestWritten()
         else:
@@ -288,6 +291,8 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         if self._state != "TRANSMITTING":
             return
         self._state = "WAITING"
+        if self.trace is not None:
+            self.trace.bodySent()
         response = self._response
         if response is not None:
             # The head came while the request was still being written.
@@ -407,6 +412,8 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
                 and not self._aborting
                 and reason.check(ConnectionClosed)
             ):
+                if self.trace is not None:
+                    self.trace.responseDone()
                 response._end(Failure(PotentialDataLoss()))
             else:
                 response._end(
@@ -416,5 +423,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         previous = self.lifecycle
         if previous is not Lifecycle.CLOSED:
             self.moveTo(Lifecycle.CLOSED)
+        if self.trace is not None:
+            self._traceLost(cause)
         self.owner.connectionLost(self, previous, reason)
         self._fireLost()

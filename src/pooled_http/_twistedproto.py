@@ -109,6 +109,11 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         d = HTTP11ClientProtocol.request(self, request)
         state = self._state
         if state == "TRANSMITTING" or state == "WAITING":
+            trace = self.trace
+            if trace is not None:
+                trace.headersSent()
+                if state == "WAITING":
+                    trace.bodySent()
             proxy: Any = self._transportProxy
             # The transport a body's protocol gets: give it abortConnection,
             # so cancelling readBody() aborts this connection (and frees its
@@ -161,6 +166,9 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         """
         The whole request is on the wire: the response timer starts.
         """
+        trace = self.trace
+        if trace is not None:
+            trace.bodySent()
         timeout = self.owner.responseTimeout
         if (
             timeout is not None
@@ -202,6 +210,10 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
 
     def _headersReceived(self, parser: Any) -> None:
         self._awaitingHeaders = False
+        trace = self.trace
+        if trace is not None:
+            response = parser.response
+            trace.responseHeaders(response.code, response.version)
         cancelCall(self._responseTimer)
         self._responseTimer = None
         timeout = self.owner.readTimeout
@@ -233,6 +245,10 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         keeping the connection alive, stop the request timers, and let
         Twisted decide whether the connection is quiescent.
         """
+        trace = self.trace
+        if trace is not None:
+            self.trace = None
+            trace.responseDone()
         parser: Any = self._parser
         if parser is not None:
             self._noteKeepAlive(parser.connHeaders.getRawHeaders(b"keep-alive"))
@@ -280,6 +296,8 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         self._stopRequestTimers()
         self._connectionGone()
         HTTP11ClientProtocol.connectionLost(self, reason)
+        if self.trace is not None:
+            self._traceLost(reason)
         previous = self.lifecycle
         if previous is not Lifecycle.CLOSED:
             self.moveTo(Lifecycle.CLOSED)
