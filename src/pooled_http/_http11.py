@@ -24,6 +24,7 @@ from httptools import HttpResponseParser
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.interfaces import (
+    IHandshakeListener,
     ITCPTransport,
 )
 from twisted.internet.protocol import Protocol
@@ -40,6 +41,7 @@ from twisted.web._newclient import (
 )
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
+from zope.interface import implementer
 
 from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
@@ -58,6 +60,7 @@ __all__ = ["HTTP11Connection", "FramingError", "BODY_BUFFER_LIMIT"]
 _log = Logger()
 
 
+@implementer(IHandshakeListener)
 class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
     """
     One HTTP/1.1 client connection on llhttp, meeting

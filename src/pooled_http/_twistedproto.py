@@ -130,6 +130,10 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
             def framedHeadersReceived() -> None:
                 _refuseNegativeLength(parser.connHeaders)
                 allHeadersReceived()
+                trace = self.trace
+                response = parser.response
+                if trace is not None and response is not None and response.code >= 200:
+                    trace.responseHeaders(response.code, response.version)
 
             # Older Twisted takes a negative Content-Length as a length.
             parser.allHeadersReceived = framedHeadersReceived
@@ -210,10 +214,7 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
 
     def _headersReceived(self, parser: Any) -> None:
         self._awaitingHeaders = False
-        trace = self.trace
-        if trace is not None:
-            response = parser.response
-            trace.responseHeaders(response.code, response.version)
+
         cancelCall(self._responseTimer)
         self._responseTimer = None
         timeout = self.owner.readTimeout
