@@ -1,0 +1,434 @@
+"""
+OpenTelemetry traces and metrics for a pool (the C{pooled_http[otel]}
+extra), on the pool's trace hooks (L{pooled_http.trace}).
+
+    from pooled_http import otel
+    otel.instrument(pool)               # the global providers
+    otel.instrument(pool, tracerProvider=tp, meterProvider=mp)
+    otel.uninstrument(pool)
+
+Each attempt of a request is one C{CLIENT} span named after the method,
+from C{getConnection} (the wait for a connection included) to the end of
+the response body or the failure, with the attributes of the HTTP client
+semantic conventions (C{http.request.method}, C{url.full} without user
+info and with signature query values redacted, C{url.scheme},
+C{server.address}, C{server.port}, C{http.response.status_code},
+C{error.type}, C{network.protocol.version}, C{http.request.resend_count} on
+retries) and one event per step (C{pooled_http.queued},
+C{pooled_http.connect.start}, ...).  The parent is the context current
+when the request asked the pool for a connection; the trace context is
+written into the request's headers by the configured propagator just
+before the request is sent, whatever agent sent it (L{PooledAgent
+<pooled_http.PooledAgent>}, Twisted's C{Agent}, treq): the hook runs in the
+pool's lease, under every agent.  The caller's L{Headers} object is copied
+first, never changed.
+
+Metrics: C{http.client.request.duration} (seconds, per attempt, as the
+span), C{http.client.active_requests} (requests being sent or received),
+C{http.client.open_connections} (by C{http.connection.state}: C{active} or
+C{idle}), C{http.client.connection.duration} and
+C{http.client.request.time_in_queue} (the wait for a connection, 0 for a
+request served at once).  Connections opened before C{instrument} are not
+counted.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Hashable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from opentelemetry import context as otelcontext
+from opentelemetry import metrics, propagate
+from opentelemetry import trace as oteltrace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from twisted.python.failure import Failure
+
+from . import __version__
+from .trace import RequestTrace, TraceObserver
+
+__all__ = ["instrument", "uninstrument", "OpenTelemetryObserver"]
+
+_SCOPE = "pooled_http"
+
+# Query parameters whose values are secrets (signed URLs).
+_SECRET_QUERY = frozenset({"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"})
+
+_DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+_CONNECTION_BUCKETS = (
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+
+_instrumented: weakref.WeakKeyDictionary[Any, OpenTelemetryObserver] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def instrument(
+    pool: Any, tracerProvider: Any = None, meterProvider: Any = None
+) -> OpenTelemetryObserver:
+    """
+    Trace and measure C{pool}'s requests and connections.
+
+    @param pool: An L{HTTPConnectionPool<pooled_http.HTTPConnectionPool>}.
+    @param tracerProvider: The tracer provider, or L{None} for the global one.
+    @param meterProvider: The meter provider, or L{None} for the global one.
+    @return: The observer added to the pool.
+    @raise ValueError: If C{pool} is instrumented already.
+    """
+    if pool in _instrumented:
+        raise ValueError(f"{pool!r} is instrumented already; uninstrument it first")
+    observer = OpenTelemetryObserver(pool._reactor, tracerProvider, meterProvider)
+    pool.addObserver(observer)
+    _instrumented[pool] = observer
+    return observer
+
+
+def uninstrument(pool: Any) -> None:
+    """
+    Stop tracing C{pool} (attempts under way still end their spans).
+
+    @param pool: A pool given to L{instrument}; others are left alone.
+    """
+    observer = _instrumented.pop(pool, None)
+    if observer is not None:
+        pool.removeObserver(observer)
+
+
+def _text(value: Any) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _host(value: Any) -> str:
+    """
+    A host as Twisted's L{twisted.web.client.URI} parsed it, without the
+    user info it leaves in it.
+    """
+    return _text(value).rpartition("@")[2]
+
+
+def _keyAttributes(key: Hashable) -> dict[str, Any]:
+    """
+    C{url.scheme}, C{server.address} and C{server.port} from a pool key of
+    C{PooledAgent} or C{Agent}: C{(scheme, host, port, ...)}.  Other keys
+    (a forwarding proxy's, a custom one) give none: they name no server.
+    """
+    if (
+        isinstance(key, tuple)
+        and len(key) >= 3
+        and key[0] in (b"http", b"https", b"ws", b"wss")
+        and isinstance(key[2], int)
+    ):
+        return {
+            "url.scheme": _text(key[0]),
+            "server.address": _host(key[1]),
+            "server.port": key[2],
+        }
+    return {}
+
+
+def fullURL(parsedURI: Any) -> str:
+    """
+    The C{url.full} of a request: no user info, no fragment, and the values
+    of signature query parameters replaced by C{REDACTED}.
+
+    @param parsedURI: A L{twisted.web.client.URI}.
+    """
+    scheme = _text(parsedURI.scheme)
+    host = _host(parsedURI.host)
+    if ":" in host:
+        host = f"[{host}]"
+    port = parsedURI.port
+    default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(scheme)
+    authority = host if port == default else f"{host}:{port}"
+    path = _text(parsedURI.path) or "/"
+    query = _text(parsedURI.query)
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name in _SECRET_QUERY for name, _ in pairs):
+            query = urlencode(
+                [
+                    (name, "REDACTED" if name in _SECRET_QUERY else value)
+                    for name, value in pairs
+                ]
+            )
+        path += "?" + query
+    return f"{scheme}://{authority}{path}"
+
+
+def errorType(reason: Failure) -> str:
+    """
+    The C{error.type} of a failure: its exception's qualified class name.
+    """
+    cls = type(reason.value)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class _Attempt:
+    """
+    What the observer keeps of one traced attempt.
+    """
+
+    __slots__ = ("span", "parent", "attributes", "active")
+
+    def __init__(self, span: Any, parent: Any) -> None:
+        self.span = span
+        self.parent = parent
+        self.attributes: dict[str, Any] = {}
+        self.active = False
+
+
+class OpenTelemetryObserver(TraceObserver):
+    """
+    The L{TraceObserver} L{instrument} adds: spans, events and metrics.
+    """
+
+    def __init__(
+        self, reactor: Any, tracerProvider: Any = None, meterProvider: Any = None
+    ) -> None:
+        """
+        @param reactor: The pool's reactor (its clock times connections).
+        @param tracerProvider: The tracer provider, or L{None} for the global.
+        @param meterProvider: The meter provider, or L{None} for the global.
+        """
+        self._reactor = reactor
+        self._tracer = oteltrace.get_tracer(
+            _SCOPE, __version__, tracer_provider=tracerProvider
+        )
+        meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meterProvider)
+        self._duration = meter.create_histogram(
+            "http.client.request.duration",
+            unit="s",
+            description="Duration of HTTP client requests.",
+            explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
+        )
+        self._active = meter.create_up_down_counter(
+            "http.client.active_requests",
+            unit="{request}",
+            description="Number of active HTTP requests.",
+        )
+        self._open = meter.create_up_down_counter(
+            "http.client.open_connections",
+            unit="{connection}",
+            description="Number of outbound HTTP connections that are active or idle.",
+        )
+        self._connectionDuration = meter.create_histogram(
+            "http.client.connection.duration",
+            unit="s",
+            description="The duration of the successfully established outbound "
+            "HTTP connections.",
+            explicit_bucket_boundaries_advisory=list(_CONNECTION_BUCKETS),
+        )
+        self._queue = meter.create_histogram(
+            "http.client.request.time_in_queue",
+            unit="s",
+            description="Time requests spent waiting for a connection of the pool.",
+            explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
+        )
+        # connection id -> [state, attributes, opened at (reactor seconds)]
+        self._connections: dict[int, list[Any]] = {}
+        # connection id -> the attempt whose connect opened it
+        self._opening: dict[int, RequestTrace] = {}
+
+    # Spans
+
+    def _attempt(self, trace: RequestTrace, parent: Any = None) -> _Attempt:
+        attempt: _Attempt | None = trace.context.get(self)
+        if attempt is None:
+            if parent is None:
+                parent = otelcontext.get_current()
+            attributes = _keyAttributes(trace.key)
+            if trace.attempt:
+                attributes["http.request.resend_count"] = trace.attempt
+            span = self._tracer.start_span(
+                "HTTP", context=parent, kind=SpanKind.CLIENT, attributes=attributes
+            )
+            attempt = _Attempt(span, parent)
+            attempt.attributes = attributes
+            trace.context[self] = attempt
+        return attempt
+
+    def _event(self, trace: RequestTrace, name: str, **attributes: Any) -> None:
+        self._attempt(trace).span.add_event("pooled_http." + name, attributes)
+
+    def _finish(self, trace: RequestTrace, reason: Failure | None) -> None:
+        attempt = self._attempt(trace)
+        span = attempt.span
+        attributes = dict(attempt.attributes)
+        if trace.status is not None:
+            attributes["http.response.status_code"] = trace.status
+            span.set_attribute("http.response.status_code", trace.status)
+        if trace.version is not None:
+            version = f"{trace.version[1]}.{trace.version[2]}"
+            attributes["network.protocol.version"] = version
+            span.set_attribute("network.protocol.version", version)
+        error = None
+        if reason is not None:
+            error = errorType(reason)
+            span.record_exception(reason.value)
+        elif trace.status is not None and trace.status >= 400:
+            error = str(trace.status)
+        if error is not None:
+            attributes["error.type"] = error
+            span.set_attribute("error.type", error)
+            span.set_status(Status(StatusCode.ERROR))
+        attributes.pop("http.request.resend_count", None)
+        self._duration.record(max(0.0, trace.now - trace.startedAt), attributes)
+        if attempt.active:
+            attempt.active = False
+            self._active.add(-1, self._requestAttributes(attempt.attributes))
+        if trace.request is None:
+            self._queue.record(max(0.0, trace.now - trace.startedAt), attributes)
+        span.end()
+
+    @staticmethod
+    def _requestAttributes(attributes: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: value
+            for name, value in attributes.items()
+            if name
+            in ("http.request.method", "server.address", "server.port", "url.scheme")
+        }
+
+    # Request steps
+
+    def requestQueued(self, trace: RequestTrace) -> None:
+        self._event(trace, "queued")
+
+    def requestDequeued(self, trace: RequestTrace, wait: float) -> None:
+        self._event(trace, "dequeued", **{"pooled_http.wait": wait})
+
+    def connectStarted(self, trace: RequestTrace) -> None:
+        self._event(trace, "connect.start")
+
+    def tunnelStarted(self, trace: RequestTrace, kind: str, proxy: str) -> None:
+        self._event(
+            trace,
+            "tunnel.start",
+            **{"pooled_http.tunnel": kind, "pooled_http.proxy": proxy},
+        )
+
+    def tunnelDone(self, trace: RequestTrace, kind: str, proxy: str) -> None:
+        self._event(trace, "tunnel.done", **{"pooled_http.tunnel": kind})
+
+    def connectDone(self, trace: RequestTrace, connectionId: int) -> None:
+        self._event(trace, "connect.done", **{"pooled_http.connection": connectionId})
+        attributes = _keyAttributes(trace.key)
+        self._connections[connectionId] = ["active", attributes, trace.now]
+        self._open.add(1, {**attributes, "http.connection.state": "active"})
+        self._opening[connectionId] = trace
+
+    def connectFailed(self, trace: RequestTrace, reason: Failure) -> None:
+        self._event(trace, "connect.failed", **{"pooled_http.error": errorType(reason)})
+
+    def tlsHandshakeStarted(self, key: Hashable, connectionId: int) -> None:
+        trace = self._opening.get(connectionId)
+        if trace is not None and not trace.finished:
+            self._event(trace, "tls.start")
+
+    def tlsHandshakeDone(self, key: Hashable, connectionId: int) -> None:
+        trace = self._opening.pop(connectionId, None)
+        if trace is not None and not trace.finished:
+            self._event(trace, "tls.done")
+
+    def connectionAcquired(
+        self, trace: RequestTrace, connectionId: int, reused: bool
+    ) -> None:
+        self._event(
+            trace,
+            "connection.acquired",
+            **{"pooled_http.connection": connectionId, "pooled_http.reused": reused},
+        )
+        if reused:
+            self._move(connectionId, "active")
+
+    def requestStarting(self, trace: RequestTrace, request: Any) -> None:
+        attempt = self._attempt(trace)
+        span = attempt.span
+        method = _text(request.method)
+        span.update_name(method)
+        attributes = attempt.attributes
+        attributes["http.request.method"] = method
+        parsedURI = getattr(request, "_parsedURI", None)
+        if parsedURI is not None:
+            attributes.update(
+                {
+                    "url.scheme": _text(parsedURI.scheme),
+                    "server.address": _host(parsedURI.host),
+                    "server.port": parsedURI.port,
+                }
+            )
+            span.set_attribute("url.full", fullURL(parsedURI))
+        for name, value in attributes.items():
+            span.set_attribute(name, value)
+        queueAttributes = dict(attributes)
+        queueAttributes.pop("http.request.resend_count", None)
+        self._queue.record(trace.wait, queueAttributes)
+        attempt.active = True
+        self._active.add(1, self._requestAttributes(attributes))
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=oteltrace.set_span_in_context(span))
+        if carrier:
+            headers = request.headers.copy()
+            for name, value in carrier.items():
+                headers.setRawHeaders(name.encode("ascii"), [value.encode("ascii")])
+            request.headers = headers
+
+    def requestHeadersSent(self, trace: RequestTrace) -> None:
+        self._event(trace, "request.headers_sent")
+
+    def requestBodySent(self, trace: RequestTrace) -> None:
+        self._event(trace, "request.body_sent")
+
+    def responseHeadersReceived(
+        self, trace: RequestTrace, status: int, version: tuple[Any, ...]
+    ) -> None:
+        self._event(
+            trace, "response.headers_received", **{"http.response.status_code": status}
+        )
+
+    def responseBodyDone(self, trace: RequestTrace) -> None:
+        self._event(trace, "response.body_done")
+        self._finish(trace, None)
+
+    def requestFailed(self, trace: RequestTrace, reason: Failure) -> None:
+        self._finish(trace, reason)
+
+    def requestRetried(
+        self, trace: RequestTrace, reason: Failure, retry: RequestTrace
+    ) -> None:
+        self._attempt(retry, self._attempt(trace).parent)
+
+    def streamOpened(self, trace: RequestTrace, streamId: int) -> None:
+        self._event(trace, "stream.opened", **{"pooled_http.stream": streamId})
+
+    # Connections
+
+    def _move(self, connectionId: int, state: str) -> None:
+        known = self._connections.get(connectionId)
+        if known is None or known[0] == state:
+            return
+        attributes = known[1]
+        self._open.add(-1, {**attributes, "http.connection.state": known[0]})
+        self._open.add(1, {**attributes, "http.connection.state": state})
+        known[0] = state
+
+    def connectionReleased(self, key: Hashable, connectionId: int, kept: bool) -> None:
+        if kept:
+            self._move(connectionId, "idle")
+
+    def connectionClosed(self, key: Hashable, connectionId: int, reason: str) -> None:
+        self._opening.pop(connectionId, None)
+        known = self._connections.pop(connectionId, None)
+        if known is None:
+            return
+        state, attributes, openedAt = known
+        self._open.add(-1, {**attributes, "http.connection.state": state})
+        self._connectionDuration.record(
+            max(0.0, self._reactor.seconds() - openedAt), attributes
+        )
