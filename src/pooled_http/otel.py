@@ -37,7 +37,6 @@ from __future__ import annotations
 import weakref
 from collections.abc import Hashable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from opentelemetry import context as otelcontext
 from opentelemetry import metrics, propagate
@@ -46,14 +45,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from twisted.python.failure import Failure
 
 from . import __version__
+from ._redact import fullURL, hostOf, keyAttributes, text
 from .trace import RequestTrace, TraceObserver
 
 __all__ = ["instrument", "uninstrument", "OpenTelemetryObserver"]
 
 _SCOPE = "pooled_http"
-
-# Query parameters whose values are secrets (signed URLs).
-_SECRET_QUERY = frozenset({"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"})
 
 _DURATION_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -96,67 +93,6 @@ def uninstrument(pool: Any) -> None:
     observer = _instrumented.pop(pool, None)
     if observer is not None:
         pool.removeObserver(observer)
-
-
-def _text(value: Any) -> str:
-    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _host(value: Any) -> str:
-    """
-    A host as Twisted's L{twisted.web.client.URI} parsed it, without the
-    user info it leaves in it.
-    """
-    return _text(value).rpartition("@")[2]
-
-
-def _keyAttributes(key: Hashable) -> dict[str, Any]:
-    """
-    C{url.scheme}, C{server.address} and C{server.port} from a pool key of
-    C{PooledAgent} or C{Agent}: C{(scheme, host, port, ...)}.  Other keys
-    (a forwarding proxy's, a custom one) give none: they name no server.
-    """
-    if (
-        isinstance(key, tuple)
-        and len(key) >= 3
-        and key[0] in (b"http", b"https", b"ws", b"wss")
-        and isinstance(key[2], int)
-    ):
-        return {
-            "url.scheme": _text(key[0]),
-            "server.address": _host(key[1]),
-            "server.port": key[2],
-        }
-    return {}
-
-
-def fullURL(parsedURI: Any) -> str:
-    """
-    The C{url.full} of a request: no user info, no fragment, and the values
-    of signature query parameters replaced by C{REDACTED}.
-
-    @param parsedURI: A L{twisted.web.client.URI}.
-    """
-    scheme = _text(parsedURI.scheme)
-    host = _host(parsedURI.host)
-    if ":" in host:
-        host = f"[{host}]"
-    port = parsedURI.port
-    default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(scheme)
-    authority = host if port == default else f"{host}:{port}"
-    path = _text(parsedURI.path) or "/"
-    query = _text(parsedURI.query)
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name in _SECRET_QUERY for name, _ in pairs):
-            query = urlencode(
-                [
-                    (name, "REDACTED" if name in _SECRET_QUERY else value)
-                    for name, value in pairs
-                ]
-            )
-        path += "?" + query
-    return f"{scheme}://{authority}{path}"
 
 
 def errorType(reason: Failure) -> str:
@@ -242,7 +178,7 @@ class OpenTelemetryObserver(TraceObserver):
         if attempt is None:
             if parent is None:
                 parent = otelcontext.get_current()
-            attributes = _keyAttributes(trace.key)
+            attributes = keyAttributes(trace.key)
             if trace.attempt:
                 attributes["http.request.resend_count"] = trace.attempt
             span = self._tracer.start_span(
@@ -318,7 +254,7 @@ class OpenTelemetryObserver(TraceObserver):
 
     def connectDone(self, trace: RequestTrace, connectionId: int) -> None:
         self._event(trace, "connect.done", **{"pooled_http.connection": connectionId})
-        attributes = _keyAttributes(trace.key)
+        attributes = keyAttributes(trace.key)
         self._connections[connectionId] = ["active", attributes, trace.now]
         self._open.add(1, {**attributes, "http.connection.state": "active"})
         self._opening[connectionId] = trace
@@ -350,7 +286,7 @@ class OpenTelemetryObserver(TraceObserver):
     def requestStarting(self, trace: RequestTrace, request: Any) -> None:
         attempt = self._attempt(trace)
         span = attempt.span
-        method = _text(request.method)
+        method = text(request.method)
         span.update_name(method)
         attributes = attempt.attributes
         attributes["http.request.method"] = method
@@ -358,8 +294,8 @@ class OpenTelemetryObserver(TraceObserver):
         if parsedURI is not None:
             attributes.update(
                 {
-                    "url.scheme": _text(parsedURI.scheme),
-                    "server.address": _host(parsedURI.host),
+                    "url.scheme": text(parsedURI.scheme),
+                    "server.address": hostOf(parsedURI.host),
                     "server.port": parsedURI.port,
                 }
             )

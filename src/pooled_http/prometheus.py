@@ -20,7 +20,7 @@ not make is labelled C{custom}, never by its C{repr}.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import (
@@ -31,43 +31,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ._redact import keyLabel
 from .stats import KeyStats, PoolStats
 
 __all__ = ["PoolCollector", "keyLabel"]
 
 #: The C{key} label of the keys beyond the busiest.
 OTHER = "other"
-
-_SCHEMES = (b"http", b"https", b"ws", b"wss")
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")
-    return str(value)
-
-
-def keyLabel(key: Hashable) -> str:
-    """
-    The C{key} label of a pool key: never a credential, never a C{repr}.
-
-    @param key: A pool key of L{PooledAgent<pooled_http.PooledAgent>} or
-        Twisted's C{Agent}, or any other.
-    """
-    if not isinstance(key, tuple) or not key:
-        return "custom"
-    if key[0] == b"http-proxy" and len(key) >= 2 and isinstance(key[1], str):
-        return f"proxy {key[1]}"
-    if key[0] in _SCHEMES and len(key) >= 3 and isinstance(key[2], int):
-        # Twisted's URI leaves user info in the host.
-        host = _text(key[1]).rpartition("@")[2]
-        if ":" in host:
-            host = f"[{host}]"
-        label = f"{_text(key[0])}://{host}:{key[2]}"
-        if len(key) >= 6 and isinstance(key[4], str):
-            label += f" via {key[4]}"
-        return label
-    return "custom"
 
 
 def _busy(stats: KeyStats) -> tuple[int, int]:
