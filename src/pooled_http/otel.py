@@ -1,6 +1,6 @@
 """
 OpenTelemetry traces and metrics for a pool (the C{pooled_http[otel]}
-extra), on the pool's trace hooks (L{pooled_http.trace}).
+extra), on the pool's trace hooks (L{pooled_http.trace})::
 
     from pooled_http import otel
     otel.instrument(pool)               # the global providers
@@ -20,7 +20,7 @@ when the request asked the pool for a connection; the trace context is
 written into the request's headers by the configured propagator just
 before the request is sent, whatever agent sent it (L{PooledAgent
 <pooled_http.PooledAgent>}, Twisted's C{Agent}, treq): the hook runs in the
-pool's lease, under every agent.  The caller's L{Headers} object is copied
+pool's lease, under every agent.  The caller's C{Headers} object is copied
 first, never changed.
 
 Metrics: C{http.client.request.duration} (seconds, per attempt, as the

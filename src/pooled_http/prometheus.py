@@ -1,7 +1,7 @@
 """
 A collector for C{prometheus_client} (the C{pooled_http[prometheus]}
 extra) that exposes a pool's L{stats()<pooled_http.HTTPConnectionPool.stats>}
-each time the registry is scraped.
+each time the registry is scraped::
 
     from prometheus_client import REGISTRY
     from pooled_http.prometheus import PoolCollector
