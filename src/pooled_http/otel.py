@@ -35,12 +35,13 @@ counted.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from opentelemetry import context as otelcontext
 from opentelemetry import metrics, propagate
 from opentelemetry import trace as oteltrace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from twisted.python.failure import Failure
 
@@ -58,6 +59,9 @@ _DURATION_BUCKETS = (
 _CONNECTION_BUCKETS = (
     0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 )  # fmt: skip
+
+# The attributes of the active-request and open-connection counts.
+_COUNTED = ("http.request.method", "server.address", "server.port", "url.scheme")
 
 _instrumented: weakref.WeakKeyDictionary[Any, OpenTelemetryObserver] = (
     weakref.WeakKeyDictionary()
@@ -143,13 +147,19 @@ class OpenTelemetryObserver(TraceObserver):
             description="Duration of HTTP client requests.",
             explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
         )
-        self._active = meter.create_up_down_counter(
+        # The two counts change on every request: kept here as plain
+        # numbers by attribute set, read by the SDK when it collects.
+        self._activeCounts: dict[tuple[Any, ...], int] = {}
+        self._openCounts: dict[tuple[Any, ...], int] = {}
+        meter.create_observable_up_down_counter(
             "http.client.active_requests",
+            callbacks=[self._observeCounts(self._activeCounts)],
             unit="{request}",
             description="Number of active HTTP requests.",
         )
-        self._open = meter.create_up_down_counter(
+        meter.create_observable_up_down_counter(
             "http.client.open_connections",
+            callbacks=[self._observeCounts(self._openCounts)],
             unit="{connection}",
             description="Number of outbound HTTP connections that are active or idle.",
         )
@@ -217,19 +227,36 @@ class OpenTelemetryObserver(TraceObserver):
         self._duration.record(max(0.0, trace.now - trace.startedAt), attributes)
         if attempt.active:
             attempt.active = False
-            self._active.add(-1, self._requestAttributes(attempt.attributes))
+            self._count(self._activeCounts, attempt.attributes, -1)
         if trace.request is None:
             self._queue.record(max(0.0, trace.now - trace.startedAt), attributes)
         span.end()
 
     @staticmethod
-    def _requestAttributes(attributes: dict[str, Any]) -> dict[str, Any]:
-        return {
-            name: value
-            for name, value in attributes.items()
-            if name
-            in ("http.request.method", "server.address", "server.port", "url.scheme")
-        }
+    def _count(
+        counts: dict[tuple[Any, ...], int],
+        attributes: dict[str, Any],
+        change: int,
+        state: str | None = None,
+    ) -> None:
+        """
+        Change the count of an attribute set: the request attributes of an
+        active request, or the server attributes and C{state} of a
+        connection.
+        """
+        key: tuple[Any, ...] = tuple(
+            (name, attributes[name]) for name in _COUNTED if name in attributes
+        )
+        if state is not None:
+            key += (("http.connection.state", state),)
+        counts[key] = counts.get(key, 0) + change
+
+    @staticmethod
+    def _observeCounts(counts: dict[tuple[Any, ...], int]) -> Any:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(value, dict(key)) for key, value in counts.items()]
+
+        return observe
 
     # Request steps
 
@@ -256,7 +283,7 @@ class OpenTelemetryObserver(TraceObserver):
         self._event(trace, "connect.done", **{"pooled_http.connection": connectionId})
         attributes = keyAttributes(trace.key)
         self._connections[connectionId] = ["active", attributes, trace.now]
-        self._open.add(1, {**attributes, "http.connection.state": "active"})
+        self._count(self._openCounts, attributes, 1, "active")
         self._opening[connectionId] = trace
 
     def connectFailed(self, trace: RequestTrace, reason: Failure) -> None:
@@ -306,7 +333,7 @@ class OpenTelemetryObserver(TraceObserver):
         queueAttributes.pop("http.request.resend_count", None)
         self._queue.record(trace.wait, queueAttributes)
         attempt.active = True
-        self._active.add(1, self._requestAttributes(attributes))
+        self._count(self._activeCounts, attributes, 1)
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=oteltrace.set_span_in_context(span))
         if carrier:
@@ -350,8 +377,8 @@ class OpenTelemetryObserver(TraceObserver):
         if known is None or known[0] == state:
             return
         attributes = known[1]
-        self._open.add(-1, {**attributes, "http.connection.state": known[0]})
-        self._open.add(1, {**attributes, "http.connection.state": state})
+        self._count(self._openCounts, attributes, -1, known[0])
+        self._count(self._openCounts, attributes, 1, state)
         known[0] = state
 
     def connectionReleased(self, key: Hashable, connectionId: int, kept: bool) -> None:
@@ -364,7 +391,7 @@ class OpenTelemetryObserver(TraceObserver):
         if known is None:
             return
         state, attributes, openedAt = known
-        self._open.add(-1, {**attributes, "http.connection.state": state})
+        self._count(self._openCounts, attributes, -1, state)
         self._connectionDuration.record(
             max(0.0, self._reactor.seconds() - openedAt), attributes
         )

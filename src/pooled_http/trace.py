@@ -197,25 +197,40 @@ class Dispatch:
     @ivar observers: The observers.
     """
 
-    __slots__ = ("observers", "reactor")
+    __slots__ = ("observers", "reactor", "_hooks")
 
     def __init__(self, observers: Iterable[TraceObserver], reactor: Any) -> None:
         self.observers = tuple(observers)
         self.reactor = reactor
+        # Per hook, the bound methods of the observers that have their own:
+        # a method left as TraceObserver's no-op is never called.
+        hooks: dict[str, tuple[Any, ...]] = {}
+        for name in _HOOKS:
+            noOp = getattr(TraceObserver, name)
+            hooks[name] = tuple(
+                getattr(observer, name)
+                for observer in self.observers
+                if getattr(type(observer), name, noOp) is not noOp
+            )
+        self._hooks = hooks
 
     def call(self, name: str, *args: Any) -> None:
         """
-        Call method C{name} of every observer with C{args}.
+        Call method C{name} of every observer that has one with C{args}.
         """
-        for observer in self.observers:
+        for method in self._hooks[name]:
             try:
-                getattr(observer, name)(*args)
+                method(*args)
             except Exception:
                 _log.failure(
                     "trace observer {observer!r} failed in {hook}",
-                    observer=observer,
+                    observer=getattr(method, "__self__", method),
                     hook=name,
                 )
+
+
+#: The names of the hooks of L{TraceObserver}.
+_HOOKS = tuple(name for name in vars(TraceObserver) if not name.startswith("_"))
 
 
 class Observable:
