@@ -18,7 +18,13 @@ from pooled_http.trace import RequestTrace, TraceObserver
 from tests.faults._base import FaultTestCase
 from tests.faults.test_connection_faults import closeReusedRequests
 from tests.support.proxyservers import ScriptedProxy, startTarget
-from tests.support.servers import TLSMaterial, unusedPort
+from tests.support.servers import (
+    ReceivedRequest,
+    ScriptedConnection,
+    TLSMaterial,
+    okScript,
+    unusedPort,
+)
 from tests.test_proxy_scripted import forwardingScript
 
 HOOKS = [name for name in vars(TraceObserver) if not name.startswith("_")]
@@ -32,6 +38,13 @@ ONE_REQUEST = [
     "responseBodyDone",
     "connectionReleased",
 ]
+
+
+def slowScript(connection: ScriptedConnection, request: ReceivedRequest) -> None:
+    """
+    Answer after a tenth of a second.
+    """
+    connection.later(0.1, okScript, connection, request)
 
 
 class Recorder(TraceObserver):
@@ -313,6 +326,43 @@ class TraceTestsMixin(FaultTestCase):
         self.assertEqual(len(failures), len(recorder.calls))
         pool.removeObserver(broken)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), len(failures))
+
+    async def test_evicted(self) -> None:
+        """
+        With room for one connection in all, a request to a second key
+        closes the first key's idle connection with the reason "evicted".
+        """
+        first, second = self.startServer(), self.startServer()
+        pool, recorder = self.tracedPool(maxConnections=1)
+        agent = self.makeAgent(pool)
+        await self.fetchOk(agent, first.url())
+        (firstId,) = [args[1] for args in recorder.args("connectDone")]
+        del recorder.calls[:]
+        await self.fetchOk(agent, second.url())
+        names = recorder.names()
+        self.assertEqual(names[:2], ["requestQueued", "connectionClosed"])
+        key, closedId, reason = recorder.args("connectionClosed")[0]
+        self.assertEqual((closedId, reason), (firstId, "evicted"))
+        self.assertEqual(key, (b"http", b"127.0.0.1", first.port))
+
+    async def test_cancelWhileQueued(self) -> None:
+        """
+        A request cancelled while it waits in the queue fails its attempt
+        with CancelledError and never gets a connection.
+        """
+        server = self.startServer(slowScript)
+        pool, recorder = self.tracedPool(maxConnectionsPerHost=1)
+        agent = self.makeAgent(pool)
+        first = defer.ensureDeferred(self.fetchOk(agent, server.url()))
+        queued = agent.request(b"GET", server.url())
+        queued.cancel()
+        await self.failureOf(queued)
+        await first
+        (waiter,) = [args[0] for args in recorder.args("requestQueued")]
+        calls = [name for name, args in recorder.calls if args and args[0] is waiter]
+        self.assertEqual(calls, ["requestQueued", "requestFailed"])
+        (failed,) = recorder.args("requestFailed")
+        self.assertIsInstance(failed[1].value, defer.CancelledError)
 
 
 class HttptoolsTraceTests(TraceTestsMixin):

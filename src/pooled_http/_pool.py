@@ -371,9 +371,10 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         waiter.deferred = Deferred(lambda d: self._cancelWaiter(waiter))
         d: Deferred[Any] = waiter.deferred
         waiter.trace = trace
-        self._carryOut(core.request(waiter))
+        actions = core.request(waiter)
         if trace is not None and waiter.state is WaiterState.WAITING:
             trace.queued()
+        self._carryOut(actions)
         if waiter.state is WaiterState.WAITING and self.poolTimeout is not None:
             waiter.timer = self._reactor.callLater(
                 self.poolTimeout, self._waiterTimedOut, waiter
