@@ -131,9 +131,11 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
                 _refuseNegativeLength(parser.connHeaders)
                 allHeadersReceived()
                 trace = self.trace
-                response = parser.response
-                if trace is not None and response is not None and response.code >= 200:
-                    trace.responseHeaders(response.code, response.version)
+                if trace is not None:
+                    # None after a 1xx head: the parser starts over.
+                    response = getattr(parser, "response", None)
+                    if response is not None and response.code >= 200:
+                        trace.responseHeaders(response.code, response.version)
 
             # Older Twisted takes a negative Content-Length as a length.
             parser.allHeadersReceived = framedHeadersReceived
