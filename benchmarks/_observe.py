@@ -1,8 +1,9 @@
 """
 What a benchmark run of pooled_http observes: nothing (the default), a
 no-op trace observer, or OpenTelemetry with the SDK, picked with
-C{run.py --observer} (which sets C{POOLED_HTTP_BENCH_OBSERVER} for the
-client processes).
+C{run.py --observer} (C{none}, C{noop}, C{otel}, C{otel-noevents}: spans
+without the per-step events), which sets C{POOLED_HTTP_BENCH_OBSERVER} for the
+client processes.
 
 C{otel} uses the SDK's tracer provider with a span processor that exports
 each finished span to an exporter that drops it, and a meter provider
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-OBSERVERS = ("none", "noop", "otel")
+OBSERVERS = ("none", "noop", "otel", "otel-noevents")
 
 
 def observe(pool: Any) -> None:
@@ -32,7 +33,7 @@ def observe(pool: Any) -> None:
 
         pool.addObserver(TraceObserver())
         return
-    if which != "otel":
+    if which not in ("otel", "otel-noevents"):
         raise ValueError(f"POOLED_HTTP_BENCH_OBSERVER must be one of {OBSERVERS}")
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -52,4 +53,4 @@ def observe(pool: Any) -> None:
     tracerProvider = TracerProvider()
     tracerProvider.add_span_processor(SimpleSpanProcessor(Drop()))
     meterProvider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    otel.instrument(pool, tracerProvider, meterProvider)
+    otel.instrument(pool, tracerProvider, meterProvider, events=which == "otel")

@@ -490,10 +490,11 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--observer",
-        choices=("none", "noop", "otel"),
+        choices=("none", "noop", "otel", "otel-noevents"),
         default="none",
         help="what watches pooled_http's pools: nothing, a no-op trace "
-        "observer, or OpenTelemetry with the SDK (spans dropped on export)",
+        "observer, or OpenTelemetry with the SDK (spans dropped on export), "
+        "with or without the per-step span events",
     )
     args = parser.parse_args(argv)
     args.scenarios = [s for s in args.scenarios.split(",") if s]

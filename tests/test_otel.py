@@ -246,6 +246,28 @@ class OpenTelemetryTests(FaultTestCase):
         self.assertEqual(sum(p.count for p in queued), 3)
         self.assertGreater(max(p.max for p in queued), 0.0)
 
+    async def test_noEvents(self) -> None:
+        """
+        With C{events=False} the span has its attributes and no event, and
+        still starts before the wait for a connection.
+        """
+        server = self.startServer(slowScript)
+        from twisted.internet import reactor
+
+        pool = self.makePool(maxConnectionsPerHost=1)
+        otel.instrument(pool, self.tracerProvider, self.meterProvider, events=False)
+        self.addCleanup(otel.uninstrument, pool)
+        agent = PooledAgent(reactor, pool=pool)
+        first = defer.ensureDeferred(self.fetchOk(agent, server.url()))
+        second = defer.ensureDeferred(self.fetchOk(agent, server.url()))
+        await first
+        await second
+        spans = sorted(self.exporter.get_finished_spans(), key=lambda s: s.start_time)
+        self.assertEqual([len(s.events) for s in spans], [0, 0])
+        self.assertEqual(spans[1].attributes["http.response.status_code"], 200)
+        # Both started at once; the second waited for the first's connection.
+        self.assertLess(spans[1].start_time, spans[0].end_time)
+
     async def test_uninstrument(self) -> None:
         """
         After C{uninstrument} no span is made and no C{traceparent} sent;
