@@ -17,6 +17,7 @@ from pooled_http import HTTPConnectionPool, PooledAgent
 from pooled_http.trace import RequestTrace, TraceObserver
 from tests.faults._base import FaultTestCase
 from tests.faults.test_connection_faults import closeReusedRequests
+from tests.support.fakes import KEY, PoolTestCase
 from tests.support.proxyservers import ScriptedProxy, startTarget
 from tests.support.servers import (
     ReceivedRequest,
@@ -428,3 +429,80 @@ class HandshakeListenerTests(FaultTestCase):
         await self.fetchOk(agent, url)
         self.assertEqual(pool.stats().opened, 1)
         self.assertEqual(pool.stats().reused, 1)
+
+
+class ClockTraceTests(PoolTestCase):
+    """
+    The pool's steps on a fake clock: exact waits and timeouts.
+    """
+
+    def tracedPool(self, **options: Any) -> Recorder:
+        self.makePool(**options)
+        recorder = Recorder()
+        self.pool.addObserver(recorder)
+        return recorder
+
+    def test_exactWait(self) -> None:
+        """
+        A request queued for 2.5 s behind the only connection hears a wait
+        of exactly 2.5 s and gets that connection, reused.
+        """
+        recorder = self.tracedPool(maxConnectionsPerHost=1)
+        first = self.getNow()
+        second = self.get()
+        self.clock.advance(2.5)
+        self.roundTrip(first)
+        lease = self.successResultOf(second)
+        (dequeued,) = recorder.args("requestDequeued")
+        self.assertEqual(dequeued[1], 2.5)
+        self.assertIs(lease.trace, dequeued[0])
+        self.assertEqual(lease.trace.wait, 2.5)
+        self.assertEqual(recorder.args("connectionAcquired")[-1][1:], (1, True))
+
+    def test_poolTimeout(self) -> None:
+        """
+        A request that waits longer than C{poolTimeout} fails its attempt
+        with L{PoolTimeoutError} and is never dequeued.
+        """
+        from pooled_http import PoolTimeoutError
+
+        recorder = self.tracedPool(maxConnectionsPerHost=1, poolTimeout=3)
+        self.getNow()
+        second = self.get()
+        self.clock.advance(3)
+        self.failureResultOf(second, PoolTimeoutError)
+        (waiter,) = [args[0] for args in recorder.args("requestQueued")]
+        calls = [name for name, args in recorder.calls if args and args[0] is waiter]
+        self.assertEqual(calls, ["requestQueued", "requestFailed"])
+        self.assertEqual(recorder.args("requestDequeued"), [])
+
+    def test_connectTimeout(self) -> None:
+        """
+        A connect that takes longer than C{connectTimeout} fails the connect
+        and then the attempt, with L{ConnectTimeoutError}.
+        """
+        from pooled_http import ConnectTimeoutError
+
+        recorder = self.tracedPool(connectTimeout=2)
+        d = self.get(endpoint=self.endpointFor(autoConnect=False))
+        self.clock.advance(2)
+        self.failureResultOf(d, ConnectTimeoutError)
+        self.assertEqual(
+            recorder.names(), ["connectStarted", "connectFailed", "requestFailed"]
+        )
+        self.assertIsInstance(
+            recorder.args("requestFailed")[0][1].value, ConnectTimeoutError
+        )
+
+    def test_idleTimeout(self) -> None:
+        """
+        An idle connection closed by its idle timer is reported closed with
+        the reason "idle timeout".
+        """
+        recorder = self.tracedPool(cachedConnectionTimeout=10)
+        self.roundTrip(self.getNow())
+        del recorder.calls[:]
+        self.clock.advance(10)
+        self.assertEqual(
+            recorder.calls, [("connectionClosed", (KEY, 1, "idle timeout"))]
+        )
