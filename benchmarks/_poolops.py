@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from _common import emitResult, readSpec
+from _observe import observe
 from twisted.internet.address import IPv4Address
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred, succeed
@@ -195,7 +196,9 @@ def makePool(client: str, clock: Any) -> Any:
     if client == "pooled_http":
         from pooled_http import HTTPConnectionPool
 
-        return HTTPConnectionPool(clock, persistent=True, maxConnections=1_000_000)
+        pool = HTTPConnectionPool(clock, persistent=True, maxConnections=1_000_000)
+        observe(pool)
+        return pool
     from twisted.web.client import HTTPConnectionPool as StockPool
 
     return StockPool(clock, persistent=True)
@@ -296,6 +299,7 @@ class QueuedBench:
         self.pool = HTTPConnectionPool(
             clock, maxConnectionsPerHost=1, maxPersistentPerHost=1
         )
+        observe(self.pool)
         self.key = ("http", b"127.0.0.1", 10000)
         self.endpoint = endpoint
         self.held = self.pool.getConnection(self.key, self.endpoint).result

@@ -28,6 +28,7 @@ from _common import (
     raiseFileLimit,
     readSpec,
 )
+from _observe import observe
 from _workload import Runtime, runWorkload
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.ssl import Certificate
@@ -83,6 +84,7 @@ def makePool(reactor: Any, client: str, job: dict[str, Any]) -> Any:
             pool.maxConnections = max(pool.maxConnections, job["connections"] + 64)
             pool.maxConnectionsPerHost = keepIdle
             pool.maxPersistentPerHost = keepIdle
+        observe(pool)
         return pool
     pool = StockPool(reactor, persistent=True)
     if client == "twisted-tuned":

@@ -488,6 +488,14 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
         help="measure pooled_http as committed at this git revision "
         "(e.g. HEAD), exported to a temporary directory",
     )
+    parser.add_argument(
+        "--observer",
+        choices=("none", "noop", "otel", "otel-noevents"),
+        default="none",
+        help="what watches pooled_http's pools: nothing, a no-op trace "
+        "observer, or OpenTelemetry with the SDK (spans dropped on export), "
+        "with or without the per-step span events",
+    )
     args = parser.parse_args(argv)
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     args.clients = [c for c in args.clients.split(",") if c]
@@ -512,6 +520,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     @return: The results written to the JSON file.
     """
     args = parseArguments(argv)
+    # Read by _observe.py in the client processes.
+    os.environ["POOLED_HTTP_BENCH_OBSERVER"] = args.observer
     SOURCE[0] = os.path.abspath(args.src)
     exported = None
     if args.rev:

@@ -50,7 +50,17 @@ reactor.run()
 
 _TIMEOUT = 60
 
-_KEYS = {"index", "url", "status", "bytes", "elapsed_ms", "reused", "error", "message"}
+_KEYS = {
+    "index",
+    "url",
+    "status",
+    "bytes",
+    "elapsed_ms",
+    "wait_ms",
+    "reused",
+    "error",
+    "message",
+}
 
 
 def _pageSize(n: int) -> int:
@@ -175,6 +185,47 @@ class FetchTests(_ServerMixin, SynchronousTestCase):
         self.assertIn("pooled-http summary", result.stderr)
         self.assertIn(f"127.0.0.1:{self.http[0]}", result.stderr)
         self.assertIn("total", result.stderr)
+
+    def test_trace(self) -> None:
+        """
+        C{--trace FILE} writes one JSON line per event: the steps of each
+        request in order, connections by id; the summary has the wait
+        columns and each result line its wait.
+        """
+        path = self.tempPath()
+        urls = [self.url("page/1"), self.url("page/2"), self.url("page/3")]
+        result = _run("fetch", "--per-host", "1", "--trace", path, *urls)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(path, encoding="utf-8") as f:
+            events = [json.loads(line) for line in f]
+        first = [e["event"] for e in events if e.get("request") == 1]
+        self.assertEqual(
+            first,
+            [
+                "connectStarted",
+                "connectDone",
+                "connectionAcquired",
+                "requestStarting",
+                "requestHeadersSent",
+                "requestBodySent",
+                "responseHeadersReceived",
+                "responseBodyDone",
+            ],
+        )
+        queued = [e for e in events if e["event"] == "requestDequeued"]
+        self.assertEqual(len(queued), 2)
+        self.assertTrue(all(e["wait"] >= 0 for e in queued))
+        self.assertEqual(
+            [e["event"] for e in events if "request" not in e][-1], "connectionClosed"
+        )
+        key = f"http://127.0.0.1:{self.http[0]}"
+        self.assertEqual({e["key"] for e in events}, {key})
+        starting = [e for e in events if e["event"] == "requestStarting"]
+        self.assertEqual(sorted(e["url"] for e in starting), sorted(urls))
+        self.assertTrue(all(e["t"] >= 0 for e in events))
+        self.assertIn("wait", result.stderr)
+        for line in _lines(result.stdout):
+            self.assertIsInstance(line["wait_ms"], float)
 
     def test_reuse(self) -> None:
         """

@@ -323,6 +323,33 @@ class MicrosocksTests(RealProxyTestCase):
         )
         self.assertEqual(self.connectionsLogged(), opened)
 
+    async def test_traceHooks(self) -> None:
+        """
+        Trace observers hear the SOCKS5 tunnel between the connect's start
+        and its end, named without the proxy's credentials.
+        """
+        from tests.test_trace import ONE_REQUEST, Recorder
+
+        await self.startMicrosocks()
+        agent = self.agent(f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{self.port}")
+        recorder = Recorder()
+        agent.pool.addObserver(recorder)  # type: ignore[attr-defined]
+        await self.fetchOk(agent, self.target(tls=True) + b"/")
+        names = [n for n in recorder.names() if not n.startswith("tls")]
+        self.assertEqual(
+            names,
+            [
+                "connectStarted",
+                "tunnelStarted",
+                "tunnelDone",
+                "connectDone",
+                *ONE_REQUEST,
+            ],
+        )
+        (started,) = recorder.args("tunnelStarted")
+        self.assertEqual(started[1:], ("SOCKS5", f"socks5h://127.0.0.1:{self.port}"))
+        self.assertNotIn(PASSWORD, repr(recorder.calls))
+
     async def test_stockAgent(self) -> None:
         """
         A stock Agent over L{ProxyEndpointFactory} through SOCKS5.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import ISSLTransport
+from twisted.python.failure import Failure
 
 from ._lifecycle import Lifecycle, LifecycleMixin
 from ._timers import cancelCall
@@ -43,6 +44,8 @@ class ConnectionBase(LifecycleMixin):
     @ivar timeoutError: The pool error that ended it (a timeout), reported
         to the request in place of Twisted's generic one.
     @ivar handshakeDone: Whether the TLS handshake has completed.
+    @ivar trace: The L{pooled_http.trace.RequestTrace} of the request in
+        flight when the pool has observers, else L{None}.
     """
 
     if TYPE_CHECKING:
@@ -63,6 +66,7 @@ class ConnectionBase(LifecycleMixin):
         self.reusable = True
         self.timeoutError: PoolError | None = None
         self.handshakeDone = False
+        self.trace: Any = None
         self._handshakeTimer: DelayedCall | None = None
         self._graceTimer: DelayedCall | None = None
         self._responseTimer: DelayedCall | None = None
@@ -233,6 +237,18 @@ class ConnectionBase(LifecycleMixin):
         self.handshakeDone = True
         cancelCall(self._handshakeTimer)
         self._handshakeTimer = None
+        dispatch = getattr(self.owner, "observers", None)
+        if dispatch is not None:
+            dispatch.call("tlsHandshakeDone", self.key, self.serial)
+
+    def _traceLost(self, reason: Failure) -> None:
+        """
+        The transport is gone: an attempt still traced on it failed.
+        """
+        trace, self.trace = self.trace, None
+        if trace is not None and not trace.finished:
+            error = self.timeoutError
+            trace.failed(Failure(error) if error is not None else reason)
 
     # The server's hints
 

@@ -38,6 +38,10 @@ class ProtocolFactory(Factory):
 
     noisy = False
 
+    #: The L{pooled_http.trace.RequestTrace} of the request whose connect
+    #: this is, when the pool has observers (tunnel endpoints report to it).
+    trace: Any = None
+
     def __init__(
         self,
         build: ConnectionFactory,
@@ -102,7 +106,10 @@ class Connector:
         C{waiter.endpoint}.
         """
         try:
-            d = waiter.endpoint.connect(self._factoryFor(waiter.key))
+            factory: Any = self._factoryFor(waiter.key)
+            if waiter.trace is not None:
+                factory.trace = waiter.trace
+            d = waiter.endpoint.connect(factory)
         except BaseException:
             d = fail(Failure())
         waiter.connecting = d

@@ -123,6 +123,11 @@ class PoolConnection(Protocol):
         another request (an HTTP/1.0 response without keep-alive).
     @ivar timeoutError: The pool error that ended it, if a timer did.
     @ivar transport: Its transport, or L{None} before it is connected.
+    @ivar trace: Set by the pool when it has trace observers: the
+        L{pooled_http.trace.RequestTrace} of the request in flight, which
+        the connection tells when the request's head and body are written
+        and the response's head and body are in (and clears when the
+        response is done); L{None} otherwise.
     """
 
     key: Hashable
@@ -135,6 +140,7 @@ class PoolConnection(Protocol):
     reusable: bool
     timeoutError: PoolError | None
     transport: Any
+    trace: Any
 
     @property
     def stale(self) -> bool:

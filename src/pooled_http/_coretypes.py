@@ -48,6 +48,7 @@ class Waiter:
         "connectTimer",
         "timedOut",
         "cancelled",
+        "trace",
     )
 
     def __init__(self, key: Hashable, minSerial: int = 0) -> None:
@@ -62,6 +63,7 @@ class Waiter:
         self.connectTimer: Any = None
         self.timedOut = False
         self.cancelled = False
+        self.trace: Any = None
 
 
 class ActionKind(Enum):

@@ -24,6 +24,7 @@ from httptools import HttpResponseParser
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.interfaces import (
+    IHandshakeListener,
     ITCPTransport,
 )
 from twisted.internet.protocol import Protocol
@@ -40,6 +41,7 @@ from twisted.web._newclient import (
 )
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
+from zope.interface import implementer
 
 from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
@@ -58,6 +60,7 @@ __all__ = ["HTTP11Connection", "FramingError", "BODY_BUFFER_LIMIT"]
 _log = Logger()
 
 
+@implementer(IHandshakeListener)
 class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
     """
     One HTTP/1.1 client connection on llhttp, meeting
@@ -116,6 +119,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         "reusable",
         "serial",
         "timeoutError",
+        "trace",
         "transport",
         "connected",
     )
@@ -255,6 +259,8 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
             self._writeFailed(Failure())
             return d
         transport.write(head)
+        if self.trace is not None:
+            self.trace.headersSent()
         if producer is None:
             self._requestWritten()
         else:
@@ -288,6 +294,8 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         if self._state != "TRANSMITTING":
             return
         self._state = "WAITING"
+        if self.trace is not None:
+            self.trace.bodySent()
         response = self._response
         if response is not None:
             # The head came while the request was still being written.
@@ -407,6 +415,8 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
                 and not self._aborting
                 and reason.check(ConnectionClosed)
             ):
+                if self.trace is not None:
+                    self.trace.responseDone()
                 response._end(Failure(PotentialDataLoss()))
             else:
                 response._end(
@@ -416,5 +426,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         previous = self.lifecycle
         if previous is not Lifecycle.CLOSED:
             self.moveTo(Lifecycle.CLOSED)
+        if self.trace is not None:
+            self._traceLost(cause)
         self.owner.connectionLost(self, previous, reason)
         self._fireLost()

@@ -107,6 +107,7 @@ class ResponseReading:
         _messageDone: bool
         _persistent: bool
         _received: bool
+        trace: Any
 
         def _runHandOff(self) -> None: ...
         def _stopRequestTimers(self) -> None: ...
@@ -365,6 +366,9 @@ class ResponseReading:
         self._response = _Response(
             this, version, code, self._phrase, headers, length, self._request
         )
+        trace = self.trace
+        if trace is not None:
+            trace.responseHeaders(code, version)
         if self._headOnly:
             # llhttp would wait for a body: the head is the whole response.
             self._messageDone = True
@@ -391,6 +395,10 @@ class ResponseReading:
         """
         self._messageDone = False
         self._headComplete = False
+        trace = self.trace
+        if trace is not None:
+            self.trace = None
+            trace.responseDone()
         # A parser holds about a kilobyte: an idle connection keeps none, and
         # the next request makes a new one (a fraction of a microsecond).
         self._parser = None

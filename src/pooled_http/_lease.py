@@ -19,14 +19,18 @@ from twisted.web.iweb import IResponse
 from ._contract import PoolConnection
 from ._retry import RetryPolicy
 from .errors import PoolError
+from .trace import RequestTrace
 
 __all__ = ["Lease", "Retrier"]
 
 #: Asks the pool for another lease to retry on: C{retrier(key, endpoint,
-#: reason)} counts the retry and returns a Deferred of a lease on a
+#: reason, trace)} counts the retry and returns a Deferred of a lease on a
 #: connection opened after the failure, or L{None} if the pool no longer
 #: retries (it is closing).
-Retrier = Callable[[Hashable, IStreamClientEndpoint, Failure], "Deferred[Lease] | None"]
+Retrier = Callable[
+    [Hashable, IStreamClientEndpoint, Failure, "RequestTrace | None"],
+    "Deferred[Lease] | None",
+]
 
 
 class Lease:
@@ -36,9 +40,18 @@ class Lease:
     @ivar key: The pool key.
     @ivar reused: Whether the connection had served a request before.
     @ivar connection: The underlying L{PoolConnection}.
+    @ivar trace: The attempt's L{RequestTrace} when the pool has observers.
     """
 
-    __slots__ = ("connection", "key", "reused", "_endpoint", "_policy", "_retrier")
+    __slots__ = (
+        "connection",
+        "key",
+        "reused",
+        "trace",
+        "_endpoint",
+        "_policy",
+        "_retrier",
+    )
 
     def __init__(
         self,
@@ -47,6 +60,7 @@ class Lease:
         reused: bool,
         policy: RetryPolicy | None,
         retrier: Retrier,
+        trace: RequestTrace | None = None,
     ) -> None:
         """
         @param connection: The connection lent.
@@ -54,6 +68,7 @@ class Lease:
         @param reused: Whether it served a request before.
         @param policy: The retry policy, or L{None} for no retries.
         @param retrier: How to get another lease for a retry.
+        @param trace: The attempt's trace, or L{None}.
         """
         self.connection = connection
         self.key = connection.key
@@ -61,6 +76,7 @@ class Lease:
         self._endpoint = endpoint
         self._policy = policy
         self._retrier = retrier
+        self.trace = trace
 
     def __repr__(self) -> str:
         return f"<pooled connection to {self.key!r} reused={self.reused}>"
@@ -87,6 +103,10 @@ class Lease:
             Twisted's request failures or a pooled_http timeout error.
         """
         connection = self.connection
+        trace = self.trace
+        if trace is not None:
+            trace.starting(request)
+            connection.trace = trace
         d: Deferred[Any] = connection.request(request)
         return d.addErrback(self._failed, request, connection)
 
@@ -96,12 +116,15 @@ class Lease:
         timeoutError = connection.timeoutError
         if timeoutError is not None and not failure.check(PoolError):
             failure = Failure(timeoutError)
+        trace = self.trace
+        if trace is not None:
+            trace.failed(failure)
         policy = self._policy
         if policy is None or not policy.shouldRetry(
             request.method, failure, request.bodyProducer is not None, self.reused
         ):
             return failure
-        retry = self._retrier(self.key, self._endpoint, failure)
+        retry = self._retrier(self.key, self._endpoint, failure, trace)
         if retry is None:
             return failure
         nextPolicy = policy.increment()

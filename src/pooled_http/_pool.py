@@ -48,6 +48,7 @@ from .errors import (
     PoolTimeoutError,
 )
 from .stats import CloseReason, PoolStats
+from .trace import Dispatch, Observable, RequestTrace, handshakeStarted
 
 __all__ = ["HTTPConnectionPool", "DEFAULT"]
 
@@ -69,7 +70,7 @@ _SETTINGS = settings(
 _LIMITS = frozenset({"maxConnectionsPerHost", "maxConnections", "maxPersistentPerHost"})
 
 
-class HTTPConnectionPool(Shutdown, ConnectionReports):
+class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
     """
     A pool of persistent HTTP connections with hard limits, a fair queue,
     timeouts on every phase and clean shutdown; a drop-in replacement for
@@ -205,6 +206,8 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         self._stragglerTimers: set[DelayedCall] = set()
         self._persistentExplicit = maxPersistentPerHost is not DEFAULT
         self._ready = False
+        # The trace observers' dispatch, None while there are none.
+        self._dispatch: Dispatch | None = None
         if retryPolicy is not None and not isinstance(retryPolicy, RetryPolicy):
             raise TypeError(f"retryPolicy must be a RetryPolicy, not {retryPolicy!r}")
         self.retryPolicy = retryPolicy if retryPolicy is not None else RetryPolicy()
@@ -298,7 +301,10 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         @raise TypeError: If C{key} is not hashable or C{endpoint} is not an
             endpoint.
         """
-        return self._acquire(key, endpoint, 0)
+        dispatch = self._dispatch
+        if dispatch is None:
+            return self._acquire(key, endpoint, 0, None)
+        return self._acquire(key, endpoint, 0, RequestTrace(dispatch, key))
 
     # Introspection
 
@@ -333,10 +339,16 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
     # Handing out
 
     def _acquire(
-        self, key: Hashable, endpoint: IStreamClientEndpoint, minSerial: int
+        self,
+        key: Hashable,
+        endpoint: IStreamClientEndpoint,
+        minSerial: int,
+        trace: RequestTrace | None,
     ) -> Deferred[Any]:
         core = self._core
         if core.closed:
+            if trace is not None:
+                trace.failed(Failure(PoolClosedError(key)))
             return fail(PoolClosedError(key))
         if not minSerial:
             try:
@@ -347,7 +359,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
                 self._counters.waits += 1
                 if self.logReuse:
                     emit("reuse", key, "idle connection handed out")
-                return succeed(self._lend(connection, endpoint, True))
+                return succeed(self._lend(connection, endpoint, True, trace))
         if not callable(getattr(endpoint, "connect", None)):
             raise TypeError(
                 f"endpoint for pool key {key!r} must provide IStreamClientEndpoint, "
@@ -358,7 +370,11 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         waiter.enqueuedAt = self._reactor.seconds()
         waiter.deferred = Deferred(lambda d: self._cancelWaiter(waiter))
         d: Deferred[Any] = waiter.deferred
-        self._carryOut(core.request(waiter))
+        waiter.trace = trace
+        actions = core.request(waiter)
+        if trace is not None and waiter.state is WaiterState.WAITING:
+            trace.queued()
+        self._carryOut(actions)
         if waiter.state is WaiterState.WAITING and self.poolTimeout is not None:
             waiter.timer = self._reactor.callLater(
                 self.poolTimeout, self._waiterTimedOut, waiter
@@ -370,15 +386,22 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         connection: PoolConnection,
         endpoint: IStreamClientEndpoint,
         reused: bool,
+        trace: RequestTrace | None,
     ) -> Lease:
         if connection.lifecycle is Lifecycle.IDLE:
             connection.moveTo(Lifecycle.ACTIVE)
             self._idle.stop(connection)
         policy = self.retryPolicy if self.retryAutomatically else None
-        return Lease(connection, endpoint, reused, policy, self._retry)
+        if trace is not None:
+            trace.acquired(connection.serial, reused)
+        return Lease(connection, endpoint, reused, policy, self._retry, trace)
 
     def _retry(
-        self, key: Hashable, endpoint: IStreamClientEndpoint, reason: Failure
+        self,
+        key: Hashable,
+        endpoint: IStreamClientEndpoint,
+        reason: Failure,
+        trace: RequestTrace | None,
     ) -> Deferred[Lease] | None:
         """
         A lease's request failed and its policy allows a retry: count it
@@ -389,11 +412,14 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             return None
         self._counters.retried += 1
         emit("retry", key, reason.getErrorMessage())
-        return self._acquire(key, endpoint, self._serial + 1)
+        retry = None if trace is None else trace.retried(reason)
+        return self._acquire(key, endpoint, self._serial + 1, retry)
 
     def _cancelWaiter(self, waiter: Waiter) -> None:
         cancelCall(waiter.timer)
         waiter.timer = None
+        if waiter.trace is not None:
+            waiter.trace.failed(Failure(CancelledError()))
         if waiter.state is WaiterState.WAITING:
             self._carryOut(self._core.cancel(waiter))
         elif waiter.state is WaiterState.CONNECTING:
@@ -414,6 +440,8 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         self._counters.timedOut += 1
         error = PoolTimeoutError(waiter.key, limit, waited)
         emit("timeout", waiter.key, str(error))
+        if waiter.trace is not None:
+            waiter.trace.failed(Failure(error))
         waiter.deferred.errback(Failure(error))
 
     # Carrying out the core's decisions
@@ -436,6 +464,8 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
                 cancelCall(waiter.timer)
                 waiter.timer = None
                 if not waiter.deferred.called:
+                    if waiter.trace is not None:
+                        waiter.trace.failed(Failure(PoolClosedError(waiter.key)))
                     waiter.deferred.errback(Failure(PoolClosedError(waiter.key)))
 
     def _hand(self, waiter: Any, connection: PoolConnection, reused: bool) -> None:
@@ -444,7 +474,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         self._counters.waited(self._reactor.seconds() - waiter.enqueuedAt)
         if reused and self.logReuse:
             emit("reuse", connection.key, "handed to a waiting request")
-        lease = self._lend(connection, waiter.endpoint, reused)
+        lease = self._lend(connection, waiter.endpoint, reused, waiter.trace)
         connection.handOff(lambda: waiter.deferred.callback(lease))
 
     def _park(self, connection: PoolConnection) -> None:
@@ -472,6 +502,10 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             connection.key,
             reason,
         )
+        if self._dispatch is not None:
+            self._dispatch.call(
+                "connectionClosed", connection.key, connection.serial, reason
+            )
         connection.close(self.closeGracePeriod)
 
     # Connecting
@@ -481,6 +515,8 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             # Cancelled after the core chose it, before its connect began.
             self._carryOut(self._core.connectFailed(waiter))
             return
+        if waiter.trace is not None:
+            waiter.trace.connectStarted()
         self._connector.connect(waiter)
 
     def _factoryFor(self, key: Hashable) -> Factory:
@@ -492,6 +528,10 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
 
     def _connected(self, waiter: Waiter, connection: PoolConnection) -> None:
         emit("open", waiter.key, "new connection")
+        if self._dispatch is not None:
+            if waiter.trace is not None:
+                waiter.trace.connectDone(connection.serial)
+            handshakeStarted(self._dispatch, connection)
         self._live.add(connection)
         self._carryOut(self._core.connected(waiter, connection))
 
@@ -504,6 +544,11 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             CancelledError, ConnectingCancelledError
         ):
             failure = Failure(PoolClosedError(waiter.key))
+        trace = waiter.trace
+        if trace is not None:
+            trace.connectFailed(failure)
         self._carryOut(self._core.connectFailed(waiter))
         if not waiter.deferred.called and not waiter.cancelled:
+            if trace is not None:
+                trace.failed(failure)
             waiter.deferred.errback(failure)

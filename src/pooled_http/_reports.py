@@ -20,6 +20,7 @@ from ._idle import IdleTimers
 from ._lifecycle import Lifecycle
 from .errors import PoolError
 from .stats import CloseReason
+from .trace import Dispatch
 
 if TYPE_CHECKING:
     from ._pool import HTTPConnectionPool
@@ -39,6 +40,7 @@ class ConnectionReports:
     _live: set[PoolConnection]
     _retiring: set[PoolConnection]
     _reactor: Any
+    _dispatch: Dispatch | None
     persistent: bool
     closeGracePeriod: float
     maxRequestsPerConnection: int | None
@@ -58,6 +60,11 @@ class ConnectionReports:
             connection.close(self.closeGracePeriod)
             return
         reason = self._notReusable(connection)
+        dispatch = self._dispatch
+        if dispatch is not None:
+            dispatch.call(
+                "connectionReleased", connection.key, connection.serial, not reason
+            )
         if reason:
             self._carryOut(self._core.release(connection, False, reason))
         else:
@@ -128,6 +135,10 @@ class ConnectionReports:
                 why = CloseReason.ERROR
             self._counters.closed[why] += 1
             emit("close", connection.key, why)
+            if self._dispatch is not None:
+                self._dispatch.call(
+                    "connectionClosed", connection.key, connection.serial, why
+                )
         self._carryOut(self._core.lost(connection))
         self._checkClosed()
 
@@ -164,6 +175,13 @@ class PoolOwner:
         self.connectionGivenUp = pool._connectionGivenUp
         self.connectionTimedOut = pool._connectionTimedOut
         self.connectionLost = pool._connectionLost
+
+    @property
+    def observers(self) -> Dispatch | None:
+        """
+        The pool's trace observers' dispatch, or L{None} if it has none.
+        """
+        return self._pool._dispatch
 
     @property
     def responseTimeout(self) -> float | None:

@@ -32,6 +32,7 @@ from .errors import (
     isCancellation,
     isTemporaryNetworkError,
 )
+from .trace import tracedFactory
 
 __all__ = ["HTTPTunnelEndpoint", "SOCKS5Endpoint"]
 
@@ -51,8 +52,17 @@ class _TunnelProtocol(Protocol):
     def __init__(self, handshake: Handshake, attempt: _Attempt) -> None:
         self._handshake = handshake
         self._attempt = attempt
+        self._trace = tracedFactory(attempt.factory)
+
+    def _traceTunnel(self, done: bool) -> None:
+        handshake = self._handshake
+        kind = "SOCKS5" if isinstance(handshake, SOCKS5Handshake) else "CONNECT"
+        assert self._trace is not None
+        self._trace.tunnel(done, kind, handshake.proxy.url)
 
     def connectionMade(self) -> None:
+        if self._trace is not None:
+            self._traceTunnel(False)
         self.transport.write(self._handshake.start())
 
     def dataReceived(self, data: bytes) -> None:
@@ -81,6 +91,8 @@ class _TunnelProtocol(Protocol):
             self.transport.abortConnection()
             return
         self.app = app
+        if self._trace is not None:
+            self._traceTunnel(True)
         app.makeConnection(self.transport)
         result.callback(app)
         if rest:

@@ -150,6 +150,11 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         d = HTTP11ClientProtocol.request(self, request)
         state = self._state
         if state == "TRANSMITTING" or state == "WAITING":
+            trace = self.trace
+            if trace is not None:
+                trace.headersSent()
+                if state == "WAITING":
+                    trace.bodySent()
             proxy: Any = self._transportProxy
             # The transport a body's protocol gets: give it abortConnection,
             # so cancelling readBody() aborts this connection (and frees its
@@ -168,6 +173,12 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
                 if not _refuseUnsureFraming(parser):
                     self.reusable = False
                 allHeadersReceived()
+                trace = self.trace
+                if trace is not None:
+                    # None after a 1xx head: the parser starts over.
+                    response = getattr(parser, "response", None)
+                    if response is not None and response.code >= 200:
+                        trace.responseHeaders(response.code, response.version)
 
             parser.allHeadersReceived = framedHeadersReceived
             self._awaitingHeaders = True
@@ -203,6 +214,9 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         """
         The whole request is on the wire: the response timer starts.
         """
+        trace = self.trace
+        if trace is not None:
+            trace.bodySent()
         timeout = self.owner.responseTimeout
         if (
             timeout is not None
@@ -244,6 +258,7 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
 
     def _headersReceived(self, parser: Any) -> None:
         self._awaitingHeaders = False
+
         cancelCall(self._responseTimer)
         self._responseTimer = None
         timeout = self.owner.readTimeout
@@ -275,6 +290,10 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         keeping the connection alive, stop the request timers, and let
         Twisted decide whether the connection is quiescent.
         """
+        trace = self.trace
+        if trace is not None:
+            self.trace = None
+            trace.responseDone()
         parser: Any = self._parser
         if parser is not None:
             self._noteKeepAlive(parser.connHeaders.getRawHeaders(b"keep-alive"))
@@ -322,6 +341,8 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         self._stopRequestTimers()
         self._connectionGone()
         HTTP11ClientProtocol.connectionLost(self, reason)
+        if self.trace is not None:
+            self._traceLost(reason)
         previous = self.lifecycle
         if previous is not Lifecycle.CLOSED:
             self.moveTo(Lifecycle.CLOSED)

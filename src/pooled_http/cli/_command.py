@@ -45,6 +45,7 @@ from ._report import (
 )
 from ._sources import openSource
 from ._tally import FetchResult, RunTally
+from ._tracefile import TraceFile
 
 __all__ = ["run"]
 
@@ -145,10 +146,20 @@ def _runFetch(args: argparse.Namespace) -> int:
             f"--output: cannot write {args.output}: {e.strerror}"
         ) from None
 
+    traceFile: IO[str] | None = None
+    if args.trace is not None:
+        try:
+            traceFile = open(args.trace, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise UsageError(
+                f"--trace: cannot write {args.trace}: {e.strerror}"
+            ) from None
+        pool.addObserver(TraceFile(traceFile, reactor))
+
     headers = Headers()
     for name, value in options.headers:
         headers.addRawHeader(name, value)
-    recorder = ConnectionRecorder(pool)
+    recorder = ConnectionRecorder(pool, reactor)
     agent = PooledAgent(
         reactor,
         pool=recorder,
@@ -222,9 +233,11 @@ def _runFetch(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.stop()
     writer.close()
+    if traceFile is not None:
+        traceFile.close()
     source.close()
     if not args.quiet:
-        console.print(summaryTable(tally))
+        console.print(summaryTable(tally, showWait=traceFile is not None))
         errors = errorTable(tally)
         if errors is not None:
             console.print(errors)

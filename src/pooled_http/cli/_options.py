@@ -224,6 +224,13 @@ def buildParser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", help="write the JSON lines to FILE instead of stdout"
     )
     fetch.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write one JSON line per step of every request and connection "
+        "(queued, connect, TLS, tunnel, headers sent, response, released, "
+        "closed...) to FILE",
+    )
+    fetch.add_argument(
         "--bodies", metavar="DIR", help="save each response body as DIR/<index>.body"
     )
     fetch.add_argument(

@@ -21,7 +21,8 @@ __all__ = ["ConnectionRecorder", "closePool"]
 class ConnectionRecorder:
     """
     Stands in front of a pool for an agent and notes, for the request being
-    issued, whether the connection handed out was reused.
+    issued, whether the connection handed out was reused and how long it
+    took to get it (the wait in the pool's queue and the connect, if any).
 
     The agent calls C{getConnection} synchronously inside C{request}; the
     fetcher sets L{current} just before calling C{request}.  Every other
@@ -32,11 +33,14 @@ class ConnectionRecorder:
         is to be set, or L{None}.
     """
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, clock: Any = None) -> None:
         """
         @param pool: The pool the agent should use.
+        @param clock: Where the time comes from, to note how long each
+            request waited for its connection; L{None} not to.
         """
         self.pool = pool
+        self.clock = clock
         self.current: FetchResult | None = None
 
     def getConnection(self, key: Hashable, endpoint: Any) -> Deferred[Any]:
@@ -52,12 +56,16 @@ class ConnectionRecorder:
         # connection for the key means the next one handed out is reused.
         idle = getattr(self.pool, "_connections", None)
         guess = bool(idle.get(key)) if isinstance(idle, dict) else None
+        clock = self.clock
+        asked = clock.seconds() if clock is not None else 0.0
         d: Deferred[Any] = self.pool.getConnection(key, endpoint)
         if result is not None:
 
             def record(connection: Any) -> Any:
                 reused = getattr(connection, "reused", None)
                 result.reused = guess if reused is None else bool(reused)
+                if clock is not None:
+                    result.waitMs = (clock.seconds() - asked) * 1000.0
                 return connection
 
             d.addCallback(record)

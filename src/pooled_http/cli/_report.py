@@ -73,21 +73,27 @@ def formatPercent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
 
-def _row(name: str, tally: HostTally, elapsed: float) -> list[str]:
+def _row(name: str, tally: HostTally, elapsed: float, showWait: bool) -> list[str]:
     p50, p95, p99 = percentiles(tally.latencies, (50, 95, 99))
+    waits = tally.waits
+    wait = sum(waits) / len(waits) if waits else None
     rate = tally.requests / elapsed if elapsed > 0 else 0.0
-    return [
+    row = [
         name,
         str(tally.requests),
         str(tally.ok),
         str(tally.errorCount),
         str(tally.opened),
         formatPercent(tally.reusePercent),
+        formatMs(wait),
         formatMs(p50),
         formatMs(p95),
         formatMs(p99),
         f"{rate:.1f}",
     ]
+    if not showWait:
+        del row[_WAIT_COLUMN]
+    return row
 
 
 _COLUMNS = (
@@ -96,6 +102,7 @@ _COLUMNS = (
     "errors",
     "new\nconns",
     "reuse",
+    "wait\nms",
     "p50\nms",
     "p95\nms",
     "p99\nms",
@@ -103,16 +110,25 @@ _COLUMNS = (
 )
 
 
-def summaryTable(run: RunTally, title: str = "pooled-http summary") -> Table:
+# Where "wait" is in a row (the host first).
+_WAIT_COLUMN = 1 + _COLUMNS.index("wait\nms")
+
+
+def summaryTable(
+    run: RunTally, title: str = "pooled-http summary", showWait: bool = False
+) -> Table:
     """
     The end-of-run table: one row per host (the busiest L{MAX_HOST_ROWS}
     hosts, the others folded into one row) and a totals row.  Latencies are
     those of the successful requests; "new conns" counts the requests that
     were handed a newly opened connection, "reuse" the share of requests
-    handed a reused one.
+    handed a reused one, "wait" the mean time requests took to get a
+    connection (in the pool's queue and connecting).
 
     @param run: The tallies of the run.
     @param title: The table title.
+    @param showWait: Whether to show the "wait" column (C{--trace} runs:
+        the table is kept within 80 columns otherwise).
     @return: A rich table.
     """
     elapsed = run.elapsed
@@ -125,19 +141,21 @@ def summaryTable(run: RunTally, title: str = "pooled-http summary") -> Table:
     )
     table.add_column("host", no_wrap=True, min_width=12, overflow="ellipsis")
     for name in _COLUMNS:
+        if name == "wait\nms" and not showWait:
+            continue
         width = max(len(line) for line in name.split("\n"))
         table.add_column(name, justify="right", no_wrap=True, min_width=width)
     hosts = sorted(run.hosts.items(), key=lambda item: (-item[1].requests, item[0]))
     shown, rest = hosts[:MAX_HOST_ROWS], hosts[MAX_HOST_ROWS:]
     for name, tally in shown:
-        table.add_row(*_row(name, tally, elapsed))
+        table.add_row(*_row(name, tally, elapsed, showWait))
     if rest:
         folded = HostTally()
         for _, tally in rest:
             folded.merge(tally)
-        table.add_row(*_row(f"({len(rest)} more hosts)", folded, elapsed))
+        table.add_row(*_row(f"({len(rest)} more hosts)", folded, elapsed, showWait))
     table.add_section()
-    table.add_row(*_row("total", run.totals(), elapsed), style="bold")
+    table.add_row(*_row("total", run.totals(), elapsed, showWait), style="bold")
     table.caption = f"{run.done} URLs in {elapsed:.2f} s"
     table.caption_justify = "left"
     return table

@@ -34,6 +34,8 @@ class FetchResult:
     @ivar error: The error type name, or L{None} on success.
     @ivar message: The error message, or L{None} on success.
     @ivar body: Where the body was saved (with C{--bodies}), or L{None}.
+    @ivar waitMs: Milliseconds from asking the pool for a connection to
+        getting one (queue and connect), or L{None} if it got none.
     """
 
     index: int
@@ -46,6 +48,7 @@ class FetchResult:
     error: str | None = None
     message: str | None = None
     body: str | None = None
+    waitMs: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -60,8 +63,8 @@ class FetchResult:
         The JSON object written for this result.
 
         @return: A dict with the keys C{index}, C{url}, C{status}, C{bytes},
-            C{elapsed_ms}, C{reused}, C{error}, C{message} (and C{body} when
-            bodies are saved).
+            C{elapsed_ms}, C{wait_ms}, C{reused}, C{error}, C{message} (and
+            C{body} when bodies are saved).
         """
         record: dict[str, Any] = {
             "index": self.index,
@@ -69,6 +72,7 @@ class FetchResult:
             "status": self.status,
             "bytes": self.bytes,
             "elapsed_ms": round(self.elapsedMs, 3),
+            "wait_ms": None if self.waitMs is None else round(self.waitMs, 3),
             "reused": self.reused,
             "error": self.error,
             "message": self.message,
@@ -90,6 +94,8 @@ class HostTally:
     @ivar reused: Requests served by a reused connection.
     @ivar bytes: Body bytes received.
     @ivar latencies: Milliseconds taken by each successful request.
+    @ivar waits: Milliseconds each request that got a connection waited
+        for it.
     """
 
     requests: int = 0
@@ -99,6 +105,7 @@ class HostTally:
     reused: int = 0
     bytes: int = 0
     latencies: array[float] = field(default_factory=lambda: array("d"))
+    waits: array[float] = field(default_factory=lambda: array("d"))
 
     def add(self, result: FetchResult) -> None:
         """
@@ -112,6 +119,8 @@ class HostTally:
             self.reused += 1
         elif result.reused is False:
             self.opened += 1
+        if result.waitMs is not None:
+            self.waits.append(result.waitMs)
         if result.error is None:
             self.ok += 1
             self.latencies.append(result.elapsedMs)
@@ -131,6 +140,7 @@ class HostTally:
         self.reused += other.reused
         self.bytes += other.bytes
         self.latencies.extend(other.latencies)
+        self.waits.extend(other.waits)
 
     @property
     def errorCount(self) -> int:
