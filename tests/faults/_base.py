@@ -52,13 +52,15 @@ class FaultTestCase(unittest.TestCase):
     def makePool(self, **kwargs: Any) -> Any:
         """
         Make a L{pooled_http.HTTPConnectionPool} on the real reactor,
-        speaking L{protocol}, closed when the test ends.
+        speaking L{protocol} unless C{kwargs} say another, closed when the
+        test ends.
 
         @param kwargs: Pool options.
         """
-        pool = HTTPConnectionPool(reactor, protocol=self.protocol, **kwargs)
-        if self.protocol != "auto":
-            self.assertEqual(pool.protocol, self.protocol)
+        protocol = kwargs.setdefault("protocol", self.protocol)
+        pool = HTTPConnectionPool(reactor, **kwargs)
+        if protocol != "auto":
+            self.assertEqual(pool.protocol, protocol)
         self.addCleanup(pool.close)
         return pool
 
