@@ -13,7 +13,14 @@ Vocabulary:
       opened, one in use, or one idle;
     - a I{waiter} is one C{getConnection} call that has not been answered;
     - the I{ring} is the round-robin order of keys whose oldest waiter could
-      be served now if the global limit allowed it.
+      be served now if the global limit allowed it;
+    - a I{multiplexed} connection (HTTP/2) carries up to its I{capacity} of
+      requests at once.  It is in use while it carries at least one, idle
+      when it carries none; a waiter is handed one with room (I{spare})
+      before an idle one, and a new connection is opened only when none
+      has room.  Its capacity is reported when it is up (L{connected}) and
+      whenever it changes (L{capacityChanged}); a capacity of 0 means it
+      takes no new request and is closed once its last one is done.
 """
 
 from __future__ import annotations
@@ -90,7 +97,15 @@ class PoolCore:
         there is one and nobody is queued ahead, else return L{None}.
         """
         bucket = self.buckets.get(key)
-        if bucket is None or not bucket.idle or bucket.waiters or self.closed:
+        if bucket is None or bucket.waiters or self.closed:
+            return None
+        if bucket.spare:
+            for connection in bucket.spare:
+                if not connection.stale:
+                    self._addStream(bucket, connection)
+                    self._reuse(bucket)
+                    return connection
+        if not bucket.idle:
             return None
         connection, _ = bucket.idle.popitem()
         del self._idle[connection]
@@ -100,6 +115,8 @@ class PoolCore:
             self.closingCount += 1
             return None
         bucket.inUse.add(connection)
+        if bucket.capacity and connection in bucket.capacity:
+            self._addStream(bucket, connection)
         self._reuse(bucket)
         return connection
 
@@ -139,21 +156,66 @@ class PoolCore:
         if waiter.state is WaiterState.CONNECTING:
             waiter.state = WaiterState.DONE
 
-    def connected(self, waiter: Waiter, connection: Any) -> list[Action]:
+    def connected(
+        self, waiter: Waiter, connection: Any, capacity: int | None = None
+    ) -> list[Action]:
         """
         The connection opened for C{waiter} is up.  If the waiter has gone
         away meanwhile the connection serves the next in line instead.
+
+        @param capacity: L{None} for a connection that carries one request
+            at a time; for a multiplexed one, how many it may carry at once.
         """
         bucket = self._bucket(waiter.key)
         bucket.connecting.discard(waiter)
         bucket.opened += 1
         self.opened += 1
         bucket.inUse.add(connection)
+        if waiter.coalescing:
+            waiter.coalescing = False
+            bucket.negotiating -= 1
+        if waiter.mayMultiplex:
+            bucket.multiplexed = capacity is not None
+        if capacity is None:
+            if waiter.state is WaiterState.CONNECTING:
+                waiter.state = WaiterState.DONE
+                actions = [Action(ActionKind.HAND, waiter, connection, False)]
+                if bucket.waiters and waiter.mayMultiplex:
+                    # The key's waiters waited for this one: they may open
+                    # their own now.
+                    self._settle(bucket, actions)
+                return actions
+            waiter.state = WaiterState.DONE
+            return self.release(connection, True)
+        bucket.capacity[connection] = capacity
+        bucket.streams[connection] = 1
         if waiter.state is WaiterState.CONNECTING:
             waiter.state = WaiterState.DONE
-            return [Action(ActionKind.HAND, waiter, connection, False)]
+            self._updateSpare(bucket, connection)
+            actions = [Action(ActionKind.HAND, waiter, connection, False)]
+            self._settle(bucket, actions)
+            return actions
         waiter.state = WaiterState.DONE
         return self.release(connection, True)
+
+    def capacityChanged(self, connection: Any, capacity: int) -> list[Action]:
+        """
+        A multiplexed connection can now carry C{capacity} requests at once
+        (the server changed its settings), or none (C{0}: it is going away;
+        it is closed once its last request is done).
+        """
+        actions: list[Action] = []
+        bucket = self.buckets.get(connection.key)
+        if bucket is None or connection not in bucket.capacity:
+            return actions
+        bucket.capacity[connection] = capacity
+        if connection in bucket.idle and capacity == 0:
+            self._unidle(bucket, connection)
+            self._close(bucket, connection, CloseReason.SERVER_CLOSED, actions)
+        elif connection in bucket.inUse:
+            self._updateSpare(bucket, connection)
+        self._settle(bucket, actions)
+        return actions
 
     def connectFailed(self, waiter: Waiter) -> list[Action]:
         """
@@ -165,6 +227,9 @@ class PoolCore:
         waiter.state = WaiterState.DONE
         if bucket is None or waiter not in bucket.connecting:
             return actions
+        if waiter.coalescing:
+            waiter.coalescing = False
+            bucket.negotiating -= 1
         bucket.connecting.discard(waiter)
         self.total -= 1
         self._settle(bucket, actions)
@@ -182,6 +247,9 @@ class PoolCore:
         bucket = self.buckets.get(connection.key)
         if bucket is None or connection not in bucket.inUse:
             return actions
+        if bucket.capacity and connection in bucket.capacity:
+            if self._endStream(bucket, connection, reusable, reason, actions):
+                return actions
         bucket.inUse.discard(connection)
         if not reusable or self.closed:
             self._close(bucket, connection, reason or CloseReason.SHUTDOWN, actions)
@@ -195,6 +263,8 @@ class PoolCore:
                 bucket.waiters.popleft()
                 waiter.state = WaiterState.DONE
                 bucket.inUse.add(connection)
+                if connection in bucket.capacity:
+                    self._addStream(bucket, connection)
                 self._reuse(bucket)
                 actions.append(Action(ActionKind.HAND, waiter, connection, True))
             else:
@@ -263,6 +333,8 @@ class PoolCore:
             bucket.inUse.discard(connection)
         else:
             return None
+        if bucket.capacity:
+            self._forgetStreams(bucket, connection)
         return bucket
 
     def closeIdle(self, key: Hashable | None, reason: str) -> list[Action]:
@@ -331,6 +403,8 @@ class PoolCore:
         Move a connection that is neither idle nor in use any more to
         closing, and ask the pool to close it.
         """
+        if bucket.capacity:
+            self._forgetStreams(bucket, connection)
         bucket.closing.add(connection)
         self.closingCount += 1
         actions.append(Action(ActionKind.CLOSE, connection=connection, reason=reason))
@@ -350,10 +424,15 @@ class PoolCore:
         # nothing on the common paths (no idle connection for a waiter, an
         # empty ring, a key still in use).
         waiters = bucket.waiters
-        if waiters and bucket.idle:
+        if waiters and (bucket.idle or bucket.spare):
             self._serveFromIdle(bucket, actions)
         ring = self._ring
-        if waiters and bucket.total < self.perHostLimit and not self.closed:
+        if (
+            waiters
+            and bucket.total < self.perHostLimit
+            and not self.closed
+            and not bucket.negotiating
+        ):
             if bucket.key not in ring:
                 ring[bucket.key] = None
         elif ring:
@@ -364,6 +443,9 @@ class PoolCore:
             self._forgetIfEmpty(bucket)
 
     def _serveFromIdle(self, bucket: Bucket, actions: list[Action]) -> None:
+        while bucket.waiters and bucket.spare:
+            if not self._serveFromSpare(bucket, actions):
+                break
         while bucket.waiters and bucket.idle:
             waiter = bucket.waiters[0]
             connection, _ = bucket.idle.popitem()
@@ -380,13 +462,94 @@ class PoolCore:
             bucket.inUse.add(connection)
             self._reuse(bucket)
             actions.append(Action(ActionKind.HAND, waiter, connection, True))
+            if connection in bucket.capacity:
+                self._addStream(bucket, connection)
+                while bucket.waiters and connection in bucket.spare:
+                    if not self._serveFromSpare(bucket, actions):
+                        return
+
+    def _serveFromSpare(self, bucket: Bucket, actions: list[Action]) -> bool:
+        """
+        Hand the oldest waiter a multiplexed connection with room; return
+        whether one was found.
+        """
+        waiter = bucket.waiters[0]
+        for connection in list(bucket.spare):
+            if connection.stale:
+                # Going away: its loss is reported soon.
+                del bucket.spare[connection]
+                continue
+            if connection.serial >= waiter.minSerial:
+                bucket.waiters.popleft()
+                waiter.state = WaiterState.DONE
+                self._addStream(bucket, connection)
+                self._reuse(bucket)
+                actions.append(Action(ActionKind.HAND, waiter, connection, True))
+                return True
+        return False
+
+    def _addStream(self, bucket: Bucket, connection: Any) -> None:
+        """
+        One more request on a multiplexed connection in use.
+        """
+        bucket.streams[connection] = bucket.streams.get(connection, 0) + 1
+        self._updateSpare(bucket, connection)
+
+    def _updateSpare(self, bucket: Bucket, connection: Any) -> None:
+        if bucket.streams.get(connection, 0) < bucket.capacity[connection]:
+            bucket.spare[connection] = None
+        else:
+            bucket.spare.pop(connection, None)
+
+    def _endStream(
+        self,
+        bucket: Bucket,
+        connection: Any,
+        reusable: bool,
+        reason: str,
+        actions: list[Action],
+    ) -> bool:
+        """
+        One request on a multiplexed connection is done.  Return whether
+        that is all (other requests are still in flight on it); if it was
+        the last one, the caller goes on as for a connection come back.
+        """
+        if not reusable or self.closed:
+            # It takes no new request.
+            bucket.capacity[connection] = 0
+        left = bucket.streams.get(connection, 1) - 1
+        if left > 0:
+            bucket.streams[connection] = left
+            self._updateSpare(bucket, connection)
+            self._settle(bucket, actions)
+            return True
+        bucket.streams.pop(connection, None)
+        bucket.spare.pop(connection, None)
+        if bucket.capacity[connection] == 0:
+            bucket.inUse.discard(connection)
+            self._close(
+                bucket, connection, reason or CloseReason.SERVER_CLOSED, actions
+            )
+            self._settle(bucket, actions)
+            return True
+        return False
+
+    def _forgetStreams(self, bucket: Bucket, connection: Any) -> None:
+        bucket.capacity.pop(connection, None)
+        bucket.streams.pop(connection, None)
+        bucket.spare.pop(connection, None)
 
     def _touch(self, bucket: Bucket) -> None:
         """
         Put C{bucket}'s key in the ring if its oldest waiter could be served
         now, take it out otherwise.
         """
-        if bucket.waiters and bucket.total < self.perHostLimit and not self.closed:
+        if (
+            bucket.waiters
+            and bucket.total < self.perHostLimit
+            and not self.closed
+            and not bucket.negotiating
+        ):
             if bucket.key not in self._ring:
                 self._ring[bucket.key] = None
         else:
@@ -412,8 +575,17 @@ class PoolCore:
             waiter.state = WaiterState.CONNECTING
             bucket.connecting.add(waiter)
             self.total += 1
+            if waiter.mayMultiplex and bucket.multiplexed is not False:
+                # The key's next waiters wait for what this one turns out
+                # to be rather than open connections of their own.
+                waiter.coalescing = True
+                bucket.negotiating += 1
             actions.append(Action(ActionKind.CONNECT, waiter))
-            if bucket.waiters and bucket.total < self.perHostLimit:
+            if (
+                bucket.waiters
+                and bucket.total < self.perHostLimit
+                and not bucket.negotiating
+            ):
                 ring[key] = None
 
     def _evictFor(self, bucket: Bucket, actions: list[Action]) -> bool:

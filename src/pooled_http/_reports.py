@@ -91,6 +91,13 @@ class ConnectionReports:
             return CloseReason.EXPIRED
         return ""
 
+    def _connectionCapacityChanged(self, connection: PoolConnection) -> None:
+        """
+        A multiplexed connection can carry a different number of requests
+        at once now (C{connection.capacity}; C{0}: none any more).
+        """
+        self._carryOut(self._core.capacityChanged(connection, connection.capacity or 0))
+
     def _connectionGivenUp(self, connection: PoolConnection, reason: Failure) -> None:
         """
         The connection is closing itself (C{Connection: close}, a parse
@@ -143,6 +150,8 @@ class PoolOwner:
     @ivar connectionGivenUp: See L{ConnectionOwner.connectionGivenUp}.
     @ivar connectionTimedOut: See L{ConnectionOwner.connectionTimedOut}.
     @ivar connectionLost: See L{ConnectionOwner.connectionLost}.
+    @ivar connectionCapacityChanged: See
+        L{ConnectionOwner.connectionCapacityChanged}.
     """
 
     __slots__ = (
@@ -152,6 +161,7 @@ class PoolOwner:
         "connectionGivenUp",
         "connectionTimedOut",
         "connectionLost",
+        "connectionCapacityChanged",
     )
 
     def __init__(self, pool: HTTPConnectionPool) -> None:
@@ -164,6 +174,7 @@ class PoolOwner:
         self.connectionGivenUp = pool._connectionGivenUp
         self.connectionTimedOut = pool._connectionTimedOut
         self.connectionLost = pool._connectionLost
+        self.connectionCapacityChanged = pool._connectionCapacityChanged
 
     @property
     def responseTimeout(self) -> float | None:
@@ -185,6 +196,13 @@ class PoolOwner:
         The pool's C{lenientHeaders}, read when a connection is built.
         """
         return self._pool.lenientHeaders
+
+    @property
+    def maxConcurrentStreams(self) -> int:
+        """
+        The pool's C{maxConcurrentStreams}, read when it is needed.
+        """
+        return self._pool.maxConcurrentStreams
 
     @property
     def maxHeaderBytes(self) -> int:
