@@ -83,6 +83,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         self._waiting: deque[Stream] = deque()
         self._ready: Deferred[HTTP2Connection] | None = Deferred()
         self._announced = False
+        self._settingsSeen = False
         self._scheme = b"https"
 
     def __repr__(self) -> str:
@@ -170,6 +171,14 @@ class HTTP2Connection(ConnectionBase, Protocol):
             if self.lifecycle is Lifecycle.CLOSED:
                 return
         self.flush()
+        if self._settingsSeen:
+            # Announced once everything that arrived with the first
+            # SETTINGS has been taken in (a second SETTINGS frame, say).
+            self._settingsSeen = False
+            ready, self._ready = self._ready, None
+            if ready is not None:
+                self._announced = True
+                ready.callback(self)
 
     def _event(self, event: Any) -> None:
         kind = type(event)
@@ -213,10 +222,8 @@ class HTTP2Connection(ConnectionBase, Protocol):
                 stream.sendBody()
         self._updateCapacity()
         self._startWaiting()
-        ready, self._ready = self._ready, None
-        if ready is not None:
-            self._announced = True
-            ready.callback(self)
+        if self._ready is not None:
+            self._settingsSeen = True
 
     def _serverLimit(self) -> int:
         return int(self.h2.remote_settings.max_concurrent_streams)
