@@ -28,13 +28,14 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from ._corestreams import StreamBooks
 from ._coretypes import Action, ActionKind, Bucket, Waiter, WaiterState
 from .stats import CloseReason
 
 __all__ = ["PoolCore", "Action", "ActionKind", "Bucket", "Waiter", "WaiterState"]
 
 
-class PoolCore:
+class PoolCore(StreamBooks):
     """
     The books of a connection pool.
 
@@ -197,25 +198,6 @@ class PoolCore:
             return actions
         waiter.state = WaiterState.DONE
         return self.release(connection, True)
-
-    def capacityChanged(self, connection: Any, capacity: int) -> list[Action]:
-        """
-        A multiplexed connection can now carry C{capacity} requests at once
-        (the server changed its settings), or none (C{0}: it is going away;
-        it is closed once its last request is done).
-        """
-        actions: list[Action] = []
-        bucket = self.buckets.get(connection.key)
-        if bucket is None or connection not in bucket.capacity:
-            return actions
-        bucket.capacity[connection] = capacity
-        if connection in bucket.idle and capacity == 0:
-            self._unidle(bucket, connection)
-            self._close(bucket, connection, CloseReason.SERVER_CLOSED, actions)
-        elif connection in bucket.inUse:
-            self._updateSpare(bucket, connection)
-        self._settle(bucket, actions)
-        return actions
 
     def connectFailed(self, waiter: Waiter) -> list[Action]:
         """
@@ -467,77 +449,6 @@ class PoolCore:
                 while bucket.waiters and connection in bucket.spare:
                     if not self._serveFromSpare(bucket, actions):
                         return
-
-    def _serveFromSpare(self, bucket: Bucket, actions: list[Action]) -> bool:
-        """
-        Hand the oldest waiter a multiplexed connection with room; return
-        whether one was found.
-        """
-        waiter = bucket.waiters[0]
-        for connection in list(bucket.spare):
-            if connection.stale:
-                # Going away: its loss is reported soon.
-                del bucket.spare[connection]
-                continue
-            if connection.serial >= waiter.minSerial:
-                bucket.waiters.popleft()
-                waiter.state = WaiterState.DONE
-                self._addStream(bucket, connection)
-                self._reuse(bucket)
-                actions.append(Action(ActionKind.HAND, waiter, connection, True))
-                return True
-        return False
-
-    def _addStream(self, bucket: Bucket, connection: Any) -> None:
-        """
-        One more request on a multiplexed connection in use.
-        """
-        bucket.streams[connection] = bucket.streams.get(connection, 0) + 1
-        self._updateSpare(bucket, connection)
-
-    def _updateSpare(self, bucket: Bucket, connection: Any) -> None:
-        if bucket.streams.get(connection, 0) < bucket.capacity[connection]:
-            bucket.spare[connection] = None
-        else:
-            bucket.spare.pop(connection, None)
-
-    def _endStream(
-        self,
-        bucket: Bucket,
-        connection: Any,
-        reusable: bool,
-        reason: str,
-        actions: list[Action],
-    ) -> bool:
-        """
-        One request on a multiplexed connection is done.  Return whether
-        that is all (other requests are still in flight on it); if it was
-        the last one, the caller goes on as for a connection come back.
-        """
-        if not reusable or self.closed:
-            # It takes no new request.
-            bucket.capacity[connection] = 0
-        left = bucket.streams.get(connection, 1) - 1
-        if left > 0:
-            bucket.streams[connection] = left
-            self._updateSpare(bucket, connection)
-            self._settle(bucket, actions)
-            return True
-        bucket.streams.pop(connection, None)
-        bucket.spare.pop(connection, None)
-        if bucket.capacity[connection] == 0:
-            bucket.inUse.discard(connection)
-            self._close(
-                bucket, connection, reason or CloseReason.SERVER_CLOSED, actions
-            )
-            self._settle(bucket, actions)
-            return True
-        return False
-
-    def _forgetStreams(self, bucket: Bucket, connection: Any) -> None:
-        bucket.capacity.pop(connection, None)
-        bucket.streams.pop(connection, None)
-        bucket.spare.pop(connection, None)
 
     def _touch(self, bucket: Bucket) -> None:
         """
