@@ -324,6 +324,35 @@ class FaultTests(_Case):
         self.assertEqual(self.script.resets, [(0, 3, ErrorCodes.CANCEL)])
         self.assertQuiet()
 
+    async def test_statsShowStreams(self) -> None:
+        """
+        stats() counts, per key, the streams in flight beside the one
+        connection carrying them.
+        """
+        held: list[tuple[H2ServerProtocol, int]] = []
+
+        class Hold(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                held.append((proto, streamId))
+
+        self.serve(Hold())
+        agent = self.agent()
+        attempts = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(4)]
+        while len(held) < 4:
+            await task.deferLater(reactor, 0.01, lambda: None)
+        stats = self.pool.stats()
+        (key,) = stats.perKey
+        self.assertEqual(key[-1], b"h2")
+        self.assertEqual(
+            (stats.perKey[key].inUse, stats.perKey[key].streams, stats.streams),
+            (1, 4, 4),
+        )
+        for proto, streamId in held:
+            proto.respond(streamId)
+        await defer.gatherResults(attempts)
+        stats = self.pool.stats()
+        self.assertEqual((stats.inUse, stats.idle, stats.streams), (0, 1, 0))
+
     async def test_http11OnlyServerFallsBack(self) -> None:
         """
         A TLS server that offers only http/1.1 by ALPN is spoken to in
