@@ -196,7 +196,8 @@ class PooledAgent:
             contextFactory = _DeprecatedToCurrentPolicyForHTTPS(contextFactory)
         self._init(reactor, pool, maxCachedEndpoints)
         if http2:
-            if not isinstance(self.pool, HTTPConnectionPool):
+            # A pool may stand behind a forwarder that keeps it as .pool.
+            if not isinstance(getattr(self.pool, "pool", self.pool), HTTPConnectionPool):
                 raise TypeError(
                     "http2=True needs a pooled_http.HTTPConnectionPool, "
                     f"not {self.pool!r}"
