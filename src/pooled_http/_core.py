@@ -19,8 +19,9 @@ Vocabulary:
       when it carries none; a waiter is handed one with room (I{spare})
       before an idle one, and a new connection is opened only when none
       has room.  Its capacity is reported when it is up (L{connected}) and
-      whenever it changes (L{capacityChanged}); a capacity of 0 means it
-      takes no new request and is closed once its last one is done.
+      whenever it changes (C{capacityChanged}, with the other stream books
+      in L{pooled_http._corestreams}); a capacity of 0 means it takes no
+      new request and is closed once its last one is done.
 """
 
 from __future__ import annotations

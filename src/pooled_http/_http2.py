@@ -398,7 +398,8 @@ class HTTP2Connection(ConnectionBase, Protocol):
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         """
         The transport is gone: fail what was in flight, move to C{CLOSED},
-        tell the owner and fire the L{whenLost} watchers.
+        tell the owner and fire the
+        L{whenLost<pooled_http._connbase.ConnectionBase.whenLost>} watchers.
         """
         if self.lifecycle is Lifecycle.CLOSED:
             return
