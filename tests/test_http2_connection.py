@@ -324,3 +324,32 @@ class ConnectionTests(SynchronousTestCase):
             ],
             "StreamReset",
         )
+
+
+class MissingH2Tests(SynchronousTestCase):
+    def test_missingExtraNamed(self) -> None:
+        """
+        Without h2, C{http2=True} raises L{HTTP2UnavailableError} naming
+        the extra; nothing of h2 is imported by C{import pooled_http}.
+        """
+        import sys
+
+        from twisted.internet.task import Clock
+
+        from pooled_http import HTTP2UnavailableError, PooledAgent
+
+        name = "pooled_http._http2"
+        saved = sys.modules.get(name)
+        sys.modules[name] = None  # type: ignore[assignment]
+
+        def restore() -> None:
+            if saved is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = saved
+
+        self.addCleanup(restore)
+        with self.assertRaises(HTTP2UnavailableError) as caught:
+            PooledAgent(Clock(), http2=True)
+        self.assertIn("pip install 'pooled_http[http2]'", str(caught.exception))
+        self.assertIsInstance(caught.exception, ImportError)
