@@ -330,7 +330,7 @@ class MissingH2Tests(SynchronousTestCase):
     def test_missingExtraNamed(self) -> None:
         """
         Without h2, C{http2=True} raises L{HTTP2UnavailableError} naming
-        the extra; nothing of h2 is imported by C{import pooled_http}.
+        the extra.
         """
         import sys
 
