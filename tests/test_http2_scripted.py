@@ -367,9 +367,14 @@ class FaultTests(_Case):
             def render_GET(self, request: Any) -> bytes:
                 return b"hello " + request.clientproto
 
+        class HTTP11Site(Site):
+            # twisted.web offers h2 too where h2 and priority import.
+            def acceptableProtocols(self) -> list[bytes]:
+                return [b"http/1.1"]
+
         port = reactor.listenSSL(  # type: ignore[attr-defined]
             0,
-            Site(Hello()),
+            HTTP11Site(Hello()),
             serverTLSOptions(self.tls, [b"http/1.1"]),
             interface=LOOPBACK,
         )

@@ -75,7 +75,14 @@ class HTTP2Connection(ConnectionBase, Protocol):
         self.handshakeDone = True
         self.transport: Any = None
         self.h2 = H2Connection(
-            config=H2Configuration(client_side=True, header_encoding=None)
+            config=H2Configuration(
+                client_side=True,
+                header_encoding=None,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+                # Checked in Stream.headersReceived, much faster.
+                validate_inbound_headers=False,
+            )
         )
         self.capacity: int | None = 1
         self.goingAway = False

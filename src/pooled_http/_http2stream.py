@@ -256,11 +256,40 @@ class Stream:
         code = 0
         fields = Headers()
         for name, value in headers:
+            if b"\n" in value or b"\r" in value or b"\0" in value or not name:
+                # The one check kept of h2's inbound validation (off: it
+                # costs as much as the rest of a response).
+                self._reset()
+                self._fail(
+                    Failure(
+                        ResponseFailed(
+                            [
+                                Failure(
+                                    ValueError(f"invalid response header {name[:40]!r}")
+                                )
+                            ]
+                        )
+                    )
+                )
+                return
             if name == b":status":
-                code = int(value)
-            elif not name.startswith(b":"):
+                try:
+                    code = int(value)
+                except ValueError:
+                    code = 0
+            elif name[0] != 58:  # not a pseudo-header
                 fields.addRawHeader(name, value)
-        if 100 <= code < 200:
+        if not 100 <= code < 600:
+            self._reset()
+            self._fail(
+                Failure(
+                    ResponseFailed(
+                        [Failure(ValueError(f"invalid :status {code} in response"))]
+                    )
+                )
+            )
+            return
+        if code < 200:
             return
         cancelCall(self._responseTimer)
         self._responseTimer = None
