@@ -117,7 +117,11 @@ def request(path: bytes, method: bytes = b"GET", body: bytes | None = None) -> R
     return Request._construct(method, path, headers, producer, persistent=True)
 
 
-class ConnectionTests(SynchronousTestCase):
+class _ConnectionCase(SynchronousTestCase):
+    """
+    A connection, h2's server side as its peer, and a fake owner.
+    """
+
     def setUp(self) -> None:
         if SKIP:
             raise self.skipTest(SKIP)
@@ -166,6 +170,8 @@ class ConnectionTests(SynchronousTestCase):
             self.server.end_stream(streamId)
         self.pump()
 
+
+class ConnectionTests(_ConnectionCase):
     def test_readyAndCapacity(self) -> None:
         """
         The connection is ready once the server's SETTINGS arrived; its
@@ -353,3 +359,33 @@ class MissingH2Tests(SynchronousTestCase):
             PooledAgent(Clock(), http2=True)
         self.assertIn("pip install 'pooled_http[http2]'", str(caught.exception))
         self.assertIsInstance(caught.exception, ImportError)
+
+
+class InvalidHeadersTests(_ConnectionCase):
+    """
+    The checks kept of h2's inbound header validation.
+    """
+
+    def test_newlineInHeaderValue(self) -> None:
+        """
+        A response header value with a line feed fails the request and
+        resets its stream; the connection goes on.
+        """
+        self.server.config.validate_outbound_headers = False
+        self.server.config.normalize_outbound_headers = False
+        failures: list[Any] = []
+        self.conn.request(request(b"/bad")).addErrback(failures.append)
+        self.pump()
+        self.server.send_headers(
+            1, [(b":status", b"200"), (b"x-bad", b"a\nb")], end_stream=True
+        )
+        self.pump()
+        (failure,) = failures
+        self.assertIn("invalid response header", str(failure.value.reasons[0].value))
+        self.assertEqual(self.owner.reports, [("quiescent", None)])
+        responses: list[Any] = []
+        self.conn.request(request(b"/good")).addCallback(responses.append)
+        self.pump()
+        self.server.config.validate_outbound_headers = True
+        self.respond(3, b"fine")
+        self.assertEqual(responses[0].code, 200)

@@ -282,7 +282,14 @@ class HTTP2Connection(ConnectionBase, Protocol):
             )
             return
         self._streams[streamId] = stream
-        stream.start(streamId, self._scheme)
+        try:
+            stream.start(streamId, self._scheme)
+        except ProtocolError as e:
+            # The state machine refused the stream (the server's settings
+            # changed under it): it was never sent.
+            stream.fail(
+                Failure(UnprocessedStreamError(self.key, f"not sent: {e}"))
+            )
         self.flush()
 
     def _startWaiting(self) -> None:
