@@ -15,14 +15,22 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from twisted.trial.unittest import SynchronousTestCase
+
+from pooled_http._core import ActionKind, Waiter
 from pooled_http.stats import CloseReason
 from tests.test_core import (
     CONNECTING,
     DONE,
     WAITING,
     A,
+    B,
+    C,
     CoreTestCase,
+    FakeConnection,
     NamedWaiter,
+    _require,
+    _Walk,
     bucket,
     close,
     connect,
@@ -475,3 +483,152 @@ class CapacityTests(StreamCoreTestCase):
             reused=1,
             waiters={"w1": DONE},
         )
+
+
+class _StreamWalk(_Walk):
+    """
+    A seeded random walk like L{tests.test_core._Walk}'s, where requests
+    may be multiplexed: connections come up with a capacity (or turn out
+    to carry one request at a time), capacities change and drop to 0, and
+    the model counts one entry in C{inUse} per request in flight.
+    """
+
+    def carryOut(self, actions: list[Any]) -> None:
+        for action in actions:
+            if action.kind is ActionKind.CLOSE:
+                connection = action.connection
+                _require(connection not in self.closing, f"{connection} closed twice")
+                self.closing.append(connection)
+                self.inUse = [c for c in self.inUse if c is not connection]
+            else:
+                _Walk.carryOut(self, [action])
+
+    def step(self) -> None:
+        core, rng = self.core, self.rng
+        choice = rng.randrange(12)
+        if choice <= 2 and not core.closed:
+            key = rng.choice((A, B, C))
+            if rng.random() < 0.3:
+                connection = core.takeIdle(key)
+                if connection is not None:
+                    self.inUse.append(connection)
+                    return
+            minSerial = self.serial + 1 if rng.random() < 0.1 else 0
+            waiter = Waiter(key, minSerial)
+            waiter.mayMultiplex = key != C
+            self.waiting.append(waiter)
+            self.carryOut(core.request(waiter))
+        elif choice == 3 and self.connecting:
+            waiter = self.pick(self.connecting)
+            if rng.random() < 0.15:
+                self.carryOut(core.connectFailed(waiter))
+                return
+            self.serial += 1
+            connection = FakeConnection(f"c{self.serial}", waiter.key, self.serial)
+            self.live.append(connection)
+            capacity = None
+            if waiter.mayMultiplex and rng.random() < 0.8:
+                capacity = rng.randint(1, 4)
+            self.carryOut(core.connected(waiter, connection, capacity))
+        elif choice == 10:
+            multiplexed = [
+                c
+                for c in self.live
+                if c not in self.closing
+                and c.key in core.buckets
+                and c in core.buckets[c.key].capacity
+            ]
+            if multiplexed:
+                connection = rng.choice(multiplexed)
+                capacity = 0 if rng.random() < 0.3 else rng.randint(1, 4)
+                self.carryOut(core.capacityChanged(connection, capacity))
+        elif choice == 11 and self.inUse:
+            connection = self.pick(self.inUse)
+            self.carryOut(core.release(connection, True))
+        else:
+            _Walk.step(self)
+
+    def lose(self, connection: FakeConnection) -> None:
+        self.live.remove(connection)
+        if connection in self.closing:
+            self.closing.remove(connection)
+        self.inUse = [c for c in self.inUse if c is not connection]
+        self.carryOut(self.core.lost(connection))
+
+    def check(self) -> None:
+        core = self.core
+        buckets = core.buckets.values()
+        _require(core.total == sum(b.total for b in buckets), "total")
+        _require(core.closingCount == sum(len(b.closing) for b in buckets), "closing")
+        _require(core.total == len(self.live) + len(self.connecting), "slots")
+        over = self.over()
+        self.limitsAbove = self.limitsAbove and over
+        _require(not over or self.limitsAbove, "a limit was exceeded")
+        for key, b in core.buckets.items():
+            _require(not b.empty(), f"empty bucket {key!r} kept")
+            _require(
+                b.negotiating == sum(1 for w in b.connecting if w.coalescing),
+                f"{key!r} negotiating count",
+            )
+            for connection, capacity in b.capacity.items():
+                flying = sum(1 for c in self.inUse if c is connection)
+                _require(
+                    connection in b.inUse or connection in b.idle,
+                    f"{connection} in the stream books but neither in use nor idle",
+                )
+                _require(
+                    b.streams.get(connection, 0) == flying,
+                    f"{connection}: {b.streams.get(connection, 0)} streams booked, "
+                    f"{flying} in flight",
+                )
+                _require(
+                    (connection in b.idle) == (flying == 0),
+                    f"{connection} idle with streams, or in use with none",
+                )
+                _require(
+                    (connection in b.spare)
+                    <= (flying < capacity and connection in b.inUse),
+                    f"{connection} spare without room",
+                )
+            for connection in b.inUse:
+                if connection not in b.capacity:
+                    _require(
+                        sum(1 for c in self.inUse if c is connection) == 1,
+                        f"{connection} carries one request at a time",
+                    )
+            if not b.waiters or core.closed:
+                _require(key not in core._ring, f"{key!r} in the ring for nobody")
+                continue
+            head = b.waiters[0]
+            _require(
+                not any(
+                    c.serial >= w.minSerial and not c.stale
+                    for c in b.spare
+                    for w in b.waiters
+                ),
+                f"{key!r} waits beside a connection with room",
+            )
+            room = b.total < core.perHostLimit and not b.negotiating
+            _require(not (room and core.total < core.globalLimit), f"{key!r} waits")
+            _require(room == (key in core._ring), f"{key!r} ring place")
+            _require(all(c.serial < head.minSerial for c in b.idle), f"{key!r} idle")
+
+
+class StreamWalkTests(SynchronousTestCase):
+    """
+    Seeded random walks with multiplexed connections.
+    """
+
+    def test_walks(self) -> None:
+        """
+        Across many walks, every event leaves the stream books consistent
+        with what is in flight, and the core's promises kept.
+        """
+        for seed in range(300):
+            walk = _StreamWalk(seed)
+            for step in range(400):
+                try:
+                    walk.step()
+                    walk.check()
+                except AssertionError as e:
+                    self.fail(f"seed {seed}, step {step}: {e}")

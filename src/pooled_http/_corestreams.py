@@ -59,22 +59,30 @@ class StreamBooks:
 
     def _serveFromSpare(self, bucket: Bucket, actions: list[Action]) -> bool:
         """
-        Hand the oldest waiter a multiplexed connection with room; return
-        whether one was found.
+        Hand the oldest waiter that a multiplexed connection with room can
+        serve that connection; return whether one was found.  A retry that
+        wants a newer connection than any with room does not hold up the
+        waiters behind it.
         """
-        waiter = bucket.waiters[0]
-        for connection in list(bucket.spare):
+        spare = bucket.spare
+        for connection in list(spare):
             if connection.stale:
                 # Going away: its loss is reported soon.
-                del bucket.spare[connection]
+                del spare[connection]
+        if not spare:
+            return False
+        newest = max(connection.serial for connection in spare)
+        for waiter in bucket.waiters:
+            if waiter.minSerial > newest:
                 continue
-            if connection.serial >= waiter.minSerial:
-                bucket.waiters.popleft()
-                waiter.state = WaiterState.DONE
-                self._addStream(bucket, connection)
-                self._reuse(bucket)
-                actions.append(Action(ActionKind.HAND, waiter, connection, True))
-                return True
+            for connection in spare:
+                if connection.serial >= waiter.minSerial:
+                    bucket.waiters.remove(waiter)
+                    waiter.state = WaiterState.DONE
+                    self._addStream(bucket, connection)
+                    self._reuse(bucket)
+                    actions.append(Action(ActionKind.HAND, waiter, connection, True))
+                    return True
         return False
 
     def _addStream(self, bucket: Bucket, connection: Any) -> None:
