@@ -324,6 +324,23 @@ class FaultTests(_Case):
         self.assertEqual(self.script.resets, [(0, 3, ErrorCodes.CANCEL)])
         self.assertQuiet()
 
+    async def test_idleCloseSendsGoAway(self) -> None:
+        """
+        An idle HTTP/2 connection is closed politely, with GOAWAY, when its
+        idle timeout runs out, and so is one closed by close().
+        """
+        self.serve(Script())
+        agent = self.agent(cachedConnectionTimeout=0.2)
+        self.assertEqual(await self.get(agent, b"/a"), b"GET /a 0")
+        while not self.script.goAways:
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.script.goAways, [(0, 0)])
+        self.assertEqual(self.pool.stats().closed["idle timeout"], 1)
+        self.assertEqual(await self.get(agent, b"/b"), b"GET /b 0")
+        await self.pool.close()
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.script.goAways, [(0, 0), (1, 0)])
+
     async def test_statsShowStreams(self) -> None:
         """
         stats() counts, per key, the streams in flight beside the one

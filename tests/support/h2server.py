@@ -40,6 +40,8 @@ class Script:
     @ivar resets: C{(connection index, stream id, error code)} of every
         RST_STREAM received.
     @ivar maxOpen: The most streams open at once on any connection.
+    @ivar goAways: C{(connection index, error code)} of every GOAWAY
+        received.
     """
 
     settings: dict[int, int] = {}
@@ -49,6 +51,7 @@ class Script:
         self.connections: list[H2ServerProtocol] = []
         self.requests: list[tuple[int, int, bytes, bytes]] = []
         self.resets: list[tuple[int, int, int]] = []
+        self.goAways: list[tuple[int, int]] = []
         self.maxOpen = 0
 
     def requestReceived(self, proto: H2ServerProtocol, streamId: int) -> None:
@@ -142,7 +145,7 @@ class H2ServerProtocol(Protocol):
             elif isinstance(event, WindowUpdated):
                 self.sendPending()
             elif isinstance(event, ConnectionTerminated):
-                pass
+                self.script.goAways.append((self.index, int(event.error_code)))
         self.flush()
 
     def respond(
