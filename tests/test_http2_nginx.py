@@ -213,3 +213,76 @@ class NginxLowStreamLimitTests(_NginxHTTP2Case):
             self.assertEqual(body, f"GET HTTP/2.0 {i}\n".encode())
         stats = agent.pool.stats()  # type: ignore[attr-defined]
         self.assertLessEqual(stats.opened, 2)
+
+
+class NginxHTTP2SoakTests(_NginxHTTP2Case):
+    """
+    A bounded soak over HTTP/2: many requests, some cancelled at random
+    points, with a low stream limit so requests queue, and the pool back
+    at rest at the end.
+    """
+
+    streams = 16
+
+    async def test_soakWithCancellations(self) -> None:
+        """
+        2,000 requests (GETs of a small and a large file, PUTs) in bursts of
+        200, one in five cancelled after a random delay: every request ends
+        with its own response or a cancellation, and afterwards nothing is
+        in use, no stream is booked and no timer of the pool is left.
+        """
+        import random
+
+        from twisted.internet import task
+        from twisted.internet.defer import CancelledError
+
+        await self.server.start()
+        agent = self.makeAgent(maxConnectionsPerHost=3, responseTimeout=30)
+        pool: Any = agent.pool
+        rng = random.Random(14)
+        outcomes: dict[str, int] = {"ok": 0, "cancelled": 0}
+
+        async def one(i: int) -> None:
+            kind = rng.random()
+            if kind < 0.1:
+                method, url, body = b"PUT", self.url(f"/dav/s{i}.bin"), b"p%d" % i
+            elif kind < 0.2:
+                method, url, body = b"GET", self.url("/big.bin"), None
+            else:
+                method, url, body = b"GET", self.url(f"/echo?n={i}"), None
+            producer = FileBodyProducer(BytesIO(body)) if body is not None else None
+            d = agent.request(method, url, Headers(), producer)
+            if rng.random() < 0.2:
+                reactor.callLater(rng.random() * 0.01, d.cancel)
+            try:
+                response = await d
+                data = await readBody(response)
+            except CancelledError:
+                outcomes["cancelled"] += 1
+                return
+            if method == b"GET" and url.endswith(b"/big.bin"):
+                self.assertEqual(len(data), len(self.big))
+            elif method == b"GET":
+                self.assertEqual(data, f"GET HTTP/2.0 {i}\n".encode())
+            else:
+                self.assertIn(response.code, (201, 204))
+            outcomes["ok"] += 1
+
+        for burst in range(10):
+            await defer.gatherResults(
+                [
+                    defer.ensureDeferred(one(burst * 200 + i))
+                    for i in range(200)
+                ]
+            )
+        self.assertEqual(outcomes["ok"] + outcomes["cancelled"], 2000)
+        self.assertGreater(outcomes["ok"], 1000)
+        await task.deferLater(reactor, 0.1, lambda: None)
+        stats = pool.stats()
+        self.assertEqual((stats.inUse, stats.waiting, stats.streams), (0, 0, 0))
+        self.assertLessEqual(stats.opened, 3 + stats.closedTotal)
+        # Only the idle timers of the connections kept are left.
+        idleTimers = set(pool._idle.pendingCalls())
+        self.assertEqual(
+            [c for c in pool._pendingCalls() if c not in idleTimers], []
+        )
