@@ -175,18 +175,34 @@ class CoalescingTests(StreamCoreTestCase):
 
     def test_connectFailedReleasesWaiters(self) -> None:
         """
-        The negotiated connection fails: the next waiter opens one (and is
-        waited for in turn).
+        The negotiated connection fails: the waiters that waited for it
+        connect in parallel, as over HTTP/1.1, not one after another.
         """
         core, w1, w2, w3 = self.coalesced()
         self.assertStep(
             core.connectFailed(w1),
-            [connect("w2")],
-            buckets={A: bucket(connecting=["w2"], waiters=["w3"])},
-            total=1,
-            waiters={"w1": DONE, "w2": CONNECTING, "w3": WAITING},
+            [connect("w2"), connect("w3")],
+            buckets={A: bucket(connecting=["w2", "w3"])},
+            total=2,
+            waiters={"w1": DONE, "w2": CONNECTING, "w3": CONNECTING},
         )
-        self.assertBooks(A, negotiating=1)
+        self.assertBooks(A, multiplexed=False)
+        a2 = self.connection("a2", A)
+        self.assertStep(
+            core.connected(w2, a2, 10),
+            [hand("w2", "a2", False)],
+            buckets={A: bucket(inUse=["a2"], connecting=["w3"], opened=1)},
+            total=2,
+            opened=1,
+            waiters={"w1": DONE, "w2": DONE, "w3": CONNECTING},
+        )
+        self.assertBooks(
+            A,
+            capacity={"a2": 10},
+            streams={"a2": 1},
+            spare=["a2"],
+            multiplexed=True,
+        )
 
 
 class CapacityTests(StreamCoreTestCase):

@@ -213,6 +213,10 @@ class PoolCore(StreamBooks):
         if waiter.coalescing:
             waiter.coalescing = False
             bucket.negotiating -= 1
+        if waiter.mayMultiplex:
+            # Waiters that waited for it connect in parallel now, as over
+            # HTTP/1.1, rather than one failed attempt after another.
+            bucket.multiplexed = False
         bucket.connecting.discard(waiter)
         self.total -= 1
         self._settle(bucket, actions)

@@ -141,7 +141,9 @@ class Bucket:
     @ivar negotiating: Connections being opened that may turn out to carry
         several requests at once; while there is one, the key opens no other.
     @ivar multiplexed: What the last connection opened with C{mayMultiplex}
-        turned out to be: L{None} while nothing is known.
+        turned out to be: L{None} while nothing is known, C{False} for
+        HTTP/1.1 and after a failed attempt (the key's waiters then connect
+        in parallel, as over HTTP/1.1, until a multiplexed one comes up).
     """
 
     __slots__ = (
