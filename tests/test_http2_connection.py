@@ -62,6 +62,9 @@ class FakeOwner:
     def connectionCapacityChanged(self, connection: Any) -> None:
         self.reports.append(("capacity", connection.capacity))
 
+    def streamTimedOut(self, connection: Any, error: Any) -> None:
+        self.reports.append(("streamTimedOut", type(error).__name__))
+
 
 class Collector(Protocol):
     """
@@ -322,7 +325,10 @@ class ConnectionTests(_ConnectionCase):
         self.owner.reactor.advance(5)
         self.pump()
         self.assertTrue(body.reason.check(ReadTimeoutError))
-        self.assertEqual(self.owner.reports, [("quiescent", None)])
+        self.assertEqual(
+            self.owner.reports,
+            [("streamTimedOut", "ReadTimeoutError"), ("quiescent", None)],
+        )
         self.assertEqual(self.conn.lifecycle.value, "active")
         self.assertEqual(
             [type(e).__name__ for e in self.events if not isinstance(e, RequestReceived)][

@@ -294,6 +294,7 @@ class FaultTests(_Case):
         slow = defer.ensureDeferred(self.get(agent, b"/slow"))
         self.assertEqual(await self.get(agent, b"/fast"), b"GET /fast 0")
         await self.assertFailure(slow, ResponseTimeoutError)
+        self.assertEqual(self.pool.stats().timedOut, 1)
         self.assertEqual(await self.get(agent, b"/again"), b"GET /again 0")
         self.assertEqual(len(self.script.connections), 1)
         await task.deferLater(reactor, 0.05, lambda: None)

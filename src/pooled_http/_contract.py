@@ -33,7 +33,7 @@ __all__ = ["ConnectionOwner", "PoolConnection", "ConnectionFactory"]
 class ConnectionOwner(Protocol):
     """
     What a connection may see of the pool that owns it, and the reports it
-    makes to it (four, and a fifth from a multiplexed connection).
+    makes to it (four, and two more from a multiplexed connection).
 
     The settings are read when they are needed, so a change of a pool
     setting reaches connections that are already open.
@@ -85,6 +85,14 @@ class ConnectionOwner(Protocol):
         A multiplexed connection's C{capacity} changed (the server's
         settings changed, or it takes no new request: C{0}).  For such a
         connection, C{connectionQuiescent} reports one request done.
+        """
+
+    def streamTimedOut(self, connection: PoolConnection, error: PoolError) -> None:
+        """
+        A timer of one request on a multiplexed connection fired (response
+        headers, body read): that request fails with C{error} and its
+        stream is reset; the connection goes on (it still reports the
+        request done with C{connectionQuiescent}).
         """
 
     def connectionQuiescent(self, connection: PoolConnection) -> None:

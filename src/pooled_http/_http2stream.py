@@ -449,13 +449,18 @@ class Stream:
 
     def _responseTimedOut(self, timeout: float) -> None:
         self._responseTimer = None
-        self._reset()
-        self._fail(Failure(ResponseTimeoutError(self._connection.key, timeout)))
+        self._timedOut(ResponseTimeoutError(self._connection.key, timeout))
 
     def _readTimedOut(self, timeout: float) -> None:
         self._readTimer = None
+        self._timedOut(ReadTimeoutError(self._connection.key, timeout))
+
+    def _timedOut(self, error: Any) -> None:
+        connection = self._connection
+        this: Any = connection
+        connection.owner.streamTimedOut(this, error)
         self._reset()
-        self._fail(Failure(ReadTimeoutError(self._connection.key, timeout)))
+        self._fail(Failure(error))
 
     def _cancel(self, d: Deferred[Any]) -> None:
         """

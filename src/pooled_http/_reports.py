@@ -119,6 +119,14 @@ class ConnectionReports:
         emit("timeout", connection.key, str(error))
         self._carryOut(self._core.discard(connection, CloseReason.ERROR))
 
+    def _streamTimedOut(self, connection: PoolConnection, error: PoolError) -> None:
+        """
+        A timer of one request on a multiplexed connection fired; that
+        request's stream is reset, the connection goes on.
+        """
+        self._counters.timedOut += 1
+        emit("timeout", connection.key, str(error))
+
     def _connectionLost(
         self, connection: PoolConnection, previous: Lifecycle, reason: Failure
     ) -> None:
@@ -152,6 +160,7 @@ class PoolOwner:
     @ivar connectionLost: See L{ConnectionOwner.connectionLost}.
     @ivar connectionCapacityChanged: See
         L{ConnectionOwner.connectionCapacityChanged}.
+    @ivar streamTimedOut: See L{ConnectionOwner.streamTimedOut}.
     """
 
     __slots__ = (
@@ -162,6 +171,7 @@ class PoolOwner:
         "connectionTimedOut",
         "connectionLost",
         "connectionCapacityChanged",
+        "streamTimedOut",
     )
 
     def __init__(self, pool: HTTPConnectionPool) -> None:
@@ -175,6 +185,7 @@ class PoolOwner:
         self.connectionTimedOut = pool._connectionTimedOut
         self.connectionLost = pool._connectionLost
         self.connectionCapacityChanged = pool._connectionCapacityChanged
+        self.streamTimedOut = pool._streamTimedOut
 
     @property
     def responseTimeout(self) -> float | None:
