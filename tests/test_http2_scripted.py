@@ -371,6 +371,35 @@ class FaultTests(_Case):
         stats = self.pool.stats()
         self.assertEqual((stats.inUse, stats.idle, stats.streams), (0, 1, 0))
 
+    async def test_throughConnectProxy(self) -> None:
+        """
+        HTTP/2 inside a CONNECT tunnel: one CONNECT, one tunnel, every
+        request on it as a stream; the key says h2.
+        """
+        from tests.support.proxyservers import ScriptedProxy
+
+        self.serve(Script())
+        proxy = ScriptedProxy(reactor)
+        self.addCleanup(proxy.stop)
+        pool = HTTPConnectionPool(reactor)
+        self.addCleanup(pool.close)
+        self.pool = pool
+        agent = PooledAgent(
+            reactor,
+            pool=pool,
+            contextFactory=self.tls.clientPolicy(),
+            proxy=f"http://{LOOPBACK}:{proxy.port}",
+            http2=True,
+        )
+        bodies = await defer.gatherResults(
+            [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(10)]
+        )
+        self.assertEqual(bodies, [b"GET /%d 0" % i for i in range(10)])
+        self.assertEqual(len(proxy.connects()), 1)
+        self.assertEqual(len(self.script.connections), 1)
+        (key,) = pool.stats().perKey
+        self.assertEqual(key[-1], b"h2")
+
     async def test_http11OnlyServerFallsBack(self) -> None:
         """
         A TLS server that offers only http/1.1 by ALPN is spoken to in

@@ -122,9 +122,10 @@ class PooledAgent:
     With C{http2=True}, C{https://} connections offer C{h2} and
     C{http/1.1} by ALPN and speak HTTP/2 when the server picks it (many
     requests at once on one connection, C{response.version} of
-    C{(b"HTTP", 2, 0)}), HTTP/1.1 otherwise; their keys end with C{b"h2"},
-    so they are never shared with HTTP/1.1-only agents.  Plain C{http://}
-    and proxied requests stay on HTTP/1.1.
+    C{(b"HTTP", 2, 0)}), HTTP/1.1 otherwise, directly or inside a CONNECT
+    or SOCKS5 tunnel; their keys end with C{b"h2"}, so they are never
+    shared with HTTP/1.1-only agents.  Plain C{http://} requests (direct or
+    forwarded by a proxy) stay on HTTP/1.1.
 
     @ivar pool: The pool connections come from.
     @ivar maxCachedEndpoints: How many destinations are remembered; the least
@@ -411,7 +412,10 @@ class PooledAgent:
                 proxyAuthorization=proxy.basicCredentials(),
             )
         key = (scheme, host, port, self._tlsIdentity, *proxy.keyPart)
-        endpoint = factory.endpoint(scheme, host, port, proxy, key)
+        http2 = self._http2 if scheme in _TLS_SCHEMES else None
+        if http2 is not None:
+            key += (b"h2",)
+        endpoint = factory.endpoint(scheme, host, port, proxy, key, http2)
         return _Route(key, endpoint, hostValue)
 
     def _routeFor(
