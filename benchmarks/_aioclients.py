@@ -1,6 +1,6 @@
 """
-asyncio benchmark clients, one per subprocess: C{aiohttp} and C{httpx}
-(async), each with its default settings except where a scenario sets a
+asyncio benchmark clients, one per subprocess: C{aiohttp}, C{httpx}
+(async) and C{httpx+h2} (the same with C{http2=True}), each with its default settings except where a scenario sets a
 global cap (C{limit} / C{max_connections}) or, for the memory scenario, asks
 it to keep every connection.
 
@@ -27,7 +27,7 @@ from _common import (
 )
 from _workload import Runtime, runWorkload
 
-ASYNC_CLIENTS = ("aiohttp", "httpx")
+ASYNC_CLIENTS = ("aiohttp", "httpx", "httpx+h2")
 
 
 def sslContext(job: dict[str, Any]) -> ssl.SSLContext | None:
@@ -94,6 +94,10 @@ class HttpxClient:
         context = sslContext(job)
         if context is not None:
             kwargs["verify"] = context
+        if job["client"] == "httpx+h2":
+            import h2  # noqa: F401  (httpx needs it for HTTP/2)
+
+            kwargs["http2"] = True
         self.client = httpx.AsyncClient(**kwargs)
 
     async def get(self, url: str) -> None:
@@ -135,7 +139,7 @@ async def runJob(job: dict[str, Any]) -> dict[str, Any]:
     try:
         if client == "aiohttp":
             session: AiohttpClient | HttpxClient = AiohttpClient(job)
-        elif client == "httpx":
+        elif client in ("httpx", "httpx+h2"):
             session = HttpxClient(job)
         else:
             raise ValueError(f"unknown client {client!r}")

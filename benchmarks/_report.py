@@ -67,6 +67,7 @@ def evaluateTargets(results: dict[str, Any]) -> list[dict[str, Any]]:
             targets.append(_target(name, met, text))
         else:
             targets.append(_target(name, None, "pooled_http or stock results missing"))
+    targets.extend(_http2Targets(results))
     ours, stock = (
         _summary(results, "steady", POOLED_AGENT),
         _summary(results, "steady", STOCK),
@@ -117,6 +118,41 @@ def evaluateTargets(results: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         targets.append(_target(name, None, "pooled_http pool-ops results missing"))
     return targets
+
+
+def _http2Targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """
+    The HTTP/2 targets of burst-h2: at least our HTTP/1.1 figure, at least
+    5x httpx's HTTP/2 figure, one connection opened.
+    """
+    if "burst-h2" not in results["scenarios"]:
+        return []
+    h2 = _summary(results, "burst-h2", "pooled_http+h2")
+    name = "burst-h2: HTTP/2 >= our HTTP/1.1, >= 5x httpx HTTP/2, 1 connection"
+    if "rps" not in h2:
+        why = h2.get("unavailable") or h2.get("failed") or "not run"
+        return [_target(name, None, f"pooled_http+h2: {why}")]
+    parts = []
+    met: bool | None = True
+    h11 = _summary(results, "burst-h2", POOLED_AGENT)
+    if "rps" in h11:
+        ratio = h2["rps"] / h11["rps"]
+        met = met and ratio >= 1.0
+        parts.append(f"{ratio:.2f}x our HTTP/1.1 ({h2['rps']:.0f} vs {h11['rps']:.0f} req/s)")
+    httpx = _summary(results, "burst-h2", "httpx+h2")
+    if "rps" in httpx:
+        ratio = h2["rps"] / httpx["rps"]
+        met = met and ratio >= 5.0
+        parts.append(f"{ratio:.2f}x httpx HTTP/2 ({httpx['rps']:.0f} req/s)")
+    else:
+        parts.append("httpx HTTP/2 not measured")
+    opened = h2.get("openedMax")
+    met = met and opened == 1
+    parts.append(f"at most {opened} connections opened per run")
+    h2load = _summary(results, "burst-h2", "h2load")
+    if "rps" in h2load:
+        parts.append(f"h2load {h2load['rps']:.0f} req/s")
+    return [_target(name, met, "; ".join(parts))]
 
 
 def _load(values: Any) -> str:

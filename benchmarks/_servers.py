@@ -158,7 +158,9 @@ def startNginx(binary: str, portCount: int, connections: int) -> Server:
         workerConnections = max(4096, connections + 2048)
         listen = "\n".join(
             [f"        listen 127.0.0.1:{p} backlog=4096;" for p in plain]
-            + [f"        listen 127.0.0.1:{tlsPort} ssl backlog=4096;"]
+            # HTTP/2 by ALPN on the TLS port (burst-h2); clients that do
+            # not offer it get HTTP/1.1 as before.
+            + [f"        listen 127.0.0.1:{tlsPort} ssl http2 backlog=4096;"]
         )
         config = (
             template.replace("@PREFIX@", directory)

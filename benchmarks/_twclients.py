@@ -4,6 +4,7 @@ Twisted benchmark clients, one per subprocess:
   - C{pooled_http}: L{pooled_http.HTTPConnectionPool} with the stock
     L{twisted.web.client.Agent};
   - C{pooled_http+PooledAgent}: the same pool with L{pooled_http.PooledAgent};
+  - C{pooled_http+h2}: the same with C{PooledAgent(http2=True)};
   - C{twisted-default}: Twisted's stock pool, C{persistent=True},
     C{maxPersistentPerHost=2} (its defaults);
   - C{twisted-tuned}: Twisted's stock pool with C{maxPersistentPerHost} set to
@@ -44,6 +45,7 @@ from twisted.web.client import HTTPConnectionPool as StockPool
 TWISTED_CLIENTS = (
     "pooled_http",
     "pooled_http+PooledAgent",
+    "pooled_http+h2",
     "twisted-default",
     "twisted-tuned",
 )
@@ -109,6 +111,8 @@ def makeAgent(reactor: Any, client: str, pool: Any, job: dict[str, Any]) -> Any:
     if job.get("caPem"):
         trustRoot = Certificate.loadPEM(job["caPem"].encode("ascii"))
         kwargs["contextFactory"] = BrowserLikePolicyForHTTPS(trustRoot=trustRoot)
+    if client == "pooled_http+h2":
+        return pooledAgentClass()(reactor, http2=True, **kwargs)
     if client == "pooled_http+PooledAgent":
         if job.get("proxy"):
             kwargs["proxy"] = job["proxy"]
@@ -228,8 +232,15 @@ async def runJob(
     @param outcome: Where a stall is reported.
     """
     client = job["client"]
-    if client == "pooled_http+PooledAgent" and pooledAgentClass() is None:
+    if client in ("pooled_http+PooledAgent", "pooled_http+h2") and (
+        pooledAgentClass() is None
+    ):
         return {"unavailable": "pooled_http.PooledAgent is not importable"}
+    if client == "pooled_http+h2":
+        try:
+            import h2  # noqa: F401
+        except ImportError:
+            return {"unavailable": "h2 is not installed (pooled_http[http2])"}
     if client.startswith("pooled_http"):
         try:
             import pooled_http  # noqa: F401

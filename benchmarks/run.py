@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -46,8 +47,14 @@ CLIENTS = (
     "twisted-tuned",
     "aiohttp",
     "httpx",
+    # Only in the HTTP/2 scenario (burst-h2):
+    "pooled_http+h2",
+    "httpx+h2",
+    "h2load",
 )
-TWISTED_CLIENTS = CLIENTS[:4]
+#: Clients that run only where a scenario names them (Scenario.clients).
+H2_CLIENTS = frozenset({"pooled_http+h2", "httpx+h2", "h2load"})
+TWISTED_CLIENTS = CLIENTS[:4] + ("pooled_http+h2",)
 BASELINE = "twisted-default"
 REFERENCE = "aiohttp"
 
@@ -74,6 +81,8 @@ class Scenario:
     @ivar notes: Per-client remarks shown with the results.
     @ivar skip: Clients that cannot run this scenario, with the reason.
     @ivar maxRepeats: Run at most this many repeats (unless --all-repeats).
+    @ivar clients: The only clients this scenario runs (of those selected);
+        empty for every client but the HTTP/2 ones.
     """
 
     name: str
@@ -90,11 +99,12 @@ class Scenario:
     notes: dict[str, str] = field(default_factory=dict)
     skip: dict[str, str] = field(default_factory=dict)
     maxRepeats: int | None = None
+    clients: tuple[str, ...] = ()
 
 
 def makeScenarios(scale: float, smoke: bool) -> list[Scenario]:
     """
-    The six scenarios at the requested size.
+    The seven scenarios at the requested size.
 
     @param scale: Multiplies request, cycle and connection counts.
     @param smoke: Tiny sizes, for the test suite.
@@ -135,6 +145,28 @@ def makeScenarios(scale: float, smoke: bool) -> list[Scenario]:
             total=n(2000, 10),
             concurrency=5 if smoke else 50,
             tls=True,
+        ),
+        Scenario(
+            "burst-h2",
+            "burst over TLS, HTTP/2: GETs in bursts of 100 concurrent",
+            "bursts",
+            total=n(3000, 20),
+            concurrency=10 if smoke else 100,
+            tls=True,
+            clients=(
+                "pooled_http+h2",
+                "pooled_http+PooledAgent",
+                "httpx+h2",
+                "aiohttp",
+                "h2load",
+            ),
+            notes={
+                "pooled_http+h2": "PooledAgent(http2=True): one HTTP/2 connection",
+                "pooled_http+PooledAgent": "HTTP/1.1, up to 8 connections",
+                "aiohttp": "HTTP/1.1 (aiohttp has no HTTP/2)",
+                "h2load": "nghttp2's load generator, C, one connection, "
+                "100 streams kept in flight (not bursts): the physical reference",
+            },
         ),
         Scenario(
             "many-hosts",
@@ -259,6 +291,8 @@ def runHttp(
 
     @return: The client's result plus C{opened}.
     """
+    if client == "h2load":
+        return runH2load(scenario, server, timeout)
     script = "_twclients.py" if client in TWISTED_CLIENTS else "_aioclients.py"
     before = fetchStatus(server.statusPort)
     result = summariseLatencies(
@@ -271,6 +305,52 @@ def runHttp(
     deadline = time.monotonic() + 5
     while fetchStatus(server.statusPort).active > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
+    return result
+
+
+def runH2load(scenario: Scenario, server: Server, timeout: float) -> dict[str, Any]:
+    """
+    Run nghttp2's C{h2load} on the scenario's TLS URL: one connection, the
+    scenario's concurrency as streams in flight, the same request count.
+
+    @return: C{rps} and C{opened}, or why it could not run.
+    """
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        return {"unavailable": "h2load is not installed (apt-get install nghttp2-client)"}
+    url = f"https://127.0.0.1:{server.tlsPort}/"
+    before = fetchStatus(server.statusPort)
+    try:
+        completed = subprocess.run(
+            [
+                h2load,
+                "-n",
+                str(scenario.total),
+                "-c",
+                "1",
+                "-m",
+                str(scenario.concurrency),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"failed": f"h2load timed out after {timeout} s"}
+    after = fetchStatus(server.statusPort)
+    found = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", completed.stdout)
+    if found is None:
+        return {"failed": f"h2load: {completed.stdout[-500:]}{completed.stderr[-500:]}"}
+    result: dict[str, Any] = {
+        "rps": float(found.group(1)),
+        "opened": after.accepts - before.accepts - 1,
+    }
+    failed = re.search(r"(\d+) failed", completed.stdout)
+    if failed is not None and int(failed.group(1)):
+        result["errors"] = int(failed.group(1))
+        result["firstErrors"] = ["h2load reported failed requests"]
     return result
 
 
@@ -437,7 +517,7 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenarios",
-        default="steady,burst,burst-tls,many-hosts,pool-ops,memory",
+        default="steady,burst,burst-tls,burst-h2,many-hosts,pool-ops,memory",
         help="comma-separated scenarios (default: all)",
     )
     parser.add_argument(
@@ -588,9 +668,14 @@ def runScenario(
 
     @return: The scenario's results.
     """
-    clients = {c: {"runs": []} for c in args.clients}  # type: dict[str, dict[str, Any]]
+    selected = [
+        c
+        for c in args.clients
+        if ((c in scenario.clients) if scenario.clients else (c not in H2_CLIENTS))
+    ]
+    clients = {c: {"runs": []} for c in selected}  # type: dict[str, dict[str, Any]]
     runnable = []
-    for c in args.clients:
+    for c in selected:
         if c in scenario.skip:
             clients[c]["summary"] = {"unavailable": scenario.skip[c]}
         else:

@@ -19,7 +19,24 @@ from twisted.trial.unittest import SynchronousTestCase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "benchmarks", "run.py")
-SCENARIOS = ("steady", "burst", "burst-tls", "many-hosts", "pool-ops", "memory")
+SCENARIOS = (
+    "steady",
+    "burst",
+    "burst-tls",
+    "burst-h2",
+    "many-hosts",
+    "pool-ops",
+    "memory",
+)
+#: The clients of burst-h2 (the HTTP/2 ones run nowhere else).
+H2_SCENARIO_CLIENTS = (
+    "pooled_http+h2",
+    "pooled_http+PooledAgent",
+    "httpx+h2",
+    "aiohttp",
+    "h2load",
+)
+H2_ONLY = ("pooled_http+h2", "httpx+h2", "h2load")
 TWISTED_CLIENTS = (
     "pooled_http",
     "pooled_http+PooledAgent",
@@ -58,6 +75,12 @@ class BenchmarkSmokeTests(SynchronousTestCase):
         clients = list(TWISTED_CLIENTS) + [
             c for c in ("aiohttp", "httpx") if installed(c)
         ]
+        if installed("h2"):
+            clients.append("pooled_http+h2")
+            if installed("httpx"):
+                clients.append("httpx+h2")
+        if shutil.which("h2load"):
+            clients.append("h2load")
         output = tempfile.mkdtemp(prefix="bench-smoke-")
         self.addCleanup(shutil.rmtree, output, True)
         command = [
@@ -99,7 +122,11 @@ class BenchmarkSmokeTests(SynchronousTestCase):
         """
         self.assertEqual(sorted(results["scenarios"]), sorted(SCENARIOS))
         for name, scenario in results["scenarios"].items():
-            self.assertEqual(sorted(scenario["clients"]), sorted(clients), name)
+            if name == "burst-h2":
+                expected = [c for c in clients if c in H2_SCENARIO_CLIENTS]
+            else:
+                expected = [c for c in clients if c not in H2_ONLY]
+            self.assertEqual(sorted(scenario["clients"]), sorted(expected), name)
             for client, entry in scenario["clients"].items():
                 where = f"{name}/{client}: {entry}\n{log[-2000:]}"
                 summary = entry.get("summary", {})
@@ -123,7 +150,7 @@ class BenchmarkSmokeTests(SynchronousTestCase):
                     self.assertGreater(summary["idleConnections"], 0, where)
         # The stock pool with its defaults serves this scenario, so the
         # ratios exist; the pool-ops target is always evaluated.
-        self.assertEqual(len(results["targets"]), 4)
+        self.assertEqual(len(results["targets"]), 5)
         burst = results["scenarios"]["burst"]["clients"]["twisted-default"]["summary"]
         self.assertAlmostEqual(burst["vsStock"], 1.0)
 

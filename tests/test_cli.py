@@ -34,7 +34,13 @@ ca.cert_pem.write_to_path(sys.argv[1])
 certificate = ssl.PrivateCertificate.loadPEM(
     issued.private_key_and_cert_chain_pem.bytes()
 )
-tls = reactor.listenSSL(0, counter, certificate.options(), interface="127.0.0.1")
+# ALPN offers http/1.1 only: the --http2 test falls back to it.
+options = ssl.CertificateOptions(
+    privateKey=certificate.privateKey.original,
+    certificate=certificate.original,
+    acceptableProtocols=[b"http/1.1"],
+)
+tls = reactor.listenSSL(0, counter, options, interface="127.0.0.1")
 
 def waitForEOF():
     sys.stdin.read()
@@ -361,6 +367,17 @@ class FetchTests(_ServerMixin, SynchronousTestCase):
         self.assertIsNone(line["status"])
         self.assertEqual(line["error"], "SSLError")
         self.assertIn("certificate verify failed", line["message"])
+
+    def test_http2Flag(self) -> None:
+        """
+        C{--http2} offers HTTP/2 by ALPN; a server that does not take it is
+        fetched over HTTP/1.1 all the same.
+        """
+        url = f"https://127.0.0.1:{self.https}/page/4"
+        result = _run("fetch", "--http2", "--cafile", self.cafile, url)
+        self.assertEqual(result.returncode, 0, result.stdout)
+        [line] = _lines(result.stdout)
+        self.assertEqual((line["status"], line["bytes"]), (200, _pageSize(4)))
 
     def assertUsageError(self, code: int, stdout: str, stderr: str, args: Any) -> None:
         self.assertEqual(code, 2, (args, stderr))

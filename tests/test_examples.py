@@ -84,6 +84,21 @@ class ExampleTests(SynchronousTestCase):
         self.assertIn("HTTPConnectionPool", out)
         self.assertTrue(out.rstrip().endswith("done"), out)
 
+    def test_http2(self) -> None:
+        """
+        C{http2.py} sends fifty requests at once over one HTTP/2 connection
+        to twisted.web's HTTP/2 server.
+        """
+        try:
+            import h2  # noqa: F401
+            import priority  # noqa: F401
+        except ImportError:
+            self.skipTest("needs twisted[http2] (h2 and priority)")
+        out = self.runExample("http2.py")
+        self.assertIn("versions: {(b'HTTP', 2, 0)}", out)
+        self.assertIn("first body: /page/0 over HTTP/2", out)
+        self.assertIn("connections opened: 1", out)
+
     def test_treqBasic(self) -> None:
         """
         C{treq_basic.py} uses treqClient and treq's module-level functions.

@@ -128,8 +128,14 @@ class NginxServer:
     """
 
     def __init__(
-        self, nginx: str, tmp: str, tls: TLSMaterial, keepAliveHeader: bool = False
+        self,
+        nginx: str,
+        tmp: str,
+        tls: TLSMaterial,
+        keepAliveHeader: bool = False,
+        config: str = CONFIG,
     ) -> None:
+        self.config = config
         self.nginx = nginx
         self.keepAliveHeader = keepAliveHeader
         self.tmp = tmp
@@ -152,7 +158,7 @@ class NginxServer:
             conf = os.path.join(self.tmp, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(
-                    CONFIG.format(
+                    self.config.format(
                         tmp=self.tmp,
                         port=self.port,
                         tlsPort=self.tlsPort,

@@ -29,6 +29,8 @@ from ._tunnel import HTTPTunnelEndpoint, SOCKS5Endpoint
 from .errors import (
     ConnectTimeoutError,
     FramingError,
+    HTTP2ProtocolError,
+    HTTP2UnavailableError,
     PoolClosedError,
     PoolError,
     PoolTimeoutError,
@@ -40,6 +42,8 @@ from .errors import (
     ReadTimeoutError,
     ResponseHeadersTooLargeError,
     ResponseTimeoutError,
+    StreamResetError,
+    UnprocessedStreamError,
     isTemporaryNetworkError,
 )
 from .stats import CloseReason, KeyStats, PoolStats, WaitStats
@@ -74,6 +78,10 @@ __all__ = [
     "ReadTimeoutError",
     "ResponseHeadersTooLargeError",
     "FramingError",
+    "StreamResetError",
+    "UnprocessedStreamError",
+    "HTTP2ProtocolError",
+    "HTTP2UnavailableError",
     "ProxyURLError",
     "ProxyError",
     "ProxyAuthenticationRequired",

@@ -43,6 +43,7 @@ from twisted.web.iweb import (
 )
 from zope.interface import implementer
 
+from ._negotiate import ALPNCreator, NegotiatingEndpoint, http2Factory
 from ._pool import HTTPConnectionPool
 from ._proxy import (
     ForwardingEndpoint,
@@ -118,6 +119,14 @@ class PooledAgent:
     proxy URL without credentials and C{fingerprint} a keyed hash of them
     (L{ProxyURL.fingerprint}).
 
+    With C{http2=True}, C{https://} connections offer C{h2} and
+    C{http/1.1} by ALPN and speak HTTP/2 when the server picks it (many
+    requests at once on one connection, C{response.version} of
+    C{(b"HTTP", 2, 0)}), HTTP/1.1 otherwise, directly or inside a CONNECT
+    or SOCKS5 tunnel; their keys end with C{b"h2"}, so they are never
+    shared with HTTP/1.1-only agents.  Plain C{http://} requests (direct or
+    forwarded by a proxy) stay on HTTP/1.1.
+
     @ivar pool: The pool connections come from.
     @ivar maxCachedEndpoints: How many destinations are remembered; the least
         recently used one is forgotten first.
@@ -132,6 +141,8 @@ class PooledAgent:
     # (uri, parsedURI) -> the proxy of one request, or None for direct
     _proxySelector: Callable[[bytes, URI], ProxyURL | None] | None
     _envProxies: dict[str, ProxyURL]
+    # The HTTP/2 connection factory, with http2=True.
+    _http2: Any
 
     def __init__(
         self,
@@ -144,6 +155,7 @@ class PooledAgent:
         maxCachedEndpoints: int = DEFAULT_MAX_CACHED_ENDPOINTS,
         proxy: str | bytes | ProxyURL | ProxySelector | None = None,
         trustEnv: bool = False,
+        http2: bool = False,
     ) -> None:
         """
         @param reactor: The reactor connections are made with.
@@ -166,7 +178,11 @@ class PooledAgent:
             C{all_proxy} and C{no_proxy} (read once, here).  C{no_proxy}
             also applies to a URL given as C{proxy}; a callable C{proxy}
             decides alone.
+        @param http2: Whether C{https://} connections offer HTTP/2 by ALPN
+            (needs the C{pooled_http[http2]} extra and a pooled_http pool).
         @raise ValueError: If C{maxCachedEndpoints} is not a positive integer.
+        @raise HTTP2UnavailableError: For C{http2=True} without C{h2}.
+        @raise TypeError: For C{http2=True} with another kind of pool.
         @raise ProxyURLError: If C{proxy}, or with C{trustEnv} a proxy
             variable of the environment, is not a usable proxy URL.
         """
@@ -180,6 +196,14 @@ class PooledAgent:
             )
             contextFactory = _DeprecatedToCurrentPolicyForHTTPS(contextFactory)
         self._init(reactor, pool, maxCachedEndpoints)
+        if http2:
+            # A pool may stand behind a forwarder that keeps it as .pool.
+            if not isinstance(getattr(self.pool, "pool", self.pool), HTTPConnectionPool):
+                raise TypeError(
+                    "http2=True needs a pooled_http.HTTPConnectionPool, "
+                    f"not {self.pool!r}"
+                )
+            self._http2 = http2Factory()
         self._policy = contextFactory
         self._tlsIdentity = TLSPolicyIdentity(contextFactory)
         self._endpointArgs["bindAddress"] = bindAddress
@@ -303,6 +327,7 @@ class PooledAgent:
         self._proxies = None
         self._proxySelector = None
         self._envProxies = {}
+        self._http2 = None
 
     def __repr__(self) -> str:
         proxies = "" if self._proxies is None else f" via {self._proxies!r}"
@@ -342,7 +367,13 @@ class PooledAgent:
             endpoint = HostnameEndpoint(
                 self._reactor, textHost, port, **self._endpointArgs
             )
-            if scheme in _TLS_SCHEMES:
+            if scheme in _TLS_SCHEMES and self._http2 is not None:
+                creator: Any = ALPNCreator(self._policy.creatorForNetloc(host, port))
+                endpoint = NegotiatingEndpoint(
+                    wrapClientTLS(creator, endpoint), self._http2
+                )
+                key = (scheme, host, port, self._tlsIdentity, b"h2")
+            elif scheme in _TLS_SCHEMES:
                 endpoint = wrapClientTLS(
                     self._policy.creatorForNetloc(host, port), endpoint
                 )
@@ -381,7 +412,10 @@ class PooledAgent:
                 proxyAuthorization=proxy.basicCredentials(),
             )
         key = (scheme, host, port, self._tlsIdentity, *proxy.keyPart)
-        endpoint = factory.endpoint(scheme, host, port, proxy, key)
+        http2 = self._http2 if scheme in _TLS_SCHEMES else None
+        if http2 is not None:
+            key += (b"h2",)
+        endpoint = factory.endpoint(scheme, host, port, proxy, key, http2)
         return _Route(key, endpoint, hostValue)
 
     def _routeFor(

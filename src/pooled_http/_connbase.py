@@ -51,6 +51,9 @@ class ConnectionBase(LifecycleMixin):
     if TYPE_CHECKING:
         transport: Any
 
+    #: One request at a time (see L{pooled_http._contract.PoolConnection}).
+    capacity: int | None = None
+
     def _initConnection(self, owner: ConnectionOwner, key: Hashable) -> None:
         """
         Set what every connection starts with.

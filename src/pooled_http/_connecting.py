@@ -61,7 +61,18 @@ class ProtocolFactory(Factory):
         """
         Build the connection's protocol.
         """
-        connection = self._build(self._owner, self._key)
+        return self.buildWith(self._build)
+
+    def buildWith(self, build: ConnectionFactory) -> Any:
+        """
+        Build the connection's protocol with another connection factory
+        than the pool's (an endpoint that negotiated HTTP/2 by ALPN builds
+        an HTTP/2 connection this way).
+
+        @param build: The connection factory.
+        @return: The connection, stamped.
+        """
+        connection = build(self._owner, self._key)
         self._stamp(connection)
         return connection
 

@@ -32,8 +32,8 @@ __all__ = ["ConnectionOwner", "PoolConnection", "ConnectionFactory"]
 
 class ConnectionOwner(Protocol):
     """
-    What a connection may see of the pool that owns it, and the four
-    reports it makes to it.
+    What a connection may see of the pool that owns it, and the reports it
+    makes to it (four, and two more from a multiplexed connection).
 
     The settings are read when they are needed, so a change of a pool
     setting reaches connections that are already open.
@@ -72,6 +72,27 @@ class ConnectionOwner(Protocol):
     def maxHeaderBytes(self) -> int:
         """
         Bytes the status line and headers of a response may take.
+        """
+
+    @property
+    def maxConcurrentStreams(self) -> int:
+        """
+        Requests a multiplexed connection may carry at once, at most.
+        """
+
+    def connectionCapacityChanged(self, connection: PoolConnection) -> None:
+        """
+        A multiplexed connection's C{capacity} changed (the server's
+        settings changed, or it takes no new request: C{0}).  For such a
+        connection, C{connectionQuiescent} reports one request done.
+        """
+
+    def streamTimedOut(self, connection: PoolConnection, error: PoolError) -> None:
+        """
+        A timer of one request on a multiplexed connection fired (response
+        headers, body read): that request fails with C{error} and its
+        stream is reset; the connection goes on (it still reports the
+        request done with C{connectionQuiescent}).
         """
 
     def connectionQuiescent(self, connection: PoolConnection) -> None:
@@ -128,6 +149,12 @@ class PoolConnection(Protocol):
         the connection tells when the request's head and body are written
         and the response's head and body are in (and clears when the
         response is done); L{None} otherwise.
+    @ivar capacity: L{None} for a connection that carries one request at a
+        time (HTTP/1.1); for a multiplexed one (HTTP/2), how many requests
+        it may carry at once now, read by the pool when the connection is
+        up and after each C{connectionCapacityChanged} report.  Every
+        request on it is handed out as its own lease, and each one done is
+        reported with C{connectionQuiescent}.
     """
 
     key: Hashable
@@ -141,6 +168,7 @@ class PoolConnection(Protocol):
     timeoutError: PoolError | None
     transport: Any
     trace: Any
+    capacity: int | None
 
     @property
     def stale(self) -> bool:

@@ -13,7 +13,15 @@ Vocabulary:
       opened, one in use, or one idle;
     - a I{waiter} is one C{getConnection} call that has not been answered;
     - the I{ring} is the round-robin order of keys whose oldest waiter could
-      be served now if the global limit allowed it.
+      be served now if the global limit allowed it;
+    - a I{multiplexed} connection (HTTP/2) carries up to its I{capacity} of
+      requests at once.  It is in use while it carries at least one, idle
+      when it carries none; a waiter is handed one with room (I{spare})
+      before an idle one, and a new connection is opened only when none
+      has room.  Its capacity is reported when it is up (L{connected}) and
+      whenever it changes (C{capacityChanged}, with the other stream books
+      in L{pooled_http._corestreams}); a capacity of 0 means it takes no
+      new request and is closed once its last one is done.
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from ._corestreams import StreamBooks
 from ._coretypes import Action, ActionKind, Bucket, Waiter, WaiterState
 from .stats import CloseReason
 
 __all__ = ["PoolCore", "Action", "ActionKind", "Bucket", "Waiter", "WaiterState"]
 
 
-class PoolCore:
+class PoolCore(StreamBooks):
     """
     The books of a connection pool.
 
@@ -90,7 +99,15 @@ class PoolCore:
         there is one and nobody is queued ahead, else return L{None}.
         """
         bucket = self.buckets.get(key)
-        if bucket is None or not bucket.idle or bucket.waiters or self.closed:
+        if bucket is None or bucket.waiters or self.closed:
+            return None
+        if bucket.spare:
+            for connection in bucket.spare:
+                if not connection.stale:
+                    self._addStream(bucket, connection)
+                    self._reuse(bucket)
+                    return connection
+        if not bucket.idle:
             return None
         connection, _ = bucket.idle.popitem()
         del self._idle[connection]
@@ -100,6 +117,8 @@ class PoolCore:
             self.closingCount += 1
             return None
         bucket.inUse.add(connection)
+        if bucket.capacity and connection in bucket.capacity:
+            self._addStream(bucket, connection)
         self._reuse(bucket)
         return connection
 
@@ -139,19 +158,45 @@ class PoolCore:
         if waiter.state is WaiterState.CONNECTING:
             waiter.state = WaiterState.DONE
 
-    def connected(self, waiter: Waiter, connection: Any) -> list[Action]:
+    def connected(
+        self, waiter: Waiter, connection: Any, capacity: int | None = None
+    ) -> list[Action]:
         """
         The connection opened for C{waiter} is up.  If the waiter has gone
         away meanwhile the connection serves the next in line instead.
+
+        @param capacity: L{None} for a connection that carries one request
+            at a time; for a multiplexed one, how many it may carry at once.
         """
         bucket = self._bucket(waiter.key)
         bucket.connecting.discard(waiter)
         bucket.opened += 1
         self.opened += 1
         bucket.inUse.add(connection)
+        if waiter.coalescing:
+            waiter.coalescing = False
+            bucket.negotiating -= 1
+        if waiter.mayMultiplex:
+            bucket.multiplexed = capacity is not None
+        if capacity is None:
+            if waiter.state is WaiterState.CONNECTING:
+                waiter.state = WaiterState.DONE
+                actions = [Action(ActionKind.HAND, waiter, connection, False)]
+                if bucket.waiters and waiter.mayMultiplex:
+                    # The key's waiters waited for this one: they may open
+                    # their own now.
+                    self._settle(bucket, actions)
+                return actions
+            waiter.state = WaiterState.DONE
+            return self.release(connection, True)
+        bucket.capacity[connection] = capacity
+        bucket.streams[connection] = 1
         if waiter.state is WaiterState.CONNECTING:
             waiter.state = WaiterState.DONE
-            return [Action(ActionKind.HAND, waiter, connection, False)]
+            self._updateSpare(bucket, connection)
+            actions = [Action(ActionKind.HAND, waiter, connection, False)]
+            self._settle(bucket, actions)
+            return actions
         waiter.state = WaiterState.DONE
         return self.release(connection, True)
 
@@ -165,6 +210,13 @@ class PoolCore:
         waiter.state = WaiterState.DONE
         if bucket is None or waiter not in bucket.connecting:
             return actions
+        if waiter.coalescing:
+            waiter.coalescing = False
+            bucket.negotiating -= 1
+        if waiter.mayMultiplex:
+            # Waiters that waited for it connect in parallel now, as over
+            # HTTP/1.1, rather than one failed attempt after another.
+            bucket.multiplexed = False
         bucket.connecting.discard(waiter)
         self.total -= 1
         self._settle(bucket, actions)
@@ -182,6 +234,9 @@ class PoolCore:
         bucket = self.buckets.get(connection.key)
         if bucket is None or connection not in bucket.inUse:
             return actions
+        if bucket.capacity and connection in bucket.capacity:
+            if self._endStream(bucket, connection, reusable, reason, actions):
+                return actions
         bucket.inUse.discard(connection)
         if not reusable or self.closed:
             self._close(bucket, connection, reason or CloseReason.SHUTDOWN, actions)
@@ -195,6 +250,8 @@ class PoolCore:
                 bucket.waiters.popleft()
                 waiter.state = WaiterState.DONE
                 bucket.inUse.add(connection)
+                if connection in bucket.capacity:
+                    self._addStream(bucket, connection)
                 self._reuse(bucket)
                 actions.append(Action(ActionKind.HAND, waiter, connection, True))
             else:
@@ -263,6 +320,8 @@ class PoolCore:
             bucket.inUse.discard(connection)
         else:
             return None
+        if bucket.capacity:
+            self._forgetStreams(bucket, connection)
         return bucket
 
     def closeIdle(self, key: Hashable | None, reason: str) -> list[Action]:
@@ -331,6 +390,8 @@ class PoolCore:
         Move a connection that is neither idle nor in use any more to
         closing, and ask the pool to close it.
         """
+        if bucket.capacity:
+            self._forgetStreams(bucket, connection)
         bucket.closing.add(connection)
         self.closingCount += 1
         actions.append(Action(ActionKind.CLOSE, connection=connection, reason=reason))
@@ -350,10 +411,15 @@ class PoolCore:
         # nothing on the common paths (no idle connection for a waiter, an
         # empty ring, a key still in use).
         waiters = bucket.waiters
-        if waiters and bucket.idle:
+        if waiters and (bucket.idle or bucket.spare):
             self._serveFromIdle(bucket, actions)
         ring = self._ring
-        if waiters and bucket.total < self.perHostLimit and not self.closed:
+        if (
+            waiters
+            and bucket.total < self.perHostLimit
+            and not self.closed
+            and not bucket.negotiating
+        ):
             if bucket.key not in ring:
                 ring[bucket.key] = None
         elif ring:
@@ -364,6 +430,9 @@ class PoolCore:
             self._forgetIfEmpty(bucket)
 
     def _serveFromIdle(self, bucket: Bucket, actions: list[Action]) -> None:
+        while bucket.waiters and bucket.spare:
+            if not self._serveFromSpare(bucket, actions):
+                break
         while bucket.waiters and bucket.idle:
             waiter = bucket.waiters[0]
             connection, _ = bucket.idle.popitem()
@@ -380,13 +449,23 @@ class PoolCore:
             bucket.inUse.add(connection)
             self._reuse(bucket)
             actions.append(Action(ActionKind.HAND, waiter, connection, True))
+            if connection in bucket.capacity:
+                self._addStream(bucket, connection)
+                while bucket.waiters and connection in bucket.spare:
+                    if not self._serveFromSpare(bucket, actions):
+                        return
 
     def _touch(self, bucket: Bucket) -> None:
         """
         Put C{bucket}'s key in the ring if its oldest waiter could be served
         now, take it out otherwise.
         """
-        if bucket.waiters and bucket.total < self.perHostLimit and not self.closed:
+        if (
+            bucket.waiters
+            and bucket.total < self.perHostLimit
+            and not self.closed
+            and not bucket.negotiating
+        ):
             if bucket.key not in self._ring:
                 self._ring[bucket.key] = None
         else:
@@ -412,8 +491,17 @@ class PoolCore:
             waiter.state = WaiterState.CONNECTING
             bucket.connecting.add(waiter)
             self.total += 1
+            if waiter.mayMultiplex and bucket.multiplexed is not False:
+                # The key's next waiters wait for what this one turns out
+                # to be rather than open connections of their own.
+                waiter.coalescing = True
+                bucket.negotiating += 1
             actions.append(Action(ActionKind.CONNECT, waiter))
-            if bucket.waiters and bucket.total < self.perHostLimit:
+            if (
+                bucket.waiters
+                and bucket.total < self.perHostLimit
+                and not bucket.negotiating
+            ):
                 ring[key] = None
 
     def _evictFor(self, bucket: Bucket, actions: list[Action]) -> bool:

@@ -28,18 +28,25 @@ class Waiter:
     """
     One C{getConnection} call.  The pool hangs its own bookkeeping (the
     Deferred, the endpoint, timers) on it; the core reads only C{key},
-    C{minSerial} and C{state}.
+    C{minSerial}, C{state}, C{mayMultiplex} and C{coalescing}.
 
     @ivar key: The pool key.
     @ivar minSerial: Only a connection whose C{serial} is at least this will
         do: a retry asks for a connection opened after the one that failed.
     @ivar state: A L{WaiterState}.
+    @ivar mayMultiplex: Whether the connection opened for it may turn out
+        to carry several requests at once (HTTP/2 offered by ALPN): while it
+        is being opened, the key's other waiters wait for it.
+    @ivar coalescing: Set by the core while its connection is being opened
+        and the key's other waiters wait for it.
     """
 
     __slots__ = (
         "key",
         "minSerial",
         "state",
+        "mayMultiplex",
+        "coalescing",
         "endpoint",
         "deferred",
         "enqueuedAt",
@@ -55,6 +62,8 @@ class Waiter:
         self.key = key
         self.minSerial = minSerial
         self.state = WaiterState.WAITING
+        self.mayMultiplex = False
+        self.coalescing = False
         self.endpoint: Any = None
         self.deferred: Any = None
         self.enqueuedAt = 0.0
@@ -125,6 +134,18 @@ class Bucket:
     @ivar waiters: Waiters queued for a slot, oldest first.
     @ivar opened: Connections opened for this key while it has been known.
     @ivar reused: Idle connections of this key handed out again.
+    @ivar capacity: For each connection of the key that carries several
+        requests at once (HTTP/2), how many it may carry now; C{0} once it
+        takes no new ones (it is draining).  Connections not in it carry one
+        at a time.
+    @ivar streams: Requests in flight on each such connection in use.
+    @ivar spare: Those of them in use that can take another request now.
+    @ivar negotiating: Connections being opened that may turn out to carry
+        several requests at once; while there is one, the key opens no other.
+    @ivar multiplexed: What the last connection opened with C{mayMultiplex}
+        turned out to be: L{None} while nothing is known, C{False} for
+        HTTP/1.1 and after a failed attempt (the key's waiters then connect
+        in parallel, as over HTTP/1.1, until a multiplexed one comes up).
     """
 
     __slots__ = (
@@ -136,6 +157,11 @@ class Bucket:
         "waiters",
         "opened",
         "reused",
+        "capacity",
+        "streams",
+        "spare",
+        "negotiating",
+        "multiplexed",
     )
 
     def __init__(self, key: Hashable) -> None:
@@ -147,6 +173,11 @@ class Bucket:
         self.waiters: deque[Waiter] = deque()
         self.opened = 0
         self.reused = 0
+        self.capacity: dict[Any, int] = {}
+        self.streams: dict[Any, int] = {}
+        self.spare: dict[Any, None] = {}
+        self.negotiating = 0
+        self.multiplexed: bool | None = None
 
     @property
     def total(self) -> int:

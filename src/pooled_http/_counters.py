@@ -52,7 +52,7 @@ def snapshot(core: PoolCore, c: Counters) -> PoolStats:
     A pool's L{PoolStats}: current counts in total and per key, and
     counters since the pool was created.
     """
-    idle = inUse = connecting = waiting = closing = 0
+    idle = inUse = connecting = waiting = closing = streams = 0
     perKey: dict[Hashable, KeyStats] = {}
     for key, bucket in core.buckets.items():
         k = KeyStats(
@@ -63,6 +63,7 @@ def snapshot(core: PoolCore, c: Counters) -> PoolStats:
             opened=bucket.opened,
             reused=bucket.reused,
             closing=len(bucket.closing),
+            streams=sum(bucket.streams.values()) if bucket.streams else 0,
         )
         perKey[key] = k
         idle += k.idle
@@ -70,6 +71,7 @@ def snapshot(core: PoolCore, c: Counters) -> PoolStats:
         connecting += k.connecting
         waiting += k.waiting
         closing += k.closing
+        streams += k.streams
     return PoolStats(
         idle=idle,
         inUse=inUse,
@@ -88,6 +90,7 @@ def snapshot(core: PoolCore, c: Counters) -> PoolStats:
         ),
         perKey=perKey,
         closing=closing,
+        streams=streams,
     )
 
 

@@ -65,6 +65,7 @@ _SETTINGS = settings(
     Setting("maxRequestsPerConnection", integer=True, optional=True),
     Setting("closeGracePeriod"),
     Setting("maxHeaderBytes", integer=True),
+    Setting("maxConcurrentStreams", integer=True),
 )
 
 _LIMITS = frozenset({"maxConnectionsPerHost", "maxConnections", "maxPersistentPerHost"})
@@ -121,6 +122,9 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
     @ivar maxHeaderBytes: Bytes a response's status line and headers may
         take; a longer head fails the request with
         L{ResponseHeadersTooLargeError} (inside Twisted's C{ResponseFailed}).
+    @ivar maxConcurrentStreams: Requests one HTTP/2 connection carries at
+        once, at most (the server's C{SETTINGS_MAX_CONCURRENT_STREAMS} may
+        allow fewer); read when a connection learns the server's settings.
     @ivar lenientHeaders: Skip response header lines without a colon, as
         browsers (and Scrapy) do, instead of failing the response.  Only
         the llhttp connection (C{protocol="httptools"}) reads it; Twisted's
@@ -147,6 +151,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
     maxRequestsPerConnection: int | None = None
     closeGracePeriod: float = 2.0
     maxHeaderBytes: int = 65536
+    maxConcurrentStreams: int = 100
     lenientHeaders: bool = False
 
     #: Whether to log a C{pooled_http.reuse} event every time an idle
@@ -173,6 +178,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         maxRequestsPerConnection: int | None = DEFAULT,
         closeGracePeriod: float = DEFAULT,
         maxHeaderBytes: int = DEFAULT,
+        maxConcurrentStreams: int = DEFAULT,
         lenientHeaders: bool = DEFAULT,
         protocol: str = "auto",
         connectionFactory: ConnectionFactory | None = None,
@@ -236,6 +242,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
             "maxRequestsPerConnection": maxRequestsPerConnection,
             "closeGracePeriod": closeGracePeriod,
             "maxHeaderBytes": maxHeaderBytes,
+            "maxConcurrentStreams": maxConcurrentStreams,
             "lenientHeaders": lenientHeaders,
         }
         for name, value in given.items():
@@ -366,6 +373,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
                 f"not {endpoint!r}"
             )
         waiter = Waiter(key, minSerial)
+        waiter.mayMultiplex = getattr(endpoint, "mayMultiplex", False) is True
         waiter.endpoint = endpoint
         waiter.enqueuedAt = self._reactor.seconds()
         waiter.deferred = Deferred(lambda d: self._cancelWaiter(waiter))
@@ -533,7 +541,11 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
                 waiter.trace.connectDone(connection.serial)
             handshakeStarted(self._dispatch, connection)
         self._live.add(connection)
-        self._carryOut(self._core.connected(waiter, connection))
+        self._carryOut(
+            self._core.connected(
+                waiter, connection, getattr(connection, "capacity", None)
+            )
+        )
 
     def _connectFailed(self, waiter: Waiter, failure: Failure, timedOut: bool) -> None:
         self._counters.failed += 1

@@ -28,6 +28,8 @@ from twisted.web.client import URI, BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
+from ._contract import ConnectionFactory
+from ._negotiate import ALPNCreator, NegotiatingEndpoint
 from ._proxyurl import CREDENTIALS_HINT, ProxyURL, parseProxy
 from ._tunnel import HTTPTunnelEndpoint, SOCKS5Endpoint, proxyUnreachable
 from .errors import ProxyAuthenticationRequired, isCancellation
@@ -214,6 +216,7 @@ class ProxyEndpointFactory:
         port: int,
         proxy: ProxyURL | None,
         key: Hashable | None = None,
+        http2: ConnectionFactory | None = None,
     ) -> IStreamClientEndpoint:
         """
         The endpoint of a tunnelled (or direct) connection to a target.
@@ -224,6 +227,9 @@ class ProxyEndpointFactory:
         @param port: The target port.
         @param proxy: The proxy, or L{None} for a direct connection.
         @param key: The pool key the connections go under, for the errors.
+        @param http2: For C{https} and C{wss}, the connection factory of
+            HTTP/2 connections if HTTP/2 is to be offered by ALPN (see
+            L{pooled_http._negotiate}), or L{None}.
         """
         textHost = host.decode("ascii")
         endpoint: Any
@@ -242,9 +248,12 @@ class ProxyEndpointFactory:
         if proxy is not None:
             endpoint.key = key
         if scheme in (b"https", b"wss"):
-            endpoint = wrapClientTLS(
-                self._policy.creatorForNetloc(host, port), endpoint
-            )
+            creator = self._policy.creatorForNetloc(host, port)
+            if http2 is None:
+                return wrapClientTLS(creator, endpoint)
+            alpn: Any = ALPNCreator(creator)
+            negotiating: Any = NegotiatingEndpoint(wrapClientTLS(alpn, endpoint), http2)
+            return negotiating
         return endpoint
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:

@@ -98,6 +98,13 @@ class ConnectionReports:
             return CloseReason.EXPIRED
         return ""
 
+    def _connectionCapacityChanged(self, connection: PoolConnection) -> None:
+        """
+        A multiplexed connection can carry a different number of requests
+        at once now (C{connection.capacity}; C{0}: none any more).
+        """
+        self._carryOut(self._core.capacityChanged(connection, connection.capacity or 0))
+
     def _connectionGivenUp(self, connection: PoolConnection, reason: Failure) -> None:
         """
         The connection is closing itself (C{Connection: close}, a parse
@@ -118,6 +125,14 @@ class ConnectionReports:
         self._counters.timedOut += 1
         emit("timeout", connection.key, str(error))
         self._carryOut(self._core.discard(connection, CloseReason.ERROR))
+
+    def _streamTimedOut(self, connection: PoolConnection, error: PoolError) -> None:
+        """
+        A timer of one request on a multiplexed connection fired; that
+        request's stream is reset, the connection goes on.
+        """
+        self._counters.timedOut += 1
+        emit("timeout", connection.key, str(error))
 
     def _connectionLost(
         self, connection: PoolConnection, previous: Lifecycle, reason: Failure
@@ -154,6 +169,9 @@ class PoolOwner:
     @ivar connectionGivenUp: See L{ConnectionOwner.connectionGivenUp}.
     @ivar connectionTimedOut: See L{ConnectionOwner.connectionTimedOut}.
     @ivar connectionLost: See L{ConnectionOwner.connectionLost}.
+    @ivar connectionCapacityChanged: See
+        L{ConnectionOwner.connectionCapacityChanged}.
+    @ivar streamTimedOut: See L{ConnectionOwner.streamTimedOut}.
     """
 
     __slots__ = (
@@ -163,6 +181,8 @@ class PoolOwner:
         "connectionGivenUp",
         "connectionTimedOut",
         "connectionLost",
+        "connectionCapacityChanged",
+        "streamTimedOut",
     )
 
     def __init__(self, pool: HTTPConnectionPool) -> None:
@@ -175,6 +195,8 @@ class PoolOwner:
         self.connectionGivenUp = pool._connectionGivenUp
         self.connectionTimedOut = pool._connectionTimedOut
         self.connectionLost = pool._connectionLost
+        self.connectionCapacityChanged = pool._connectionCapacityChanged
+        self.streamTimedOut = pool._streamTimedOut
 
     @property
     def observers(self) -> Dispatch | None:
@@ -203,6 +225,13 @@ class PoolOwner:
         The pool's C{lenientHeaders}, read when a connection is built.
         """
         return self._pool.lenientHeaders
+
+    @property
+    def maxConcurrentStreams(self) -> int:
+        """
+        The pool's C{maxConcurrentStreams}, read when it is needed.
+        """
+        return self._pool.maxConcurrentStreams
 
     @property
     def maxHeaderBytes(self) -> int:

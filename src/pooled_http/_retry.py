@@ -14,7 +14,13 @@ from twisted.web._newclient import (
     ResponseNeverReceived,
 )
 
-from .errors import PoolError, ReadTimeoutError, ResponseTimeoutError, isCancellation
+from .errors import (
+    PoolError,
+    ReadTimeoutError,
+    ResponseTimeoutError,
+    UnprocessedStreamError,
+    isCancellation,
+)
 
 __all__ = ["RetryPolicy", "IDEMPOTENT_METHODS"]
 
@@ -43,7 +49,10 @@ class RetryPolicy:
     policy retries it when not one byte of it was written
     (L{RequestNotSent}), because then the body producer was never started.
     A cancelled request is never retried, nor is one that failed after any
-    part of its response arrived.
+    part of its response arrived.  An HTTP/2 request the server says it
+    never processed (L{UnprocessedStreamError}: above a C{GOAWAY}'s last
+    stream id, or refused) is retried whatever its method, on a new
+    connection too, unless its body producer had started.
 
     L{increment} returns a new policy with one retry fewer, so a policy can
     travel with a request without being shared state.
@@ -99,11 +108,13 @@ class RetryPolicy:
         """
         if self.retries <= 0:
             return False
+        exc = failure.value
+        if isinstance(exc, UnprocessedStreamError):
+            return not (hasBody and exc.bodyStarted)
         if method.upper() not in self.methods:
             return False
         if self.onlyReusedConnections and not reusedConnection:
             return False
-        exc = failure.value
         if isinstance(exc, ReadTimeoutError):
             return False
         if isinstance(exc, ResponseTimeoutError):

@@ -58,6 +58,7 @@ def treqClient(
     bindAddress: Any = None,
     proxy: str | bytes | ProxyURL | ProxySelector | None = None,
     trustEnv: bool = False,
+    http2: bool = False,
     **poolOptions: Any,
 ) -> PooledHTTPClient:
     """
@@ -74,6 +75,8 @@ def treqClient(
     @param proxy: The proxy, as for L{PooledAgent}.
     @param trustEnv: Whether to honour the proxy variables of the
         environment, as for L{PooledAgent}.
+    @param http2: Whether C{https://} connections offer HTTP/2 by ALPN, as
+        for L{PooledAgent} (the C{pooled_http[http2]} extra).
     @param poolOptions: Keyword arguments for L{HTTPConnectionPool}
         (C{persistent}, C{maxConnectionsPerHost}, C{connectTimeout},
         C{poolTimeout}, ...).
@@ -88,5 +91,6 @@ def treqClient(
         bindAddress=bindAddress,
         proxy=proxy,
         trustEnv=trustEnv,
+        http2=http2,
     )
     return PooledHTTPClient(agent)

@@ -40,6 +40,10 @@ __all__ = [
     "ResponseHeadersTooLargeError",
     "FramingError",
     "LifecycleError",
+    "StreamResetError",
+    "UnprocessedStreamError",
+    "HTTP2ProtocolError",
+    "HTTP2UnavailableError",
     "isTemporaryNetworkError",
     "wrappedReasons",
     "isCancellation",
@@ -199,6 +203,104 @@ class LifecycleError(PoolError):
     A connection was asked to make a transition its lifecycle does not allow.
     This indicates a bug in pooled_http, never a network problem.
     """
+
+
+class StreamResetError(PoolError, ResponseFailed):
+    """
+    The server reset one HTTP/2 stream (C{RST_STREAM}): that request
+    failed, the connection and its other requests go on.  A
+    L{ResponseFailed}, so code written for HTTP/1.1 failures catches it.
+
+    @ivar streamId: The stream.
+    @ivar errorCode: The HTTP/2 error code the server gave (an int).
+    """
+
+    def __init__(self, key: Hashable, streamId: int, errorCode: int) -> None:
+        ResponseFailed.__init__(self, [])
+        PoolError.__init__(
+            self,
+            f"the server reset HTTP/2 stream {streamId} to {key!r} "
+            f"with {_h2ErrorName(errorCode)}",
+            key,
+        )
+        self.streamId = streamId
+        self.errorCode = errorCode
+
+
+class UnprocessedStreamError(PoolError, ResponseNeverReceived):
+    """
+    The server said it never processed this HTTP/2 request: it sent
+    C{GOAWAY} with a last stream id below the request's, or refused the
+    stream (C{REFUSED_STREAM}), or the connection was going away before
+    the request could start.  The retry policy sends such a request again
+    on a new connection whatever its method (unless a body producer had
+    started writing).
+
+    @ivar bodyStarted: Whether the request's body producer had started.
+    """
+
+    def __init__(self, key: Hashable, why: str, bodyStarted: bool = False) -> None:
+        ResponseNeverReceived.__init__(self, [])
+        PoolError.__init__(
+            self, f"the HTTP/2 request to {key!r} was not processed: {why}", key
+        )
+        self.bodyStarted = bodyStarted
+
+
+class HTTP2ProtocolError(PoolError, ResponseFailed):
+    """
+    The server broke the HTTP/2 protocol (or the connection failed at the
+    HTTP/2 level): every request in flight on the connection failed with
+    it and the connection was closed.
+
+    @ivar detail: What went wrong, as the HTTP/2 layer put it.
+    """
+
+    def __init__(self, key: Hashable, detail: str) -> None:
+        ResponseFailed.__init__(self, [])
+        PoolError.__init__(
+            self, f"HTTP/2 connection to {key!r} failed: {detail}", key
+        )
+        self.detail = detail
+
+
+class HTTP2UnavailableError(PoolError, ImportError):
+    """
+    C{http2=True} was asked for, but the C{h2} package is not installed:
+    install the C{pooled_http[http2]} extra.
+    """
+
+    def __init__(self) -> None:
+        message = (
+            "http2=True needs the h2 package: "
+            "pip install 'pooled_http[http2]'"
+        )
+        ImportError.__init__(self, message)
+        PoolError.__init__(self, message)
+
+
+def _h2ErrorName(code: int) -> str:
+    """
+    The name of an HTTP/2 error code (RFC 9113, section 7), or its number.
+    """
+    names = (
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    )
+    code = int(code)
+    return names[code] if 0 <= code < len(names) else f"error code {code:#x}"
 
 
 # Markers Twisted adds beside the real reason when a body is cut short.

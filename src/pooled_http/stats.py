@@ -72,6 +72,8 @@ class KeyStats(NamedTuple):
     @ivar reused: Times an idle connection of the key was handed out again.
     @ivar closing: Connections being closed: they still count against the
         limits until their transport is gone.
+    @ivar streams: Requests in flight on the key's HTTP/2 connections (each
+        of them is also counted once in C{inUse} while it carries any).
     """
 
     idle: int = 0
@@ -81,6 +83,7 @@ class KeyStats(NamedTuple):
     opened: int = 0
     reused: int = 0
     closing: int = 0
+    streams: int = 0
 
     @property
     def total(self) -> int:
@@ -115,6 +118,7 @@ class PoolStats:
         a connection attempt or a waiting request.
     @ivar closing: Connections being closed over all keys: they still count
         against the limits until their transport is gone.
+    @ivar streams: Requests in flight on HTTP/2 connections over all keys.
     """
 
     idle: int = 0
@@ -130,6 +134,7 @@ class PoolStats:
     waitTime: WaitStats = field(default_factory=WaitStats)
     perKey: Mapping[Hashable, KeyStats] = field(default_factory=dict)
     closing: int = 0
+    streams: int = 0
 
     @property
     def total(self) -> int:

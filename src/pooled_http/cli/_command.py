@@ -160,12 +160,16 @@ def _runFetch(args: argparse.Namespace) -> int:
     for name, value in options.headers:
         headers.addRawHeader(name, value)
     recorder = ConnectionRecorder(pool, reactor)
-    agent = PooledAgent(
-        reactor,
-        pool=recorder,
-        contextFactory=BrowserLikePolicyForHTTPS(trustRoot=options.trustRoot),
-        **options.proxyArguments,
-    )
+    try:
+        agent = PooledAgent(
+            reactor,
+            pool=recorder,
+            contextFactory=BrowserLikePolicyForHTTPS(trustRoot=options.trustRoot),
+            http2=args.http2,
+            **options.proxyArguments,
+        )
+    except ImportError as e:
+        raise UsageError(f"--http2: {e}") from None
     tally = RunTally(reactor, total=source.total)
     progress: LiveProgress | None = None
     if showProgress:

@@ -206,6 +206,13 @@ def buildParser() -> argparse.ArgumentParser:
         "--cafile", metavar="PEM", help="trust the CA certificates in PEM for https"
     )
     fetch.add_argument(
+        "--http2",
+        action="store_true",
+        help="offer HTTP/2 by ALPN for https:// and use it when the server "
+        "picks it, many requests at once on one connection (needs the "
+        "pooled_http[http2] extra)",
+    )
+    fetch.add_argument(
         "-x",
         "--proxy",
         metavar="URL",

@@ -1,0 +1,397 @@
+"""
+L{pooled_http._http2.HTTP2Connection} on an in-memory transport, with h2's
+server side as the peer and a fake owner on a fake clock: header
+translation, capacity reports, back-pressure per stream, timeouts.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web._newclient import Request
+from twisted.web.client import FileBodyProducer
+from twisted.web.http_headers import Headers
+
+from pooled_http import ReadTimeoutError
+
+try:
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import DataReceived, RequestReceived, StreamEnded
+    from h2.settings import SettingCodes
+
+    from pooled_http._http2 import STREAM_WINDOW, HTTP2Connection
+    from pooled_http._http2stream import requestHeaders
+except ImportError:  # pragma: no cover - h2 missing
+    SKIP = "h2 is not installed"
+else:
+    SKIP = ""
+
+
+class FakeOwner:
+    """
+    A connection owner that records the reports.
+    """
+
+    def __init__(self) -> None:
+        self.reactor = Clock()
+        self.responseTimeout: float | None = None
+        self.readTimeout: float | None = None
+        self.lenientHeaders = False
+        self.maxHeaderBytes = 65536
+        self.maxConcurrentStreams = 100
+        self.reports: list[tuple[str, Any]] = []
+
+    def connectionQuiescent(self, connection: Any) -> None:
+        self.reports.append(("quiescent", None))
+
+    def connectionGivenUp(self, connection: Any, reason: Any) -> None:
+        self.reports.append(("givenUp", reason))
+
+    def connectionTimedOut(self, connection: Any, error: Any) -> None:
+        self.reports.append(("timedOut", error))
+
+    def connectionLost(self, connection: Any, previous: Any, reason: Any) -> None:
+        self.reports.append(("lost", previous))
+
+    def connectionCapacityChanged(self, connection: Any) -> None:
+        self.reports.append(("capacity", connection.capacity))
+
+    def streamTimedOut(self, connection: Any, error: Any) -> None:
+        self.reports.append(("streamTimedOut", type(error).__name__))
+
+
+class Collector(Protocol):
+    """
+    A body protocol that keeps what it gets and may pause at once.
+    """
+
+    def __init__(self, pause: bool = False) -> None:
+        self.data = bytearray()
+        self.reason: Any = None
+        self.pause = pause
+
+    def connectionMade(self) -> None:
+        if self.pause:
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data.extend(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.reason = reason
+
+
+class SyncProducer:
+    """
+    A body producer that writes its whole body at once (the consumer keeps
+    what the window does not allow yet).
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body)
+        self.paused = 0
+
+    def startProducing(self, consumer: Any) -> Any:
+        from twisted.internet.defer import succeed
+
+        consumer.write(self.body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        self.paused += 1
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def request(path: bytes, method: bytes = b"GET", body: bytes | None = None) -> Request:
+    headers = Headers({b"Host": [b"example.test"]})
+    producer = SyncProducer(body) if body is not None else None
+    return Request._construct(method, path, headers, producer, persistent=True)
+
+
+class _ConnectionCase(SynchronousTestCase):
+    """
+    A connection, h2's server side as its peer, and a fake owner.
+    """
+
+    def setUp(self) -> None:
+        if SKIP:
+            raise self.skipTest(SKIP)
+        self.owner = FakeOwner()
+        self.conn = HTTP2Connection(self.owner, ("https", b"example.test", 443))  # type: ignore[arg-type]
+        self.transport = StringTransport()
+        self.conn.makeConnection(self.transport)
+        self.server = H2Connection(
+            H2Configuration(client_side=False, header_encoding=None)
+        )
+        self.server.initiate_connection()
+        self.ready: list[Any] = []
+        self.conn.whenReady().addCallback(self.ready.append)
+        self.events: list[Any] = []
+        self.pump()
+
+    def pump(self) -> None:
+        """
+        Exchange bytes until both sides are quiet.
+        """
+        for _ in range(100):
+            toServer = self.transport.value()
+            self.transport.clear()
+            if toServer:
+                self.events.extend(self.server.receive_data(toServer))
+            toClient = self.server.data_to_send()
+            if toClient:
+                self.conn.dataReceived(toClient)
+            if not toServer and not toClient:
+                return
+
+    def respond(self, streamId: int, body: bytes, end: bool = True) -> None:
+        self.server.send_headers(streamId, [(b":status", b"200")])
+        self.send(streamId, body, end)
+
+    def send(self, streamId: int, body: bytes, end: bool = True) -> None:
+        while body:
+            size = min(
+                self.server.local_flow_control_window(streamId),
+                self.server.max_outbound_frame_size,
+            )
+            assert size > 0, "window exhausted"
+            self.server.send_data(streamId, body[:size])
+            body = body[size:]
+        if end:
+            self.server.end_stream(streamId)
+        self.pump()
+
+
+class ConnectionTests(_ConnectionCase):
+    def test_readyAndCapacity(self) -> None:
+        """
+        The connection is ready once the server's SETTINGS arrived; its
+        capacity follows the server's limit and the pool's setting, and
+        each change is reported.
+        """
+        self.assertEqual(self.ready, [self.conn])
+        self.assertEqual(self.conn.capacity, 100)
+        self.server.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: 7})
+        self.pump()
+        self.assertEqual(self.conn.capacity, 7)
+        self.assertEqual(self.owner.reports, [("capacity", 7)])
+        self.server.close_connection()
+        self.pump()
+        self.assertEqual(self.conn.capacity, 0)
+        self.assertEqual(self.owner.reports, [("capacity", 7), ("capacity", 0)])
+
+    def test_requestHeaders(self) -> None:
+        """
+        Host becomes :authority, connection-specific headers are dropped
+        (and those the Connection header names), names are lower-case, TE
+        is kept only as trailers, and a known body length is sent.
+        """
+        headers = Headers(
+            {
+                b"Host": [b"example.test:8443"],
+                b"Connection": [b"keep-alive, X-Hop"],
+                b"X-Hop": [b"1"],
+                b"Keep-Alive": [b"timeout=5"],
+                b"Transfer-Encoding": [b"chunked"],
+                b"TE": [b"gzip", b"trailers"],
+                b"X-Custom": [b"A", b"B"],
+            }
+        )
+        req = Request._construct(
+            b"POST",
+            b"/p?q=1",
+            headers,
+            FileBodyProducer(BytesIO(b"12345")),
+            persistent=True,
+        )
+        got = requestHeaders(req, b"https")
+        self.assertEqual(
+            got[:4],
+            [
+                (b":method", b"POST"),
+                (b":scheme", b"https"),
+                (b":authority", b"example.test:8443"),
+                (b":path", b"/p?q=1"),
+            ],
+        )
+        self.assertEqual(
+            sorted(got[4:]),
+            [
+                (b"content-length", b"5"),
+                (b"te", b"trailers"),
+                (b"x-custom", b"A"),
+                (b"x-custom", b"B"),
+            ],
+        )
+
+    def test_responseVersionAndBody(self) -> None:
+        """
+        A response says HTTP/2; its body arrives; the stream done is
+        reported as one request done.
+        """
+        responses: list[Any] = []
+        self.conn.request(request(b"/a")).addCallback(responses.append)
+        self.pump()
+        self.respond(1, b"hello")
+        (response,) = responses
+        self.assertEqual((response.version, response.code), ((b"HTTP", 2, 0), 200))
+        body = Collector()
+        response.deliverBody(body)
+        self.assertEqual(bytes(body.data), b"hello")
+        self.assertEqual(self.owner.reports, [("quiescent", None)])
+
+    def test_backPressurePerStream(self) -> None:
+        """
+        A paused body is not acknowledged: its stream's window runs out and
+        the server stops on it, while another stream on the connection
+        still gets its body.  Resuming delivers the bytes held and opens
+        the window again.
+        """
+        responses: list[Any] = []
+        self.conn.request(request(b"/slow")).addCallback(responses.append)
+        self.conn.request(request(b"/other")).addCallback(responses.append)
+        self.pump()
+        self.server.send_headers(1, [(b":status", b"200")])
+        self.pump()
+        slow = Collector(pause=True)
+        responses[0].deliverBody(slow)
+        self.send(1, b"x" * STREAM_WINDOW, end=False)
+        self.assertEqual(self.server.local_flow_control_window(1), 0)
+        self.assertEqual(len(slow.data), 0)
+        self.assertGreater(self.server.outbound_flow_control_window, STREAM_WINDOW)
+        self.respond(3, b"y" * 100_000)
+        other = Collector()
+        responses[1].deliverBody(other)
+        self.assertEqual(len(other.data), 100_000)
+        responses[0].resumeProducing()
+        self.pump()
+        self.assertEqual(len(slow.data), STREAM_WINDOW)
+        # The window is open again (h2 sends updates in batches).
+        self.assertGreater(self.server.local_flow_control_window(1), STREAM_WINDOW // 2)
+        self.send(1, b"z", end=True)
+        self.assertEqual(len(slow.data), STREAM_WINDOW + 1)
+        self.assertIsNotNone(slow.reason)
+
+    def test_requestBodyFlowControl(self) -> None:
+        """
+        A request body larger than the server's window waits for window
+        updates and arrives whole.
+        """
+        self.server.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+        self.pump()
+        body = bytes(range(256)) * 40
+        self.conn.request(request(b"/up", b"POST", body))
+        received = bytearray()
+        for _ in range(200):
+            self.owner.reactor.advance(0)
+            self.pump()
+            for event in self.events:
+                if isinstance(event, DataReceived):
+                    received.extend(event.data)
+                    self.server.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+            ended = any(isinstance(e, StreamEnded) for e in self.events)
+            self.events.clear()
+            if ended:
+                break
+        self.assertEqual(bytes(received), body)
+
+    def test_readTimeoutPerStream(self) -> None:
+        """
+        readTimeout fails the stream whose body stalls and resets it; the
+        connection stays.
+        """
+        self.owner.readTimeout = 5.0
+        responses: list[Any] = []
+        self.conn.request(request(b"/stall")).addCallback(responses.append)
+        self.pump()
+        self.server.send_headers(1, [(b":status", b"200")])
+        self.pump()
+        body = Collector()
+        responses[0].deliverBody(body)
+        self.owner.reactor.advance(5)
+        self.pump()
+        self.assertTrue(body.reason.check(ReadTimeoutError))
+        self.assertEqual(
+            self.owner.reports,
+            [("streamTimedOut", "ReadTimeoutError"), ("quiescent", None)],
+        )
+        self.assertEqual(self.conn.lifecycle.value, "active")
+        self.assertEqual(
+            [type(e).__name__ for e in self.events if not isinstance(e, RequestReceived)][
+                -1
+            ],
+            "StreamReset",
+        )
+
+
+class MissingH2Tests(SynchronousTestCase):
+    def test_missingExtraNamed(self) -> None:
+        """
+        Without h2, C{http2=True} raises L{HTTP2UnavailableError} naming
+        the extra.
+        """
+        import sys
+
+        from twisted.internet.task import Clock
+
+        from pooled_http import HTTP2UnavailableError, PooledAgent
+
+        name = "pooled_http._http2"
+        saved = sys.modules.get(name)
+        sys.modules[name] = None  # type: ignore[assignment]
+
+        def restore() -> None:
+            if saved is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = saved
+
+        self.addCleanup(restore)
+        with self.assertRaises(HTTP2UnavailableError) as caught:
+            PooledAgent(Clock(), http2=True)
+        self.assertIn("pip install 'pooled_http[http2]'", str(caught.exception))
+        self.assertIsInstance(caught.exception, ImportError)
+
+
+class InvalidHeadersTests(_ConnectionCase):
+    """
+    The checks kept of h2's inbound header validation.
+    """
+
+    def test_newlineInHeaderValue(self) -> None:
+        """
+        A response header value with a line feed fails the request and
+        resets its stream; the connection goes on.
+        """
+        self.server.config.validate_outbound_headers = False
+        self.server.config.normalize_outbound_headers = False
+        failures: list[Any] = []
+        self.conn.request(request(b"/bad")).addErrback(failures.append)
+        self.pump()
+        self.server.send_headers(
+            1, [(b":status", b"200"), (b"x-bad", b"a\nb")], end_stream=True
+        )
+        self.pump()
+        (failure,) = failures
+        self.assertIn("invalid response header", str(failure.value.reasons[0].value))
+        self.assertEqual(self.owner.reports, [("quiescent", None)])
+        responses: list[Any] = []
+        self.conn.request(request(b"/good")).addCallback(responses.append)
+        self.pump()
+        self.server.config.validate_outbound_headers = True
+        self.respond(3, b"fine")
+        self.assertEqual(responses[0].code, 200)

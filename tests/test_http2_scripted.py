@@ -1,0 +1,433 @@
+"""
+HTTP/2 faults against a scripted server (L{tests.support.h2server}) on
+loopback over TLS: GOAWAY in the middle of a burst, RST_STREAM, a window of
+one byte, one stream at a time, SETTINGS changed mid-connection, the
+connection dropped with streams in flight, a server that never sends its
+preface, per-stream timeouts, cancellation, and the pool's books after
+each (nothing in use, nothing leaked).
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.defer import CancelledError
+from twisted.trial import unittest
+from twisted.web._newclient import ResponseNeverReceived
+from twisted.web.client import FileBodyProducer, readBody
+from twisted.web.http_headers import Headers
+
+from pooled_http import (
+    ConnectTimeoutError,
+    HTTPConnectionPool,
+    PooledAgent,
+    ResponseTimeoutError,
+    StreamResetError,
+)
+from tests.support.servers import LOOPBACK, TLSMaterial
+
+try:
+    from h2.errors import ErrorCodes
+
+    from tests.support.h2server import (
+        H2ServerFactory,
+        H2ServerProtocol,
+        Script,
+        SettingCodes,
+        serverTLSOptions,
+    )
+except ImportError:  # pragma: no cover - h2 missing
+    Script = object  # type: ignore[assignment,misc]
+    SKIP = "h2 is not installed (pip install 'pooled_http[http2]')"
+else:
+    SKIP = ""
+
+
+class _Case(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        if SKIP:
+            raise unittest.SkipTest(SKIP)
+        self.tls = TLSMaterial()
+
+    def serve(self, script: Any, protocols: list[bytes] | None = None) -> None:
+        port = reactor.listenSSL(  # type: ignore[attr-defined]
+            0,
+            H2ServerFactory(script),
+            serverTLSOptions(self.tls, protocols or [b"h2"]),
+            interface=LOOPBACK,
+        )
+        self.addCleanup(port.stopListening)
+        self.script = script
+        self.base = f"https://{LOOPBACK}:{port.getHost().port}".encode()
+
+    def agent(self, **settings: Any) -> PooledAgent:
+        pool = HTTPConnectionPool(reactor, **settings)
+        self.addCleanup(pool.close)
+        self.pool = pool
+        return PooledAgent(
+            reactor, pool=pool, contextFactory=self.tls.clientPolicy(), http2=True
+        )
+
+    async def get(self, agent: PooledAgent, path: bytes, method: bytes = b"GET") -> bytes:
+        response = await agent.request(method, self.base + path)
+        self.assertEqual(response.version, (b"HTTP", 2, 0))
+        return await readBody(response)
+
+    def assertQuiet(self) -> None:
+        """
+        The pool has nothing in use and no stream in its books.
+        """
+        for bucket in self.pool._core.buckets.values():
+            self.assertEqual(bucket.inUse, set())
+            self.assertEqual(bucket.streams, {})
+            self.assertEqual(bucket.waiters, type(bucket.waiters)())
+
+
+class GoAwayScript(Script):
+    """
+    On the first connection, once 10 requests arrived: answer streams up
+    to 9 (the 5th request), then GOAWAY with last stream id 9.
+    """
+
+    def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+        if proto.index > 0:
+            proto.respond(streamId)
+            return
+        if len(proto.headers) == 10:
+            for each in sorted(proto.headers):
+                if each <= 9:
+                    proto.respond(each)
+            proto.goAway(9)
+
+
+class FaultTests(_Case):
+    async def test_goAwayMidBurst(self) -> None:
+        """
+        Streams above GOAWAY's last stream id are retried on a new
+        connection, whatever their method; those below finish; no request
+        fails.
+        """
+        self.serve(GoAwayScript())
+        agent = self.agent()
+        methods = [b"GET", b"POST"] * 5
+        bodies = await defer.gatherResults(
+            [
+                defer.ensureDeferred(self.get(agent, b"/%d" % i, m))
+                for i, m in enumerate(methods)
+            ]
+        )
+        self.assertEqual(bodies, [b"%s /%d 0" % (m, i) for i, m in enumerate(methods)])
+        self.assertEqual(len(self.script.connections), 2)
+        second = [r for r in self.script.requests if r[0] == 1]
+        self.assertEqual(len(second), 5)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+        self.assertEqual(self.pool.stats().opened, 2)
+
+    async def test_rstStreamFailsOnlyThatStream(self) -> None:
+        """
+        RST_STREAM fails its request with StreamResetError; the others on
+        the connection succeed, on one connection.
+        """
+
+        class Reset(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.headers[streamId][b":path"] == b"/reset":
+                    proto.reset(streamId, ErrorCodes.INTERNAL_ERROR)
+                else:
+                    proto.respond(streamId)
+
+        self.serve(Reset())
+        agent = self.agent()
+        ok = [defer.ensureDeferred(self.get(agent, b"/ok%d" % i)) for i in range(3)]
+        bad = defer.ensureDeferred(self.get(agent, b"/reset"))
+        error = await self.assertFailure(bad, StreamResetError)
+        self.assertEqual(error.errorCode, ErrorCodes.INTERNAL_ERROR)
+        self.assertIn("INTERNAL_ERROR", str(error))
+        self.assertEqual(
+            await defer.gatherResults(ok), [b"GET /ok%d 0" % i for i in range(3)]
+        )
+        self.assertEqual(len(self.script.connections), 1)
+        self.assertQuiet()
+
+    async def test_refusedStreamRetried(self) -> None:
+        """
+        A stream refused (REFUSED_STREAM) is retried, even a POST.
+        """
+
+        class Refuse(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.index == 0:
+                    proto.reset(streamId, ErrorCodes.REFUSED_STREAM)
+                else:
+                    proto.respond(streamId)
+
+        self.serve(Refuse())
+        agent = self.agent()
+        self.assertEqual(await self.get(agent, b"/x", b"POST"), b"POST /x 0")
+        self.assertEqual(len(self.script.connections), 2)
+
+    async def test_oneByteWindow(self) -> None:
+        """
+        With a send window of one byte the request body still goes out
+        whole, a byte at a time as the server opens the window.
+        """
+
+        class Tiny(Script):
+            settings = {SettingCodes.INITIAL_WINDOW_SIZE: 1}
+
+        self.serve(Tiny())
+        agent = self.agent()
+        body = bytes(range(256)) * 8
+        response = await agent.request(
+            b"POST", self.base + b"/up", Headers(), FileBodyProducer(BytesIO(body))
+        )
+        self.assertEqual(await readBody(response), b"POST /up %d" % len(body))
+        self.assertEqual(bytes(self.script.connections[0].bodies[1]), body)
+
+    async def test_maxStreamsOne(self) -> None:
+        """
+        A server allowing one stream at a time, one connection allowed:
+        requests queue and go one after another.
+        """
+
+        class One(Script):
+            settings = {SettingCodes.MAX_CONCURRENT_STREAMS: 1}
+
+        self.serve(One())
+        agent = self.agent(maxConnectionsPerHost=1)
+        bodies = await defer.gatherResults(
+            [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(10)]
+        )
+        self.assertEqual(bodies, [b"GET /%d 0" % i for i in range(10)])
+        self.assertEqual(self.script.maxOpen, 1)
+        self.assertEqual(len(self.script.connections), 1)
+
+    async def test_settingsChangeMidConnection(self) -> None:
+        """
+        The server raises its stream limit from 1 to 10 after the first
+        request: the pool uses the new room on the same connection.
+        """
+
+        class Raise(Script):
+            settings = {SettingCodes.MAX_CONCURRENT_STREAMS: 1}
+
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if streamId == 1:
+                    proto.changeSettings({SettingCodes.MAX_CONCURRENT_STREAMS: 10})
+                    proto.respond(streamId)
+                    return
+                # Answer once 5 are open at once.
+                if len(proto.open) >= 5 or streamId == 1:
+                    for each in sorted(proto.open):
+                        proto.respond(each)
+
+        self.serve(Raise())
+        agent = self.agent(maxConnectionsPerHost=1)
+        self.assertEqual(await self.get(agent, b"/first"), b"GET /first 0")
+        await task.deferLater(reactor, 0.05, lambda: None)
+        bodies = await defer.gatherResults(
+            [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(5)]
+        )
+        self.assertEqual(bodies, [b"GET /%d 0" % i for i in range(5)])
+        self.assertEqual(self.script.maxOpen, 5)
+        self.assertEqual(len(self.script.connections), 1)
+
+    async def test_droppedWithStreamsInFlight(self) -> None:
+        """
+        The connection drops with three streams in flight: the first
+        request (on a new connection) fails with ResponseNeverReceived; the
+        two handed the connection while it was already carrying a request
+        are GETs on a reused connection, retried by the default policy on
+        a new one; nothing hangs and the pool's books are clean.
+        """
+
+        class Drop(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.index > 0:
+                    proto.respond(streamId)
+                elif len(proto.headers) == 3:
+                    proto.transport.abortConnection()
+
+        self.serve(Drop())
+        agent = self.agent()
+        attempts = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(3)]
+        await self.assertFailure(attempts[0], ResponseNeverReceived)
+        self.assertEqual(await attempts[1], b"GET /1 0")
+        self.assertEqual(await attempts[2], b"GET /2 0")
+        self.assertEqual(len(self.script.connections), 2)
+        self.assertQuiet()
+        self.assertEqual(self.pool.stats().inUse, 0)
+
+    async def test_noPreface(self) -> None:
+        """
+        A server that never sends its SETTINGS: the connect timeout, which
+        covers the SETTINGS exchange, fails the request.
+        """
+
+        class Silent(Script):
+            preface = False
+
+        self.serve(Silent())
+        agent = self.agent(connectTimeout=0.3)
+        attempt = defer.ensureDeferred(self.get(agent, b"/"))
+        await self.assertFailure(attempt, ConnectTimeoutError)
+        self.assertQuiet()
+
+    async def test_responseTimeoutPerStream(self) -> None:
+        """
+        responseTimeout fails the stream the server does not answer and
+        resets it; the connection serves the others.
+        """
+
+        class Slow(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.headers[streamId][b":path"] != b"/slow":
+                    proto.respond(streamId)
+
+        self.serve(Slow())
+        agent = self.agent(responseTimeout=0.3)
+        slow = defer.ensureDeferred(self.get(agent, b"/slow"))
+        self.assertEqual(await self.get(agent, b"/fast"), b"GET /fast 0")
+        await self.assertFailure(slow, ResponseTimeoutError)
+        self.assertEqual(self.pool.stats().timedOut, 1)
+        self.assertEqual(await self.get(agent, b"/again"), b"GET /again 0")
+        self.assertEqual(len(self.script.connections), 1)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(
+            [(c, s, e) for c, s, e in self.script.resets], [(0, 1, ErrorCodes.CANCEL)]
+        )
+
+    async def test_cancelResetsStream(self) -> None:
+        """
+        Cancelling a request resets its stream and frees its slot; the
+        connection goes on.
+        """
+
+        class Never(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.headers[streamId][b":path"] != b"/never":
+                    proto.respond(streamId)
+
+        self.serve(Never())
+        agent = self.agent()
+        self.assertEqual(await self.get(agent, b"/warm"), b"GET /warm 0")
+        d = agent.request(b"GET", self.base + b"/never")
+        await task.deferLater(reactor, 0.05, lambda: None)
+        d.cancel()
+        await self.assertFailure(d, CancelledError)
+        self.assertEqual(await self.get(agent, b"/after"), b"GET /after 0")
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.script.resets, [(0, 3, ErrorCodes.CANCEL)])
+        self.assertQuiet()
+
+    async def test_idleCloseSendsGoAway(self) -> None:
+        """
+        An idle HTTP/2 connection is closed politely, with GOAWAY, when its
+        idle timeout runs out, and so is one closed by close().
+        """
+        self.serve(Script())
+        agent = self.agent(cachedConnectionTimeout=0.2)
+        self.assertEqual(await self.get(agent, b"/a"), b"GET /a 0")
+        while not self.script.goAways:
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.script.goAways, [(0, 0)])
+        self.assertEqual(self.pool.stats().closed["idle timeout"], 1)
+        self.assertEqual(await self.get(agent, b"/b"), b"GET /b 0")
+        await self.pool.close()
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.script.goAways, [(0, 0), (1, 0)])
+
+    async def test_statsShowStreams(self) -> None:
+        """
+        stats() counts, per key, the streams in flight beside the one
+        connection carrying them.
+        """
+        held: list[tuple[H2ServerProtocol, int]] = []
+
+        class Hold(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                held.append((proto, streamId))
+
+        self.serve(Hold())
+        agent = self.agent()
+        attempts = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(4)]
+        while len(held) < 4:
+            await task.deferLater(reactor, 0.01, lambda: None)
+        stats = self.pool.stats()
+        (key,) = stats.perKey
+        self.assertEqual(key[-1], b"h2")
+        self.assertEqual(
+            (stats.perKey[key].inUse, stats.perKey[key].streams, stats.streams),
+            (1, 4, 4),
+        )
+        for proto, streamId in held:
+            proto.respond(streamId)
+        await defer.gatherResults(attempts)
+        stats = self.pool.stats()
+        self.assertEqual((stats.inUse, stats.idle, stats.streams), (0, 1, 0))
+
+    async def test_throughConnectProxy(self) -> None:
+        """
+        HTTP/2 inside a CONNECT tunnel: one CONNECT, one tunnel, every
+        request on it as a stream; the key says h2.
+        """
+        from tests.support.proxyservers import ScriptedProxy
+
+        self.serve(Script())
+        proxy = ScriptedProxy(reactor)
+        self.addCleanup(proxy.stop)
+        pool = HTTPConnectionPool(reactor)
+        self.addCleanup(pool.close)
+        self.pool = pool
+        agent = PooledAgent(
+            reactor,
+            pool=pool,
+            contextFactory=self.tls.clientPolicy(),
+            proxy=f"http://{LOOPBACK}:{proxy.port}",
+            http2=True,
+        )
+        bodies = await defer.gatherResults(
+            [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(10)]
+        )
+        self.assertEqual(bodies, [b"GET /%d 0" % i for i in range(10)])
+        self.assertEqual(len(proxy.connects()), 1)
+        self.assertEqual(len(self.script.connections), 1)
+        (key,) = pool.stats().perKey
+        self.assertEqual(key[-1], b"h2")
+
+    async def test_http11OnlyServerFallsBack(self) -> None:
+        """
+        A TLS server that offers only http/1.1 by ALPN is spoken to in
+        HTTP/1.1.
+        """
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        class Hello(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                return b"hello " + request.clientproto
+
+        class HTTP11Site(Site):
+            # twisted.web offers h2 too where h2 and priority import.
+            def acceptableProtocols(self) -> list[bytes]:
+                return [b"http/1.1"]
+
+        port = reactor.listenSSL(  # type: ignore[attr-defined]
+            0,
+            HTTP11Site(Hello()),
+            serverTLSOptions(self.tls, [b"http/1.1"]),
+            interface=LOOPBACK,
+        )
+        self.addCleanup(port.stopListening)
+        agent = self.agent()
+        url = f"https://{LOOPBACK}:{port.getHost().port}/".encode()
+        response = await agent.request(b"GET", url)
+        self.assertEqual(response.version, (b"HTTP", 1, 1))
+        self.assertEqual(await readBody(response), b"hello HTTP/1.1")
