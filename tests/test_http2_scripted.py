@@ -72,7 +72,9 @@ class _Case(unittest.TestCase):
             reactor, pool=pool, contextFactory=self.tls.clientPolicy(), http2=True
         )
 
-    async def get(self, agent: PooledAgent, path: bytes, method: bytes = b"GET") -> bytes:
+    async def get(
+        self, agent: PooledAgent, path: bytes, method: bytes = b"GET"
+    ) -> bytes:
         response = await agent.request(method, self.base + path)
         self.assertEqual(response.version, (b"HTTP", 2, 0))
         return await readBody(response)
@@ -431,3 +433,52 @@ class FaultTests(_Case):
         response = await agent.request(b"GET", url)
         self.assertEqual(response.version, (b"HTTP", 1, 1))
         self.assertEqual(await readBody(response), b"hello HTTP/1.1")
+
+
+class TraceTests(_Case):
+    async def test_hookOrderPerStream(self) -> None:
+        """
+        Each request on an HTTP/2 connection hears its own steps, its
+        stream id among them, in the order HTTP/1.1 requests do.
+        """
+        from tests.test_trace import Recorder
+
+        self.serve(Script())
+        agent = self.agent()
+        recorder = Recorder()
+        self.pool.addObserver(recorder)
+        await defer.gatherResults(
+            [
+                defer.ensureDeferred(self.get(agent, b"/a")),
+                defer.ensureDeferred(self.get(agent, b"/b", b"POST")),
+                defer.ensureDeferred(self.get(agent, b"/c")),
+            ]
+        )
+        traces = [args[0] for args in recorder.args("requestStarting")]
+        self.assertEqual(len(traces), 3)
+        for trace in traces:
+            skipped = ("connectStarted", "connectDone", "requestQueued", "requestDequeued")
+            steps = [
+                name
+                for name, args in recorder.calls
+                if args[:1] == (trace,) and name not in skipped
+            ]
+            self.assertEqual(
+                steps,
+                [
+                    "connectionAcquired",
+                    "requestStarting",
+                    "streamOpened",
+                    "requestHeadersSent",
+                    "requestBodySent",
+                    "responseHeadersReceived",
+                    "responseBodyDone",
+                ],
+            )
+            self.assertEqual(trace.version, (b"HTTP", 2, 0))
+            self.assertEqual(trace.status, 200)
+            self.assertTrue(trace.finished)
+        self.assertEqual(sorted(t.streamId for t in traces), [1, 3, 5])
+        self.assertEqual(len(recorder.args("connectStarted")), 1)
+        self.assertEqual(len(recorder.args("connectDone")), 1)
+        self.assertQuiet()

@@ -139,11 +139,15 @@ class Stream:
     @ivar request: The L{twisted.web._newclient.Request}.
     @ivar deferred: Fires with the response, or fails.
     @ivar response: The response, once its headers arrived.
+    @ivar trace: The L{pooled_http.trace.RequestTrace} of the request, taken
+        from the connection (where the lease put it), or L{None}.
     """
 
     def __init__(self, connection: HTTP2Connection, request: Any) -> None:
         self._connection = connection
         self.request = request
+        self.trace: Any = connection.trace
+        connection.trace = None
         self.streamId = 0
         self.deferred: Deferred[Any] = Deferred(self._cancel)
         self.response: _Response | None = None
@@ -176,6 +180,12 @@ class Stream:
         h2.send_headers(
             streamId, requestHeaders(self.request, scheme), end_stream=self._bodyDone
         )
+        trace = self.trace
+        if trace is not None:
+            trace.stream(streamId)
+            trace.headersSent()
+            if self._bodyDone:
+                trace.bodySent()
         owner = connection.owner
         timeout = owner.responseTimeout
         if timeout is not None:
@@ -235,6 +245,8 @@ class Stream:
         if not outbound and self._bodyDone and not self._sentEnd:
             self._sentEnd = True
             h2.end_stream(self.streamId)
+            if self.trace is not None:
+                self.trace.bodySent()
         self._connection.flush()
 
     def _bodyWritten(self, ignored: object) -> None:
@@ -313,6 +325,8 @@ class Stream:
             self.request,
         )
         self.response = response
+        if self.trace is not None:
+            self.trace.responseHeaders(code, _VERSION)
         self._startReadTimer()
         self.deferred.callback(response)
 
@@ -362,6 +376,12 @@ class Stream:
         response = self.response
         if response is None:
             return
+        trace, self.trace = self.trace, None
+        if trace is not None:
+            if reason is None:
+                trace.responseDone()
+            else:
+                trace.failed(reason)
         if reason is None:
             if self._held:
                 return
