@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
-from twisted.web._newclient import Request, _ensureValidMethod
+from twisted.web._newclient import _ensureValidMethod
 from twisted.web.client import (
     URI,
     BrowserLikePolicyForHTTPS,
@@ -43,6 +43,7 @@ from twisted.web.iweb import (
 )
 from zope.interface import implementer
 
+from ._lease import Lease
 from ._pool import HTTPConnectionPool
 from ._proxy import (
     ForwardingEndpoint,
@@ -53,11 +54,13 @@ from ._proxy import (
 )
 from ._proxyenv import environmentValue, noProxyMatches, proxyFromEnvironment
 from ._routes import (
+    _GOOD_METHODS,
     _PLAIN_SCHEMES,
     _TLS_SCHEMES,
     TLSPolicyIdentity,
     _computeHostValue,
     _Route,
+    newRequest,
     parseURI,
 )
 from .errors import ProxyURLError
@@ -506,11 +509,11 @@ class PooledAgent:
 
         if not isinstance(method, bytes):
             raise TypeError(f"method={method!r} is {type(method)}, but must be bytes")
-        method = _ensureValidMethod(method)
+        if method not in _GOOD_METHODS:
+            method = _ensureValidMethod(method)
 
         if headers is None:
-            headers = Headers()
-            headers.addRawHeader(b"Host", route.hostValue)
+            headers = route.hostHeaders()
         elif not headers.hasHeader(b"Host"):
             headers = headers.copy()
             headers.addRawHeader(b"Host", route.hostValue)
@@ -525,17 +528,24 @@ class PooledAgent:
 
         pool = self.pool
         persistent = pool.persistent
-        d: Deferred[Any] = pool.getConnection(route.key, route.endpoint)
+        if type(pool) is HTTPConnectionPool:
+            # Our pool lends an idle connection without wrapping it in a
+            # Deferred (getConnection's rules, less that Deferred).
+            got: Any = pool._acquire(route.key, route.endpoint, 0)
+            if type(got) is Lease:
+                return got.request(
+                    newRequest(
+                        method, requestPath, headers, bodyProducer, persistent, parsedURI
+                    )
+                )
+            d: Deferred[Any] = got
+        else:
+            d = pool.getConnection(route.key, route.endpoint)
 
         def cbConnected(proto: Any) -> Deferred[IResponse]:
             return proto.request(
-                Request._construct(
-                    method,
-                    requestPath,
-                    headers,
-                    bodyProducer,
-                    persistent=persistent,
-                    parsedURI=parsedURI,
+                newRequest(
+                    method, requestPath, headers, bodyProducer, persistent, parsedURI
                 )
             )
 

@@ -100,7 +100,8 @@ class PoolCore:
             self.closingCount += 1
             return None
         bucket.inUse.add(connection)
-        self._reuse(bucket)
+        bucket.reused += 1
+        self.reused += 1
         return connection
 
     def request(self, waiter: Waiter) -> list[Action]:
@@ -195,7 +196,8 @@ class PoolCore:
                 bucket.waiters.popleft()
                 waiter.state = WaiterState.DONE
                 bucket.inUse.add(connection)
-                self._reuse(bucket)
+                bucket.reused += 1
+                self.reused += 1
                 actions.append(Action(ActionKind.HAND, waiter, connection, True))
             else:
                 # A retry wants a connection newer than the one that failed:
@@ -353,7 +355,16 @@ class PoolCore:
         if waiters and bucket.idle:
             self._serveFromIdle(bucket, actions)
         ring = self._ring
-        if waiters and bucket.total < self.perHostLimit and not self.closed:
+        if (
+            waiters
+            # Bucket.total, written out: this runs on every request queued.
+            and len(bucket.idle)
+            + len(bucket.inUse)
+            + len(bucket.connecting)
+            + len(bucket.closing)
+            < self.perHostLimit
+            and not self.closed
+        ):
             if bucket.key not in ring:
                 ring[bucket.key] = None
         elif ring:

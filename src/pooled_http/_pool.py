@@ -14,6 +14,7 @@ and talk back only through the L{ConnectionOwner} the pool hands them
 from __future__ import annotations
 
 from collections.abc import Hashable
+from functools import partial
 from typing import Any
 
 from twisted.internet.base import DelayedCall
@@ -37,7 +38,7 @@ from ._idle import IdleTimers
 from ._lease import Lease
 from ._lifecycle import Lifecycle
 from ._protocols import connectionFactoryFor
-from ._reports import ConnectionReports, PoolOwner
+from ._reports import OWNER_SETTINGS, ConnectionReports, PoolOwner
 from ._retry import RetryPolicy
 from ._settings import DEFAULT, Setting, settings
 from ._shutdown import Shutdown
@@ -254,8 +255,13 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             if name == "lenientHeaders" and not isinstance(value, bool):
                 raise ValueError(f"lenientHeaders must be True or False, not {value!r}")
             object.__setattr__(self, name, value)
+        else:
+            object.__setattr__(self, name, rule.validate(value))
+        if name in OWNER_SETTINGS and self._ready:
+            # Connections read it from their owner, on every request.
+            setattr(self._owner, name, getattr(self, name))
+        if rule is None:
             return
-        object.__setattr__(self, name, rule.validate(value))
         if name == "maxPersistentPerHost":
             # Code written for Twisted's pool raises maxPersistentPerHost to
             # get more parallel connections: the per-key cap follows it.
@@ -298,7 +304,10 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         @raise TypeError: If C{key} is not hashable or C{endpoint} is not an
             endpoint.
         """
-        return self._acquire(key, endpoint, 0)
+        got = self._acquire(key, endpoint, 0)
+        if type(got) is Lease:
+            return succeed(got)
+        return got  # type: ignore[return-value]
 
     # Introspection
 
@@ -334,20 +343,23 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
 
     def _acquire(
         self, key: Hashable, endpoint: IStreamClientEndpoint, minSerial: int
-    ) -> Deferred[Any]:
+    ) -> Lease | Deferred[Lease]:
+        """
+        What L{getConnection} does, but a lease on an idle connection is
+        returned as it is, without a Deferred around it (L{PooledAgent}
+        calls this directly, sparing that Deferred).
+
+        @param minSerial: Only a connection whose serial is at least this
+            will do (0: any, and an idle one may be handed out at once).
+        @return: A lease, or a Deferred of one.
+        """
         core = self._core
         if core.closed:
             return fail(PoolClosedError(key))
         if not minSerial:
-            try:
-                connection = core.takeIdle(key)
-            except TypeError:
-                raise TypeError(f"pool key {key!r} is not hashable") from None
-            if connection is not None:
-                self._counters.waits += 1
-                if self.logReuse:
-                    emit("reuse", key, "idle connection handed out")
-                return succeed(self._lend(connection, endpoint, True))
+            lease = self._takeLease(key, endpoint)
+            if lease is not None:
+                return lease
         if not callable(getattr(endpoint, "connect", None)):
             raise TypeError(
                 f"endpoint for pool key {key!r} must provide IStreamClientEndpoint, "
@@ -357,13 +369,34 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         waiter.endpoint = endpoint
         waiter.enqueuedAt = self._reactor.seconds()
         waiter.deferred = Deferred(lambda d: self._cancelWaiter(waiter))
-        d: Deferred[Any] = waiter.deferred
-        self._carryOut(core.request(waiter))
+        d: Deferred[Lease] = waiter.deferred
+        actions = core.request(waiter)
+        if actions:
+            self._carryOut(actions)
         if waiter.state is WaiterState.WAITING and self.poolTimeout is not None:
             waiter.timer = self._reactor.callLater(
                 self.poolTimeout, self._waiterTimedOut, waiter
             )
         return d
+
+    def _takeLease(self, key: Hashable, endpoint: IStreamClientEndpoint) -> Lease | None:
+        """
+        The fast path of L{getConnection}: a lease on an idle connection of
+        C{key} if one may be handed out now (L{PooledAgent} asks here
+        first, sparing a Deferred), else L{None}.
+
+        @raise TypeError: If C{key} is not hashable.
+        """
+        try:
+            connection = self._core.takeIdle(key)
+        except TypeError:
+            raise TypeError(f"pool key {key!r} is not hashable") from None
+        if connection is None:
+            return None
+        self._counters.waits += 1
+        if self.logReuse:
+            emit("reuse", key, "idle connection handed out")
+        return self._lend(connection, endpoint, True)
 
     def _lend(
         self,
@@ -389,7 +422,10 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             return None
         self._counters.retried += 1
         emit("retry", key, reason.getErrorMessage())
-        return self._acquire(key, endpoint, self._serial + 1)
+        # A retry asks for a newer connection: never an idle lease at once.
+        got = self._acquire(key, endpoint, self._serial + 1)
+        assert type(got) is not Lease
+        return got  # type: ignore[return-value]
 
     def _cancelWaiter(self, waiter: Waiter) -> None:
         cancelCall(waiter.timer)
@@ -439,13 +475,20 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
                     waiter.deferred.errback(Failure(PoolClosedError(waiter.key)))
 
     def _hand(self, waiter: Any, connection: PoolConnection, reused: bool) -> None:
-        cancelCall(waiter.timer)
-        waiter.timer = None
-        self._counters.waited(self._reactor.seconds() - waiter.enqueuedAt)
+        if waiter.timer is not None:
+            cancelCall(waiter.timer)
+            waiter.timer = None
+        # Counters.waited, written out: this runs for every queued request.
+        counters = self._counters
+        waited = self._reactor.seconds() - waiter.enqueuedAt
+        counters.waits += 1
+        counters.waitSum += waited
+        if waited > counters.waitMax:
+            counters.waitMax = waited
         if reused and self.logReuse:
             emit("reuse", connection.key, "handed to a waiting request")
         lease = self._lend(connection, waiter.endpoint, reused)
-        connection.handOff(lambda: waiter.deferred.callback(lease))
+        connection.handOff(partial(waiter.deferred.callback, lease))
 
     def _park(self, connection: PoolConnection) -> None:
         """

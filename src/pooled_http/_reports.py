@@ -24,7 +24,12 @@ from .stats import CloseReason
 if TYPE_CHECKING:
     from ._pool import HTTPConnectionPool
 
-__all__ = ["ConnectionReports", "PoolOwner"]
+__all__ = ["ConnectionReports", "PoolOwner", "OWNER_SETTINGS"]
+
+#: The pool settings a connection reads through its owner.
+OWNER_SETTINGS = frozenset(
+    {"responseTimeout", "readTimeout", "lenientHeaders", "maxHeaderBytes"}
+)
 
 
 class ConnectionReports:
@@ -143,6 +148,14 @@ class PoolOwner:
     @ivar connectionGivenUp: See L{ConnectionOwner.connectionGivenUp}.
     @ivar connectionTimedOut: See L{ConnectionOwner.connectionTimedOut}.
     @ivar connectionLost: See L{ConnectionOwner.connectionLost}.
+    @ivar responseTimeout: The pool's C{responseTimeout}.
+    @ivar readTimeout: The pool's C{readTimeout}.
+    @ivar lenientHeaders: The pool's C{lenientHeaders}.
+    @ivar maxHeaderBytes: The pool's C{maxHeaderBytes}.
+
+    The settings are copies the pool keeps up to date whenever one is set
+    (a connection reads them on every request: an attribute costs less
+    than a property).
     """
 
     __slots__ = (
@@ -152,7 +165,16 @@ class PoolOwner:
         "connectionGivenUp",
         "connectionTimedOut",
         "connectionLost",
+        "responseTimeout",
+        "readTimeout",
+        "lenientHeaders",
+        "maxHeaderBytes",
     )
+
+    responseTimeout: float | None
+    readTimeout: float | None
+    lenientHeaders: bool
+    maxHeaderBytes: int
 
     def __init__(self, pool: HTTPConnectionPool) -> None:
         """
@@ -164,31 +186,5 @@ class PoolOwner:
         self.connectionGivenUp = pool._connectionGivenUp
         self.connectionTimedOut = pool._connectionTimedOut
         self.connectionLost = pool._connectionLost
-
-    @property
-    def responseTimeout(self) -> float | None:
-        """
-        The pool's C{responseTimeout}, read when it is needed.
-        """
-        return self._pool.responseTimeout
-
-    @property
-    def readTimeout(self) -> float | None:
-        """
-        The pool's C{readTimeout}, read when it is needed.
-        """
-        return self._pool.readTimeout
-
-    @property
-    def lenientHeaders(self) -> bool:
-        """
-        The pool's C{lenientHeaders}, read when a connection is built.
-        """
-        return self._pool.lenientHeaders
-
-    @property
-    def maxHeaderBytes(self) -> int:
-        """
-        The pool's C{maxHeaderBytes}, read when it is needed.
-        """
-        return self._pool.maxHeaderBytes
+        for name in OWNER_SETTINGS:
+            setattr(self, name, getattr(pool, name))
