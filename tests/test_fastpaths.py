@@ -156,3 +156,38 @@ class AgentShortcutTests(SynchronousTestCase):
         d = agent.request(b"GET", b"http://127.0.0.1:8080/")
         self.failureResultOf(d, RuntimeError)
         self.assertEqual(calls, [(b"http", b"127.0.0.1", 8080)])
+
+
+class NoCycleTests(SynchronousTestCase):
+    """
+    A request served leaves nothing in a reference cycle: what it used is
+    freed by reference counting, not left for the garbage collector.
+    """
+
+    def test_responseLetsGoOfProtocol(self) -> None:
+        """
+        Once the body protocol has heard the end, the response no longer
+        refers to it (the protocol refers to the response as its
+        transport).
+        """
+        from twisted.python.failure import Failure
+        from twisted.web._newclient import ResponseDone
+
+        from pooled_http._http11response import _Response
+
+        class Body(Protocol):
+            ended: Any = None
+
+            def connectionLost(self, reason: Any = None) -> None:
+                self.ended = reason
+
+        connection: Any = type("C", (), {"_resumeReading": lambda self: None})()
+        response = _Response(
+            connection, (b"HTTP", 1, 1), 200, b"OK", Headers(), 0, None
+        )
+        body = Body()
+        response.deliverBody(body)
+        response._end(Failure(ResponseDone()))
+        self.assertIsNotNone(body.ended)
+        self.assertIsNone(response._protocol)
+        self.assertRaises(RuntimeError, response.deliverBody, Body())

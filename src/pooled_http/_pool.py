@@ -488,7 +488,11 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         if reused and self.logReuse:
             emit("reuse", connection.key, "handed to a waiting request")
         lease = self._lend(connection, waiter.endpoint, reused)
-        connection.handOff(partial(waiter.deferred.callback, lease))
+        # The waiter lets go of its Deferred (whose canceller refers to the
+        # waiter): nothing of a served request is left in a reference cycle
+        # for the garbage collector.
+        d, waiter.deferred = waiter.deferred, None
+        connection.handOff(partial(d.callback, lease))
 
     def _park(self, connection: PoolConnection) -> None:
         """
