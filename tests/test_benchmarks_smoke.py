@@ -58,6 +58,8 @@ class BenchmarkSmokeTests(SynchronousTestCase):
         clients = list(TWISTED_CLIENTS) + [
             c for c in ("aiohttp", "httpx") if installed(c)
         ]
+        if shutil.which("wrk") is not None:
+            clients.append("wrk")
         output = tempfile.mkdtemp(prefix="bench-smoke-")
         self.addCleanup(shutil.rmtree, output, True)
         command = [
@@ -123,7 +125,7 @@ class BenchmarkSmokeTests(SynchronousTestCase):
                     self.assertGreater(summary["idleConnections"], 0, where)
         # The stock pool with its defaults serves this scenario, so the
         # ratios exist; the pool-ops target is always evaluated.
-        self.assertEqual(len(results["targets"]), 4)
+        self.assertEqual(len(results["targets"]), 8)
         burst = results["scenarios"]["burst"]["clients"]["twisted-default"]["summary"]
         self.assertAlmostEqual(burst["vsStock"], 1.0)
 
