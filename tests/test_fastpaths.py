@@ -97,6 +97,55 @@ class SendNowTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"abc")
 
 
+class SendNowTLSTests(SynchronousTestCase):
+    """
+    Over Twisted's buffering TLS layer, L{sendNow} encrypts at once only
+    over a TCP transport it knows, with nothing kept before the bytes.
+    """
+
+    def tlsProtocol(self) -> Any:
+        from twisted.internet.protocol import Factory
+        from twisted.internet.ssl import optionsForClientTLS
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        factory = TLSMemoryBIOFactory(
+            optionsForClientTLS("localhost"),
+            True,
+            Factory.forProtocol(Protocol),
+            clock=MemoryReactorClock(),
+        )
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        return protocol
+
+    def test_recognised(self) -> None:
+        """
+        The TLS layer C{wrapClientTLS} builds is one L{sendNow} knows.
+        """
+        from pooled_http._sending import _TLS, _kind
+
+        self.assertIs(_kind(self.tlsProtocol()), _TLS)
+
+    def test_keptBytesFirst(self) -> None:
+        """
+        With bytes already kept by the layer's aggregator, the new ones are
+        kept behind them.
+        """
+        protocol = self.tlsProtocol()
+        protocol.write(b"first")
+        sendNow(protocol, b"second")
+        self.assertEqual(protocol._aggregator._buffer, [b"first", b"second"])
+
+    def test_otherTCP(self) -> None:
+        """
+        Over a transport that is not Twisted's TCP connection, the layer's
+        own C{write} is used.
+        """
+        protocol = self.tlsProtocol()
+        sendNow(protocol, b"only")
+        self.assertEqual(protocol._aggregator._buffer, [b"only"])
+
+
 class RequestShortcutTests(SynchronousTestCase):
     """
     The request values the agent builds for itself match Twisted's.
