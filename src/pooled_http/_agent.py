@@ -43,7 +43,6 @@ from twisted.web.iweb import (
 )
 from zope.interface import implementer
 
-from ._lease import Lease
 from ._pool import HTTPConnectionPool
 from ._proxy import (
     ForwardingEndpoint,
@@ -529,16 +528,16 @@ class PooledAgent:
         pool = self.pool
         persistent = pool.persistent
         if type(pool) is HTTPConnectionPool:
-            # Our pool lends an idle connection without wrapping it in a
-            # Deferred (getConnection's rules, less that Deferred).
-            got: Any = pool._acquire(route.key, route.endpoint, 0)
-            if type(got) is Lease:
-                return got.request(
+            # What getConnection does, less the Deferred around a lease on
+            # an idle connection.
+            lease = pool._takeLease(route.key, route.endpoint)
+            if lease is not None:
+                return lease.request(
                     newRequest(
                         method, requestPath, headers, bodyProducer, persistent, parsedURI
                     )
                 )
-            d: Deferred[Any] = got
+            d: Deferred[Any] = pool._wait(route.key, route.endpoint, 0)
         else:
             d = pool.getConnection(route.key, route.endpoint)
 

@@ -304,10 +304,11 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
         @raise TypeError: If C{key} is not hashable or C{endpoint} is not an
             endpoint.
         """
-        got = self._acquire(key, endpoint, 0)
-        if type(got) is Lease:
-            return succeed(got)
-        return got  # type: ignore[return-value]
+        if not self._core.closed:
+            lease = self._takeLease(key, endpoint)
+            if lease is not None:
+                return succeed(lease)
+        return self._wait(key, endpoint, 0)
 
     # Introspection
 
@@ -341,25 +342,21 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
 
     # Handing out
 
-    def _acquire(
+    def _wait(
         self, key: Hashable, endpoint: IStreamClientEndpoint, minSerial: int
-    ) -> Lease | Deferred[Lease]:
+    ) -> Deferred[Any]:
         """
-        What L{getConnection} does, but a lease on an idle connection is
-        returned as it is, without a Deferred around it (L{PooledAgent}
-        calls this directly, sparing that Deferred).
+        The slow path of L{getConnection} (after L{_takeLease} found no idle
+        connection to hand out at once): queue a waiter, which the core
+        serves when a connection comes back or may be opened.
 
         @param minSerial: Only a connection whose serial is at least this
-            will do (0: any, and an idle one may be handed out at once).
-        @return: A lease, or a Deferred of one.
+            will do (a retry's).
+        @return: A Deferred of a lease.
         """
         core = self._core
         if core.closed:
             return fail(PoolClosedError(key))
-        if not minSerial:
-            lease = self._takeLease(key, endpoint)
-            if lease is not None:
-                return lease
         if not callable(getattr(endpoint, "connect", None)):
             raise TypeError(
                 f"endpoint for pool key {key!r} must provide IStreamClientEndpoint, "
@@ -382,8 +379,9 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
     def _takeLease(self, key: Hashable, endpoint: IStreamClientEndpoint) -> Lease | None:
         """
         The fast path of L{getConnection}: a lease on an idle connection of
-        C{key} if one may be handed out now (L{PooledAgent} asks here
-        first, sparing a Deferred), else L{None}.
+        C{key} if one may be handed out now, else L{None} (also when the
+        pool is closed).  L{PooledAgent} asks here first, sparing the
+        Deferred around the lease, then calls L{_wait}.
 
         @raise TypeError: If C{key} is not hashable.
         """
@@ -422,10 +420,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             return None
         self._counters.retried += 1
         emit("retry", key, reason.getErrorMessage())
-        # A retry asks for a newer connection: never an idle lease at once.
-        got = self._acquire(key, endpoint, self._serial + 1)
-        assert type(got) is not Lease
-        return got  # type: ignore[return-value]
+        return self._wait(key, endpoint, self._serial + 1)
 
     def _cancelWaiter(self, waiter: Waiter) -> None:
         cancelCall(waiter.timer)
