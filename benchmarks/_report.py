@@ -336,6 +336,7 @@ def writePlot(results: dict[str, Any], path: str) -> str:
     for ax, name in zip(flat, names, strict=False):
         scenario = scenarios[name]
         clients = scenario["clients"]
+        title = scenario["title"]
         if scenario["mode"] == "poolops":
             keys = scenario["keys"]
             width = 0.8 / max(1, len(clients))
@@ -371,7 +372,11 @@ def writePlot(results: dict[str, Any], path: str) -> str:
             ax.set_ylabel("KiB per idle connection")
             ax.legend(fontsize=7)
         else:
-            shown = [c for c, e in clients.items() if "rps" in e.get("summary", {})]
+            shown = [
+                c
+                for c, e in clients.items()
+                if "rps" in e.get("summary", {}) and c != "wrk"
+            ]
             med = [clients[c]["summary"]["rps"] for c in shown]
             low = [
                 m - clients[c]["summary"]["rpsMin"]
@@ -382,18 +387,17 @@ def writePlot(results: dict[str, Any], path: str) -> str:
                 for c, m in zip(shown, med, strict=True)
             ]
             colors = [
-                "tab:blue"
-                if c.startswith("pooled_http")
-                else "tab:green"
-                if c == "wrk"
-                else "tab:gray"
-                for c in shown
+                "tab:blue" if c.startswith("pooled_http") else "tab:gray" for c in shown
             ]
+            physical = clients.get("wrk", {}).get("summary", {}).get("rps")
+            if physical:
+                # Drawn as a bar it would flatten every other one.
+                title += f"\nwrk (C, one thread): {physical:,.0f} req/s"
             ax.bar(range(len(shown)), med, yerr=[low, high], color=colors, capsize=3)
             ax.set_xticks(list(range(len(shown))))
             ax.set_xticklabels(shown, rotation=30, ha="right", fontsize=7)
             ax.set_ylabel("requests/s (higher is better)")
-        ax.set_title(scenario["title"], fontsize=8)
+        ax.set_title(title, fontsize=8)
     for ax in flat[len(names) :]:
         ax.axis("off")
     machine = results.get("machine", {})
