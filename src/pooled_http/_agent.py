@@ -534,7 +534,12 @@ class PooledAgent:
             if lease is not None:
                 return lease.request(
                     newRequest(
-                        method, requestPath, headers, bodyProducer, persistent, parsedURI
+                        method,
+                        requestPath,
+                        headers,
+                        bodyProducer,
+                        persistent,
+                        parsedURI,
                     )
                 )
             d: Deferred[Any] = pool._wait(route.key, route.endpoint, 0)

@@ -43,6 +43,8 @@ _NO_CONTROL: dict[bytes, list[bytes]] = {}
 # so that a server inventing names cannot grow it without bound.
 _HEADER_KEYS: dict[bytes, bytes] = {}
 _HEADER_KEYS_MAX = 10_000
+
+
 # Whether L{Headers} keeps its values in C{_rawHeaders} and nothing else,
 # so that a whole head can be handed over in one dictionary (to an
 # instance made without running its constructor).
@@ -108,6 +110,21 @@ def _buildHeaders(pending: list[tuple[bytes, bytes]]) -> Headers:
         else:
             values.append(value)
     headers._rawHeaders = raw
+    return headers
+
+
+def _oneHeader(name: bytes, value: bytes) -> Headers:
+    """
+    The L{Headers} of one header line whose value holds no line break (the
+    I{Host} of a request), as C{addRawHeader} would build them.
+    """
+    if not _RAW_HEADERS:  # pragma: no cover - a Headers of another shape
+        return _buildHeaders([(name, value)])
+    key = _HEADER_KEYS.get(name)
+    if key is None:
+        key = _headerKey(name)
+    headers: Any = _newHeaders(Headers)
+    headers._rawHeaders = {key: [value]}
     return headers
 
 

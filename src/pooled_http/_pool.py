@@ -376,7 +376,9 @@ class HTTPConnectionPool(Shutdown, ConnectionReports):
             )
         return d
 
-    def _takeLease(self, key: Hashable, endpoint: IStreamClientEndpoint) -> Lease | None:
+    def _takeLease(
+        self, key: Hashable, endpoint: IStreamClientEndpoint
+    ) -> Lease | None:
         """
         The fast path of L{getConnection}: a lease on an idle connection of
         C{key} if one may be handed out now, else L{None} (also when the

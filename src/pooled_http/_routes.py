@@ -16,7 +16,7 @@ from twisted.web._newclient import Request, _ensureValidURI
 from twisted.web.client import URI
 from twisted.web.http_headers import Headers
 
-from ._http11head import _buildHeaders
+from ._http11head import _oneHeader
 
 __all__ = ["TLSPolicyIdentity", "parseURI"]
 
@@ -88,7 +88,6 @@ class _Route:
         "hostValue",
         "forward",
         "proxyAuthorization",
-        "_hostLine",
     )
 
     def __init__(
@@ -104,14 +103,13 @@ class _Route:
         self.hostValue = hostValue
         self.forward = forward
         self.proxyAuthorization = proxyAuthorization
-        self._hostLine = [(b"Host", hostValue)]
 
     def hostHeaders(self) -> Headers:
         """
         New request headers holding only the I{Host} header, as
         C{Headers().addRawHeader(b"Host", hostValue)} makes them.
         """
-        return _buildHeaders(self._hostLine)
+        return _oneHeader(b"Host", self.hostValue)
 
 
 def parseURI(uri: bytes) -> URI:
