@@ -137,9 +137,12 @@ async def runMemory(
     )
     errors = [repr(e) for e in outcomes if e is not None]
     await runtime.sleep(0.5)
+    # Both figures after a full collection (residentBytes collects): what
+    # the idle connections hold, not garbage the collector has yet to free
+    # (how much of that is left at any moment is down to when it last ran).
+    rssAfter = residentBytes()
     heapAfter = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    rssAfter = residentBytes()
     after = (await runtime.status(job["statusPort"])).active - 1
     idle = max(1, after - before)
     return {

@@ -47,6 +47,7 @@ CLIENTS = (
     "twisted-tuned",
     "aiohttp",
     "httpx",
+    "wrk",
     # Only in the HTTP/2 scenario (burst-h2):
     "pooled_http+h2",
     "httpx+h2",
@@ -57,6 +58,11 @@ H2_CLIENTS = frozenset({"pooled_http+h2", "httpx+h2", "h2load"})
 TWISTED_CLIENTS = CLIENTS[:4] + ("pooled_http+h2",)
 BASELINE = "twisted-default"
 REFERENCE = "aiohttp"
+#: The physical reference: wrk (C, one thread) on the same server.
+PHYSICAL = "wrk"
+
+#: How long wrk runs per repeat (seconds), at full size and in --smoke.
+WRK_SECONDS = (3, 1)
 
 #: Number of plain HTTP ports (keys) of the many-hosts and memory scenarios.
 MANY_PORTS = 20
@@ -117,6 +123,7 @@ def makeScenarios(scale: float, smoke: bool) -> list[Scenario]:
     noCap = "Twisted's pool has no global cap: up to 200 connections at once"
     memorySkip = {
         "twisted-default": "n/a (keeps at most 2 idle connections per host)",
+        "wrk": "n/a (not a pool)",
     }
     if not smoke:
         memorySkip["httpx"] = (
@@ -177,6 +184,7 @@ def makeScenarios(scale: float, smoke: bool) -> list[Scenario]:
             ports=MANY_PORTS,
             globalCap=8 if smoke else 64,
             notes={"twisted-default": noCap, "twisted-tuned": noCap},
+            skip={"wrk": "n/a (one URL per run)"},
         ),
         Scenario(
             "pool-ops",
@@ -189,6 +197,7 @@ def makeScenarios(scale: float, smoke: bool) -> list[Scenario]:
                 "twisted-tuned": "n/a (same code as twisted-default)",
                 "aiohttp": "n/a (no pool API to drive alone)",
                 "httpx": "n/a (no pool API to drive alone)",
+                "wrk": "n/a (not a pool)",
             },
         ),
         Scenario(
@@ -282,8 +291,82 @@ def summariseLatencies(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _wrkSeconds(text: str) -> float:
+    """
+    @return: A wrk duration such as C{"512.00us"}, C{"1.20ms"} or C{"2.00s"}
+        in seconds.
+    """
+    for unit, factor in (("us", 1e-6), ("ms", 1e-3), ("m", 60.0), ("s", 1.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
+def parseWrk(output: str) -> dict[str, Any]:
+    """
+    Read wrk's C{--latency} report.
+
+    @param output: What wrk printed.
+    @return: C{rps}, C{p50} and C{p99} (milliseconds), C{requests} and
+        C{errors} (wrk's socket errors and non-2xx responses).
+    @raise ValueError: If there is no C{Requests/sec} line.
+    """
+    result: dict[str, Any] = {"errors": 0, "firstErrors": []}
+    for line in output.splitlines():
+        words = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(words[1])
+        elif len(words) == 2 and words[0] in ("50%", "99%"):
+            result["p" + words[0][:-1]] = _wrkSeconds(words[1]) * 1000.0
+        elif "requests in" in line:
+            result["requests"] = int(words[0])
+        elif line.strip().startswith(("Socket errors:", "Non-2xx")):
+            numbers = [int(w.strip(",")) for w in words if w.strip(",").isdigit()]
+            result["errors"] += sum(numbers)
+            result["firstErrors"].append(line.strip())
+    if "rps" not in result:
+        raise ValueError("no Requests/sec line in wrk's output")
+    return result
+
+
+def runWrk(scenario: Scenario, server: Server, smoke: bool) -> dict[str, Any]:
+    """
+    Run wrk, the physical reference, on one HTTP scenario: one thread
+    keeping C{concurrency} keep-alive connections busy (no bursts: a new
+    request follows each response at once), for a fixed time.
+
+    @return: Its result, or C{unavailable} when wrk is not installed.
+    """
+    binary = shutil.which("wrk")
+    if binary is None:
+        return {"unavailable": "wrk is not installed (Debian package wrk)"}
+    scheme, port = (
+        ("https", server.tlsPort) if scenario.tls else ("http", server.ports[0])
+    )
+    seconds = WRK_SECONDS[1] if smoke else WRK_SECONDS[0]
+    command = [
+        binary,
+        "-t1",
+        f"-c{scenario.concurrency}",
+        f"-d{seconds}s",
+        "--latency",
+        f"{scheme}://127.0.0.1:{port}/",
+    ]
+    try:
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=seconds + 30, check=False
+        )
+        return parseWrk(completed.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+        return {"failed": f"wrk: {e}"}
+
+
 def runHttp(
-    scenario: Scenario, client: str, server: Server, timeout: float
+    scenario: Scenario,
+    client: str,
+    server: Server,
+    timeout: float,
+    smoke: bool = False,
 ) -> dict[str, Any]:
     """
     Run one client once on an HTTP scenario and count, on the server, the
@@ -295,9 +378,12 @@ def runHttp(
         return runH2load(scenario, server, timeout)
     script = "_twclients.py" if client in TWISTED_CLIENTS else "_aioclients.py"
     before = fetchStatus(server.statusPort)
-    result = summariseLatencies(
-        runSubprocess(script, httpJob(scenario, client, server), timeout)
-    )
+    if client == PHYSICAL:
+        result = runWrk(scenario, server, smoke)
+    else:
+        result = summariseLatencies(
+            runSubprocess(script, httpJob(scenario, client, server), timeout)
+        )
     after = fetchStatus(server.statusPort)
     # The second status request's own connection is counted in "after".
     result["opened"] = after.accepts - before.accepts - 1
@@ -395,10 +481,14 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def addRatios(clients: dict[str, dict[str, Any]]) -> None:
     """
-    Add C{vsStock} and C{vsAiohttp} (ratios of median req/s) to each
-    summary in place.
+    Add C{vsStock}, C{vsAiohttp} and C{vsWrk} (ratios of median req/s; the
+    last is each client's share of what wrk got) to each summary in place.
     """
-    for name, reference in (("vsStock", BASELINE), ("vsAiohttp", REFERENCE)):
+    for name, reference in (
+        ("vsStock", BASELINE),
+        ("vsAiohttp", REFERENCE),
+        ("vsWrk", PHYSICAL),
+    ):
         base = clients.get(reference, {}).get("summary", {}).get("rps")
         for entry in clients.values():
             summary = entry.get("summary", {})
@@ -707,7 +797,7 @@ def runScenario(
                 if "unavailable" in result:
                     unavailable.add(client)
             else:
-                result = runHttp(scenario, client, server, args.timeout)
+                result = runHttp(scenario, client, server, args.timeout, args.smoke)
                 if "unavailable" in result:
                     unavailable.add(client)
             clients[client]["runs"].append(result)

@@ -81,6 +81,8 @@ class BenchmarkSmokeTests(SynchronousTestCase):
                 clients.append("httpx+h2")
         if shutil.which("h2load"):
             clients.append("h2load")
+        if shutil.which("wrk") is not None:
+            clients.append("wrk")
         output = tempfile.mkdtemp(prefix="bench-smoke-")
         self.addCleanup(shutil.rmtree, output, True)
         command = [
@@ -150,7 +152,7 @@ class BenchmarkSmokeTests(SynchronousTestCase):
                     self.assertGreater(summary["idleConnections"], 0, where)
         # The stock pool with its defaults serves this scenario, so the
         # ratios exist; the pool-ops target is always evaluated.
-        self.assertEqual(len(results["targets"]), 5)
+        self.assertEqual(len(results["targets"]), 9)
         burst = results["scenarios"]["burst"]["clients"]["twisted-default"]["summary"]
         self.assertAlmostEqual(burst["vsStock"], 1.0)
 

@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
-from twisted.web._newclient import Request, _ensureValidMethod
+from twisted.web._newclient import _ensureValidMethod
 from twisted.web.client import (
     URI,
     BrowserLikePolicyForHTTPS,
@@ -43,6 +43,7 @@ from twisted.web.iweb import (
 )
 from zope.interface import implementer
 
+from ._lease import Lease
 from ._negotiate import ALPNCreator, NegotiatingEndpoint, http2Factory
 from ._pool import HTTPConnectionPool
 from ._proxy import (
@@ -54,11 +55,13 @@ from ._proxy import (
 )
 from ._proxyenv import environmentValue, noProxyMatches, proxyFromEnvironment
 from ._routes import (
+    _GOOD_METHODS,
     _PLAIN_SCHEMES,
     _TLS_SCHEMES,
     TLSPolicyIdentity,
     _computeHostValue,
     _Route,
+    newRequest,
     parseURI,
 )
 from .errors import ProxyURLError
@@ -540,11 +543,11 @@ class PooledAgent:
 
         if not isinstance(method, bytes):
             raise TypeError(f"method={method!r} is {type(method)}, but must be bytes")
-        method = _ensureValidMethod(method)
+        if method not in _GOOD_METHODS:
+            method = _ensureValidMethod(method)
 
         if headers is None:
-            headers = Headers()
-            headers.addRawHeader(b"Host", route.hostValue)
+            headers = route.hostHeaders()
         elif not headers.hasHeader(b"Host"):
             headers = headers.copy()
             headers.addRawHeader(b"Host", route.hostValue)
@@ -563,17 +566,31 @@ class PooledAgent:
 
         pool = self.pool
         persistent = pool.persistent
-        d: Deferred[Any] = pool.getConnection(route.key, route.endpoint)
+        d: Deferred[Any]
+        if type(pool) is HTTPConnectionPool:
+            leased: Any = pool._leaseNow(route.key, route.endpoint)
+            if isinstance(leased, Lease):
+                d = leased.request(
+                    newRequest(
+                        method,
+                        requestPath,
+                        headers,
+                        bodyProducer,
+                        persistent,
+                        parsedURI,
+                    )
+                )
+                if route.forward:
+                    d.addCallback(route.endpoint.checkResponse)
+                return d
+            d = leased
+        else:
+            d = pool.getConnection(route.key, route.endpoint)
 
         def cbConnected(proto: Any) -> Deferred[IResponse]:
             return proto.request(
-                Request._construct(
-                    method,
-                    requestPath,
-                    headers,
-                    bodyProducer,
-                    persistent=persistent,
-                    parsedURI=parsedURI,
+                newRequest(
+                    method, requestPath, headers, bodyProducer, persistent, parsedURI
                 )
             )
 

@@ -50,6 +50,7 @@ from ._http11reading import _SERVER_CLOSE, ResponseReading
 from ._http11request import _BodyWriter, serializeHead
 from ._http11response import BODY_BUFFER_LIMIT, _Response
 from ._lifecycle import Lifecycle
+from ._sending import sendNow
 from .errors import (
     FramingError,
     ReadTimeoutError,
@@ -258,7 +259,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         except BaseException:
             self._writeFailed(Failure())
             return d
-        transport.write(head)
+        sendNow(transport, head)
         if self.trace is not None:
             self.trace.headersSent()
         if producer is None:

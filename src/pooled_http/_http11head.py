@@ -43,14 +43,33 @@ _NO_CONTROL: dict[bytes, list[bytes]] = {}
 # so that a server inventing names cannot grow it without bound.
 _HEADER_KEYS: dict[bytes, bytes] = {}
 _HEADER_KEYS_MAX = 10_000
-# Whether L{Headers} keeps its values in C{_rawHeaders}, so that a whole
-# head can be handed over in one dictionary.
-_RAW_HEADERS = hasattr(Headers(), "_rawHeaders")
+
+
+# Whether L{Headers} keeps its values in C{_rawHeaders} and nothing else,
+# so that a whole head can be handed over in one dictionary (to an
+# instance made without running its constructor).
+def _onlyRawHeaders() -> bool:
+    probe = Headers()
+    if hasattr(probe, "__dict__"):
+        return vars(probe) == {"_rawHeaders": {}}
+    slots = {
+        name
+        for cls in type(probe).__mro__
+        for name in getattr(cls, "__slots__", ())
+        if name != "__weakref__"
+    }
+    return slots == {"_rawHeaders"} and getattr(probe, "_rawHeaders", None) == {}
+
+
+_RAW_HEADERS = _onlyRawHeaders()
 
 # A Connection header's values -> its tokens, for the few values servers
 # send; capped like the header names.
 _CONNECTION_TOKENS: dict[tuple[bytes, ...], frozenset[bytes]] = {}
 _CONNECTION_TOKENS_MAX = 1000
+
+
+_newHeaders = object.__new__
 
 
 def _headerKey(name: bytes) -> bytes:
@@ -71,11 +90,12 @@ def _buildHeaders(pending: list[tuple[bytes, bytes]]) -> Headers:
     each would build them (line breaks in a value neutralised), in one
     dictionary handed over whole.
     """
-    headers: Any = Headers()
     if not _RAW_HEADERS:  # pragma: no cover - a Headers of another shape
+        made = Headers()
         for name, value in pending:
-            headers.addRawHeader(name, value)
-        return headers
+            made.addRawHeader(name, value)
+        return made
+    headers: Any = _newHeaders(Headers)
     raw: dict[bytes, list[bytes]] = {}
     keys = _HEADER_KEYS
     for name, value in pending:
@@ -90,6 +110,21 @@ def _buildHeaders(pending: list[tuple[bytes, bytes]]) -> Headers:
         else:
             values.append(value)
     headers._rawHeaders = raw
+    return headers
+
+
+def _oneHeader(name: bytes, value: bytes) -> Headers:
+    """
+    The L{Headers} of one header line whose value holds no line break (the
+    I{Host} of a request), as C{addRawHeader} would build them.
+    """
+    if not _RAW_HEADERS:  # pragma: no cover - a Headers of another shape
+        return _buildHeaders([(name, value)])
+    key = _HEADER_KEYS.get(name)
+    if key is None:
+        key = _headerKey(name)
+    headers: Any = _newHeaders(Headers)
+    headers._rawHeaders = {key: [value]}
     return headers
 
 

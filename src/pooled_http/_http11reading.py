@@ -24,9 +24,11 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 
 from ._http11head import (
     _CONNECTION_CONTROL,
+    _CONNECTION_TOKENS,
     _NO_BODY_CODES,
     _NO_CONTROL,
     _NO_HEADERS,
+    _VERSIONS,
     _buildHeaders,
     _lenientHead,
     _tokens,
@@ -108,6 +110,7 @@ class ResponseReading:
         _persistent: bool
         _received: bool
         trace: Any
+        _readingPaused: bool
 
         def _runHandOff(self) -> None: ...
         def _stopRequestTimers(self) -> None: ...
@@ -329,7 +332,8 @@ class ResponseReading:
         pending, self._pending = self._pending, _NO_HEADERS
         headers = _buildHeaders(pending)
         control, self._control = self._control, _NO_CONTROL
-        version = _version(parser.get_http_version())
+        versionText = parser.get_http_version()
+        version = _VERSIONS.get(versionText) or _version(versionText)
         length: int | object = UNKNOWN_LENGTH
         closeDelimited = False
         if code in _NO_BODY_CODES or self._headOnly:
@@ -350,7 +354,10 @@ class ResponseReading:
             else:
                 closeDelimited = True
         connection = control.get(b"connection")
-        tokens = _tokens(connection) if connection else frozenset()
+        if connection:
+            tokens = _CONNECTION_TOKENS.get(tuple(connection)) or _tokens(connection)
+        else:
+            tokens = frozenset()
         if b"close" in tokens:
             self._persistent = False
         if version < (b"HTTP", 1, 1) and b"keep-alive" not in tokens:
@@ -360,8 +367,9 @@ class ResponseReading:
         if keepAlive:
             self._noteKeepAlive(keepAlive)
         self._closeDelimited = closeDelimited
-        cancelCall(self._responseTimer)
-        self._responseTimer = None
+        if self._responseTimer is not None:
+            cancelCall(self._responseTimer)
+            self._responseTimer = None
         this: Any = self
         self._response = _Response(
             this, version, code, self._phrase, headers, length, self._request
@@ -402,8 +410,9 @@ class ResponseReading:
         # A parser holds about a kilobyte: an idle connection keeps none, and
         # the next request makes a new one (a fraction of a microsecond).
         self._parser = None
-        cancelCall(self._readTimer)
-        self._readTimer = None
+        if self._readTimer is not None:
+            cancelCall(self._readTimer)
+            self._readTimer = None
         response, self._response = self._response, None
         d: Deferred[Any] | None = self._deferred
         self._deferred = None
@@ -422,7 +431,8 @@ class ResponseReading:
             self._state = "TRANSMITTING_AFTER_RECEIVING_RESPONSE"
         else:
             self._state = "QUIESCENT"
-        self._resumeReading()
+        if self._readingPaused:
+            self._resumeReading()
         if not reusable:
             if self._extraData:
                 why = Failure(FramingError("bytes after the response", b""))

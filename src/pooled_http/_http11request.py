@@ -101,12 +101,16 @@ def serializeHead(request: Any, framing: bytes | None) -> bytes:
     if framing is not None:
         parts.append(framing)
     hosts = 0
+    goodNames = _GOOD_NAMES
     for name, values in request.headers.getAllRawHeaders():
-        name = _checkedName(name)
+        if name not in goodNames:
+            name = _checkedName(name)
         if name.lower() == b"host":
             hosts += len(values)
         for value in values:
-            parts += (name, b": ", _checkedValue(value), b"\r\n")
+            if b"\r" in value or b"\n" in value:
+                value = _checkedValue(value)
+            parts += (name, b": ", value, b"\r\n")
     if hosts != 1:
         raise BadHeaders("Exactly one Host header required")
     parts.append(b"\r\n")

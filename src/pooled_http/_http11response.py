@@ -54,6 +54,7 @@ class _Response:
         "_ended",
         "_paused",
         "_abandoned",
+        "_delivered",
         "__weakref__",
     )
 
@@ -85,6 +86,7 @@ class _Response:
         self._ended: Failure | None = None
         self._paused = False
         self._abandoned = False
+        self._delivered = False
 
     def __repr__(self) -> str:
         return f"<Response {self.code} {self.phrase!r} length={self.length!r}>"
@@ -103,8 +105,11 @@ class _Response:
 
         @raise RuntimeError: If a protocol was already given.
         """
-        if self._protocol is not None:
+        if self._delivered:
+            if self._protocol is None:
+                raise RuntimeError("Response body already delivered")
             raise RuntimeError(f"Response already has protocol {self._protocol!r}")
+        self._delivered = True
         self._protocol = protocol
         protocol.makeConnection(self)
         buffered, self._buffer = self._buffer, []
@@ -114,6 +119,7 @@ class _Response:
         ended = self._ended
         if ended is not None:
             self._ended = None
+            self._protocol = None
             protocol.connectionLost(ended)
             return
         self._updateReading()
@@ -142,6 +148,9 @@ class _Response:
         if protocol is None:
             self._ended = reason
             return
+        # As Twisted's response: the protocol, whose transport this is, is
+        # let go once it has heard the end (no reference cycle is left).
+        self._protocol = None
         try:
             protocol.connectionLost(reason)
         except AlreadyCalledError:

@@ -14,6 +14,7 @@ and talk back only through the L{ConnectionOwner} the pool hands them
 from __future__ import annotations
 
 from collections.abc import Hashable
+from functools import partial
 from typing import Any
 
 from twisted.internet.base import DelayedCall
@@ -37,7 +38,7 @@ from ._idle import IdleTimers
 from ._lease import Lease
 from ._lifecycle import Lifecycle
 from ._protocols import connectionFactoryFor
-from ._reports import ConnectionReports, PoolOwner
+from ._reports import OWNER_SETTINGS, ConnectionReports, PoolOwner
 from ._retry import RetryPolicy
 from ._settings import DEFAULT, Setting, settings
 from ._shutdown import Shutdown
@@ -264,8 +265,13 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
             if name == "lenientHeaders" and not isinstance(value, bool):
                 raise ValueError(f"lenientHeaders must be True or False, not {value!r}")
             object.__setattr__(self, name, value)
+        else:
+            object.__setattr__(self, name, rule.validate(value))
+        if name in OWNER_SETTINGS and self._ready:
+            # Connections read it from their owner, on every request.
+            setattr(self._owner, name, getattr(self, name))
+        if rule is None:
             return
-        object.__setattr__(self, name, rule.validate(value))
         if name == "maxPersistentPerHost":
             # Code written for Twisted's pool raises maxPersistentPerHost to
             # get more parallel connections: the per-key cap follows it.
@@ -308,10 +314,28 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         @raise TypeError: If C{key} is not hashable or C{endpoint} is not an
             endpoint.
         """
+        leased = self._leaseNow(key, endpoint)
+        if isinstance(leased, Lease):
+            return succeed(leased)
+        return leased
+
+    def _leaseNow(
+        self, key: Hashable, endpoint: IStreamClientEndpoint
+    ) -> Lease | Deferred[Lease]:
+        """
+        What L{getConnection} does, less the Deferred around a lease on an
+        idle connection (L{PooledAgent} uses the lease at once).
+
+        @return: A lease on an idle connection if one may be handed out
+            now, else the Deferred of one.
+        """
         dispatch = self._dispatch
-        if dispatch is None:
-            return self._acquire(key, endpoint, 0, None)
-        return self._acquire(key, endpoint, 0, RequestTrace(dispatch, key))
+        trace = None if dispatch is None else RequestTrace(dispatch, key)
+        if not self._core.closed:
+            lease = self._takeLease(key, endpoint, trace)
+            if lease is not None:
+                return lease
+        return self._wait(key, endpoint, 0, trace)
 
     # Introspection
 
@@ -345,28 +369,27 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
 
     # Handing out
 
-    def _acquire(
+    def _wait(
         self,
         key: Hashable,
         endpoint: IStreamClientEndpoint,
         minSerial: int,
         trace: RequestTrace | None,
     ) -> Deferred[Any]:
+        """
+        The slow path of L{getConnection} (after L{_takeLease} found no idle
+        connection to hand out at once): queue a waiter, which the core
+        serves when a connection comes back or may be opened.
+
+        @param minSerial: Only a connection whose serial is at least this
+            will do (a retry's).
+        @return: A Deferred of a lease.
+        """
         core = self._core
         if core.closed:
             if trace is not None:
                 trace.failed(Failure(PoolClosedError(key)))
             return fail(PoolClosedError(key))
-        if not minSerial:
-            try:
-                connection = core.takeIdle(key)
-            except TypeError:
-                raise TypeError(f"pool key {key!r} is not hashable") from None
-            if connection is not None:
-                self._counters.waits += 1
-                if self.logReuse:
-                    emit("reuse", key, "idle connection handed out")
-                return succeed(self._lend(connection, endpoint, True, trace))
         if not callable(getattr(endpoint, "connect", None)):
             raise TypeError(
                 f"endpoint for pool key {key!r} must provide IStreamClientEndpoint, "
@@ -382,12 +405,38 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         actions = core.request(waiter)
         if trace is not None and waiter.state is WaiterState.WAITING:
             trace.queued()
-        self._carryOut(actions)
+        if actions:
+            self._carryOut(actions)
         if waiter.state is WaiterState.WAITING and self.poolTimeout is not None:
             waiter.timer = self._reactor.callLater(
                 self.poolTimeout, self._waiterTimedOut, waiter
             )
         return d
+
+    def _takeLease(
+        self,
+        key: Hashable,
+        endpoint: IStreamClientEndpoint,
+        trace: RequestTrace | None,
+    ) -> Lease | None:
+        """
+        The fast path of L{getConnection}: a lease on an idle connection of
+        C{key} if one may be handed out now, else L{None} (also when the
+        pool is closed).  L{PooledAgent} asks here first, sparing the
+        Deferred around the lease, then calls L{_wait}.
+
+        @raise TypeError: If C{key} is not hashable.
+        """
+        try:
+            connection = self._core.takeIdle(key)
+        except TypeError:
+            raise TypeError(f"pool key {key!r} is not hashable") from None
+        if connection is None:
+            return None
+        self._counters.waits += 1
+        if self.logReuse:
+            emit("reuse", key, "idle connection handed out")
+        return self._lend(connection, endpoint, True, trace)
 
     def _lend(
         self,
@@ -421,7 +470,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         self._counters.retried += 1
         emit("retry", key, reason.getErrorMessage())
         retry = None if trace is None else trace.retried(reason)
-        return self._acquire(key, endpoint, self._serial + 1, retry)
+        return self._wait(key, endpoint, self._serial + 1, retry)
 
     def _cancelWaiter(self, waiter: Waiter) -> None:
         cancelCall(waiter.timer)
@@ -477,13 +526,24 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
                     waiter.deferred.errback(Failure(PoolClosedError(waiter.key)))
 
     def _hand(self, waiter: Any, connection: PoolConnection, reused: bool) -> None:
-        cancelCall(waiter.timer)
-        waiter.timer = None
-        self._counters.waited(self._reactor.seconds() - waiter.enqueuedAt)
+        if waiter.timer is not None:
+            cancelCall(waiter.timer)
+            waiter.timer = None
+        # Counters.waited, written out: this runs for every queued request.
+        counters = self._counters
+        waited = self._reactor.seconds() - waiter.enqueuedAt
+        counters.waits += 1
+        counters.waitSum += waited
+        if waited > counters.waitMax:
+            counters.waitMax = waited
         if reused and self.logReuse:
             emit("reuse", connection.key, "handed to a waiting request")
         lease = self._lend(connection, waiter.endpoint, reused, waiter.trace)
-        connection.handOff(lambda: waiter.deferred.callback(lease))
+        # The waiter lets go of its Deferred (whose canceller refers to the
+        # waiter): nothing of a served request is left in a reference cycle
+        # for the garbage collector.
+        d, waiter.deferred = waiter.deferred, None
+        connection.handOff(partial(d.callback, lease))
 
     def _park(self, connection: PoolConnection) -> None:
         """

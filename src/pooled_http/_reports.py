@@ -25,7 +25,18 @@ from .trace import Dispatch
 if TYPE_CHECKING:
     from ._pool import HTTPConnectionPool
 
-__all__ = ["ConnectionReports", "PoolOwner"]
+__all__ = ["ConnectionReports", "PoolOwner", "OWNER_SETTINGS"]
+
+#: The pool settings a connection reads through its owner.
+OWNER_SETTINGS = frozenset(
+    {
+        "responseTimeout",
+        "readTimeout",
+        "lenientHeaders",
+        "maxHeaderBytes",
+        "maxConcurrentStreams",
+    }
+)
 
 
 class ConnectionReports:
@@ -172,6 +183,15 @@ class PoolOwner:
     @ivar connectionCapacityChanged: See
         L{ConnectionOwner.connectionCapacityChanged}.
     @ivar streamTimedOut: See L{ConnectionOwner.streamTimedOut}.
+    @ivar responseTimeout: The pool's C{responseTimeout}.
+    @ivar readTimeout: The pool's C{readTimeout}.
+    @ivar lenientHeaders: The pool's C{lenientHeaders}.
+    @ivar maxHeaderBytes: The pool's C{maxHeaderBytes}.
+    @ivar maxConcurrentStreams: The pool's C{maxConcurrentStreams}.
+
+    The settings are copies the pool keeps up to date whenever one is set
+    (a connection reads them on every request: an attribute costs less
+    than a property).
     """
 
     __slots__ = (
@@ -183,7 +203,18 @@ class PoolOwner:
         "connectionLost",
         "connectionCapacityChanged",
         "streamTimedOut",
+        "responseTimeout",
+        "readTimeout",
+        "lenientHeaders",
+        "maxHeaderBytes",
+        "maxConcurrentStreams",
     )
+
+    responseTimeout: float | None
+    readTimeout: float | None
+    lenientHeaders: bool
+    maxHeaderBytes: int
+    maxConcurrentStreams: int
 
     def __init__(self, pool: HTTPConnectionPool) -> None:
         """
@@ -197,6 +228,8 @@ class PoolOwner:
         self.connectionLost = pool._connectionLost
         self.connectionCapacityChanged = pool._connectionCapacityChanged
         self.streamTimedOut = pool._streamTimedOut
+        for name in OWNER_SETTINGS:
+            setattr(self, name, getattr(pool, name))
 
     @property
     def observers(self) -> Dispatch | None:
@@ -204,38 +237,3 @@ class PoolOwner:
         The pool's trace observers' dispatch, or L{None} if it has none.
         """
         return self._pool._dispatch
-
-    @property
-    def responseTimeout(self) -> float | None:
-        """
-        The pool's C{responseTimeout}, read when it is needed.
-        """
-        return self._pool.responseTimeout
-
-    @property
-    def readTimeout(self) -> float | None:
-        """
-        The pool's C{readTimeout}, read when it is needed.
-        """
-        return self._pool.readTimeout
-
-    @property
-    def lenientHeaders(self) -> bool:
-        """
-        The pool's C{lenientHeaders}, read when a connection is built.
-        """
-        return self._pool.lenientHeaders
-
-    @property
-    def maxConcurrentStreams(self) -> int:
-        """
-        The pool's C{maxConcurrentStreams}, read when it is needed.
-        """
-        return self._pool.maxConcurrentStreams
-
-    @property
-    def maxHeaderBytes(self) -> int:
-        """
-        The pool's C{maxHeaderBytes}, read when it is needed.
-        """
-        return self._pool.maxHeaderBytes

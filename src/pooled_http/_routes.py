@@ -8,17 +8,26 @@ not depend on the Twisted installed.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.web._newclient import _ensureValidURI
+from twisted.web._newclient import Request, _ensureValidURI
 from twisted.web.client import URI
+from twisted.web.http_headers import Headers
+
+from ._http11head import _oneHeader
 
 __all__ = ["TLSPolicyIdentity", "parseURI"]
 
 _PLAIN_SCHEMES = frozenset({b"http", b"ws"})
 _TLS_SCHEMES = frozenset({b"https", b"wss"})
 _DEFAULT_PORTS = frozenset({(b"http", 80), (b"https", 443)})
+
+#: Methods known to be tokens, so that checking one costs a set lookup.
+_GOOD_METHODS = frozenset(
+    {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"}
+)
 
 
 class TLSPolicyIdentity:
@@ -73,7 +82,13 @@ class _Route:
         forwarded requests, or L{None}.
     """
 
-    __slots__ = ("key", "endpoint", "hostValue", "forward", "proxyAuthorization")
+    __slots__ = (
+        "key",
+        "endpoint",
+        "hostValue",
+        "forward",
+        "proxyAuthorization",
+    )
 
     def __init__(
         self,
@@ -89,6 +104,13 @@ class _Route:
         self.forward = forward
         self.proxyAuthorization = proxyAuthorization
 
+    def hostHeaders(self) -> Headers:
+        """
+        New request headers holding only the I{Host} header, as
+        C{Headers().addRawHeader(b"Host", hostValue)} makes them.
+        """
+        return _oneHeader(b"Host", self.hostValue)
+
 
 def parseURI(uri: bytes) -> URI:
     """
@@ -103,6 +125,64 @@ def parseURI(uri: bytes) -> URI:
     uri = _ensureValidURI(uri.strip())
     scheme = uri.split(b":", 1)[0].lower()
     return URI.fromBytes(uri, defaultPort=443 if scheme in _TLS_SCHEMES else 80)
+
+
+def _checkRequestShape() -> bool:
+    """
+    Whether the installed Twisted's L{Request} holds just the attributes
+    L{newRequest} sets (so that it may set them itself).
+    """
+    headers = Headers()
+    probe = Request._construct(b"GET", b"/", headers, None, True, None)
+    expected = {
+        "method": b"GET",
+        "uri": b"/",
+        "headers": headers,
+        "bodyProducer": None,
+        "persistent": True,
+        "_parsedURI": None,
+    }
+    return type(getattr(probe, "__dict__", None)) is dict and vars(probe) == expected
+
+
+_SET_FIELDS = _checkRequestShape()
+
+
+def newRequest(
+    method: bytes,
+    uri: bytes,
+    headers: Headers,
+    bodyProducer: Any,
+    persistent: bool,
+    parsedURI: URI,
+) -> Request:
+    """
+    A L{Request} as C{Request._construct} builds it, for a method and a
+    request URI the agent has already checked (so without checking them
+    again, where the installed Twisted's L{Request} allows it).
+
+    @param method: A valid method.
+    @param uri: A valid request URI (origin or absolute form).
+    @param headers: The request headers.
+    @param bodyProducer: The body's producer, or L{None}.
+    @param persistent: Whether to ask for a persistent connection.
+    @param parsedURI: The parsed absolute URI.
+    @return: The request.
+    """
+    if not _SET_FIELDS:  # pragma: no cover - a Request of another shape
+        return Request._construct(
+            method, uri, headers, bodyProducer, persistent, parsedURI
+        )
+    request: Any = Request.__new__(Request)
+    request.__dict__ = {
+        "method": method,
+        "uri": uri,
+        "headers": headers,
+        "bodyProducer": bodyProducer,
+        "persistent": persistent,
+        "_parsedURI": parsedURI,
+    }
+    return request
 
 
 def _computeHostValue(scheme: bytes, host: bytes, port: int) -> bytes:

@@ -1,0 +1,181 @@
+"""
+Profile one Twisted client on one scenario, in this process, against the
+benchmark nginx: the CPU time per request, and where it goes.
+
+    python benchmarks/hotpath.py                          # PooledAgent, steady
+    python benchmarks/hotpath.py --scenario burst-tls --top 30
+    python benchmarks/hotpath.py --client pooled_http --no-profile --repeats 5
+
+Without C{--no-profile} the workload runs once more under cProfile and the
+top entries (by own time) are printed; the CPU microseconds per request are
+measured on runs without the profiler (C{time.process_time} of this
+process, so other work on the machine counts less than in wall-clock
+req/s; nginx's own time is not in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+import warnings
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+for path in (HERE, os.path.join(os.path.dirname(HERE), "src")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from _servers import startServer  # noqa: E402
+from _twclients import (  # noqa: E402
+    TWISTED_CLIENTS,
+    closePool,
+    makeAgent,
+    makePool,
+    twistedRuntime,  # noqa: E402
+)
+from _workload import runWorkload  # noqa: E402
+from twisted.internet.defer import ensureDeferred  # noqa: E402
+
+#: The scenarios this tool knows: mode, requests, concurrency, TLS.
+SCENARIOS = {
+    "steady": ("workers", 5000, 10, False),
+    "burst": ("bursts", 5000, 100, False),
+    "burst-tls": ("bursts", 2000, 50, True),
+}
+
+
+def byModule(stats: pstats.Stats, total: int) -> str:
+    """
+    @return: Own time per request under the profiler, summed by module
+        (pooled_http's modules one by one, the rest by package).
+    """
+    sums: dict[str, float] = {}
+    raw: Any = stats
+    for (filename, _line, _name), entry in raw.stats.items():
+        if "pooled_http" in filename:
+            group = "pooled_http/" + os.path.basename(filename)
+        elif "site-packages" in filename:
+            group = filename.split("site-packages/")[1].split("/")[0]
+            if group == "twisted":
+                group = (
+                    "twisted/"
+                    + "/".join(
+                        filename.split("site-packages/twisted/")[1].split("/")[:-1]
+                        or ["."]
+                    )
+                    + "/"
+                    + os.path.basename(filename)
+                )
+        elif filename == "~":
+            group = "builtins"
+        else:
+            group = os.path.basename(filename)
+        sums[group] = sums.get(group, 0.0) + entry[2]
+    rows = sorted(sums.items(), key=lambda item: -item[1])
+    whole = sum(sums.values())
+    return "own time per request under the profiler, by module:\n" + "\n".join(
+        f"  {us / total * 1e6:7.1f} us {us / whole * 100:5.1f}%  {group}"
+        for group, us in rows[:30]
+    )
+
+
+def parseArguments(argv: list[str] | None) -> argparse.Namespace:
+    """
+    @return: The parsed command line.
+    """
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument("--client", default="pooled_http+PooledAgent")
+    parser.add_argument("--scenario", default="steady", choices=sorted(SCENARIOS))
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs")
+    parser.add_argument("--top", type=int, default=25, help="profile entries shown")
+    parser.add_argument("--sort", default="tottime", help="pstats sort key")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--scale", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    if args.client not in TWISTED_CLIENTS:
+        parser.error(f"choose a client from {', '.join(TWISTED_CLIENTS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Start nginx, run the workload and print what it cost.
+    """
+    from twisted.internet import reactor as installed
+
+    reactor: Any = installed
+    warnings.simplefilter("ignore", DeprecationWarning)
+    args = parseArguments(argv)
+    mode, total, concurrency, tls = SCENARIOS[args.scenario]
+    total = max(1, int(total * args.scale))
+    server = startServer("nginx", 1, 0)
+    if tls:
+        urls = [f"https://127.0.0.1:{server.tlsPort}/".encode()]
+    else:
+        urls = [f"http://127.0.0.1:{server.ports[0]}/".encode()]
+    job: dict[str, Any] = {
+        "mode": mode,
+        "total": total,
+        "concurrency": concurrency,
+        "globalCap": None,
+        "caPem": server.caPem if tls else None,
+    }
+    lines: list[str] = []
+
+    async def once(profiler: cProfile.Profile | None) -> tuple[float, float]:
+        pool = makePool(reactor, args.client, job)
+        agent = makeAgent(reactor, args.client, pool, job)
+        runtime = twistedRuntime(reactor, agent)
+        # Warm up: connections open, code paths loaded.
+        await runWorkload(runtime, urls, {**job, "total": concurrency * 2})
+        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        await runWorkload(runtime, urls, job)
+        if profiler is not None:
+            profiler.disable()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        await closePool(pool)
+        return cpu, wall
+
+    async def run() -> None:
+        for i in range(args.repeats):
+            cpu, wall = await once(None)
+            lines.append(
+                f"run {i + 1}: {cpu / total * 1e6:.1f} us CPU per request, "
+                f"{total / wall:.0f} req/s"
+            )
+        if not args.no_profile:
+            profiler = cProfile.Profile()
+            await once(profiler)
+            out = io.StringIO()
+            stats = pstats.Stats(profiler, stream=out)
+            stats.sort_stats(args.sort).print_stats(args.top)
+            lines.append(out.getvalue())
+            lines.append(byModule(stats, total))
+
+    def start() -> None:
+        d = ensureDeferred(run())
+        d.addErrback(lambda f: lines.append(f.getTraceback()))
+        d.addBoth(lambda _: reactor.stop())
+
+    try:
+        reactor.callWhenRunning(start)
+        reactor.run()
+    finally:
+        server.stop()
+    print(
+        f"{args.client} on {args.scenario} ({total} requests), load {os.getloadavg()}"
+    )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""
+Sending a request's bytes at once.
+
+A Twisted TCP transport's C{write()} only buffers: the bytes go out on the
+reactor's next turn, after two C{epoll_ctl} calls (start writing, stop
+writing) and a write event of their own.  Twisted's TLS transport first
+keeps small writes for a zero-delay timer, then encrypts them into the TCP
+transport's buffer: two more turns.  For a request head, written whole in
+one call, that is one or two turns of the reactor per request more than
+the socket needs.
+
+L{sendNow} hands the bytes on straight away when nothing else is waiting
+to be written before them: a plain TCP connection's socket takes them (what
+it does not take goes to the transport's own C{write()}); a TLS layer
+encrypts them at once and its TCP transport writes them, as the reactor's
+next turn would.  Any other transport, or any state it does not know, gets
+the transport's own C{write()}, so the order of bytes and every error path
+stay the transport's.
+
+This is the one module that knows the inside of Twisted's transports (the
+TCP buffers and C{writeSomeData}, the TLS layer's write aggregator); it
+checks each class once for what it reads and falls back to C{write()}
+otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["sendNow"]
+
+_TCP = "tcp"
+_TLS = "tls"
+
+
+def _kindOf(transport: Any) -> str | None:
+    """
+    Whether C{transport} is a plain Twisted TCP connection (L{_TCP}), a
+    buffering TLS layer over one (L{_TLS}), or neither (L{None}).
+    """
+    try:
+        from twisted.internet.tcp import Connection
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+    except ImportError:  # pragma: no cover - a reactor without tcp
+        return None
+    if (
+        isinstance(transport, Connection)
+        and isinstance(getattr(transport, "_tempDataBuffer", None), list)
+        and hasattr(transport, "dataBuffer")
+        and callable(getattr(transport, "writeSomeData", None))
+        and callable(getattr(transport, "doWrite", None))
+    ):
+        return _TCP
+    aggregator = getattr(transport, "_aggregator", None)
+    if (
+        isinstance(transport, TLSMemoryBIOProtocol)
+        and isinstance(getattr(aggregator, "_buffer", None), list)
+        # Its write() is the aggregator's, which would keep the bytes for a
+        # zero-delay timer.
+        and getattr(transport, "write", None) == getattr(aggregator, "write", None)
+    ):
+        return _TLS
+    return None
+
+
+# Transport class -> what sendNow knows of it.
+_KINDS: dict[type, str | None] = {}
+
+
+def _kind(transport: Any) -> str | None:
+    kind = type(transport)
+    try:
+        return _KINDS[kind]
+    except KeyError:
+        found = _KINDS[kind] = _kindOf(transport)
+        return found
+
+
+def _idleTCP(tcp: Any) -> bool:
+    """
+    Whether a TCP transport is connected, staying so, and has nothing
+    buffered.
+    """
+    return bool(
+        not tcp.TLS
+        and tcp.connected
+        and not tcp.disconnecting
+        and not tcp._writeDisconnecting
+        and not tcp._writeDisconnected
+        and not tcp._tempDataBuffer
+        and not tcp.dataBuffer
+    )
+
+
+def sendNow(transport: Any, data: bytes) -> None:
+    """
+    Write C{data} to C{transport} now rather than on the reactor's next
+    turn when nothing written before is still waiting; else (and for what
+    the socket did not take) with C{transport.write}.
+
+    @param transport: The connection's transport.
+    @param data: The bytes, in order after everything written before.
+    """
+    kind = _kind(transport)
+    if kind is _TCP:
+        if _idleTCP(transport):
+            sent = transport.writeSomeData(data)
+            if type(sent) is int and sent > 0:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            # Nothing taken (the socket is full) or an error: the transport
+            # buffers the rest, and its next write turn meets the same error.
+        transport.write(data)
+        return
+    if kind is _TLS:
+        tcp = transport.transport
+        if (
+            not transport._aggregator._buffer
+            and not transport.disconnecting
+            and _kind(tcp) is _TCP
+            and _idleTCP(tcp)
+            and tcp.producer is None
+        ):
+            from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+            # Encrypt now (what the aggregator's timer would do) into the
+            # TCP transport's buffer, and let it write at once, as the
+            # reactor would: on an error it stays registered for writing
+            # and the reactor meets the error again and closes it.
+            TLSMemoryBIOProtocol.write(transport, data)
+            if tcp._tempDataBuffer and not tcp.disconnecting:
+                tcp.doWrite()
+            return
+    transport.write(data)
