@@ -751,3 +751,46 @@ class TLSIsolationTests(_LoopbackMixin, TestCase):
             failure.reasons,
         )
         self.assertEqual(self.server.total, 2)
+
+
+class UserinfoTests(TestCase):
+    """
+    A URI's user info (C{http://user:password@host/}) is sent as
+    C{Authorization: Basic}, as curl, requests, httpx and aiohttp do, and
+    is kept out of the pool key, the I{Host} header and C{stats()}.
+    """
+
+    async def fetchEcho(self, agent: PooledAgent, uri: bytes, **kw: Any) -> Any:
+        import json
+
+        response = await agent.request(b"GET", uri, **kw)
+        return json.loads(await readBody(response))
+
+    async def test_basicAuthorization(self) -> None:
+        from tests.support.proxyservers import startTarget
+
+        target = startTarget(reactor)
+        self.addCleanup(target.stop)
+        pool = HTTPConnectionPool(reactor)
+        self.addCleanup(pool.close)
+        agent = PooledAgent(reactor, pool=pool)
+        base = b"http://alice:p%40ss@127.0.0.1:" + str(target.port).encode()
+        for _ in range(2):  # the second time from the URI cache
+            echoed = await self.fetchEcho(agent, base + b"/a@b?c=@")
+            self.assertEqual(echoed["uri"], "/a@b?c=@")
+            self.assertEqual(echoed["headers"]["host"], [f"127.0.0.1:{target.port}"])
+            self.assertEqual(
+                echoed["headers"]["authorization"], ["Basic YWxpY2U6cEBzcw=="]
+            )
+        echoed = await self.fetchEcho(
+            agent, base + b"/", headers=Headers({b"Authorization": [b"Bearer t"]})
+        )
+        self.assertEqual(echoed["headers"]["authorization"], ["Bearer t"])
+        echoed = await self.fetchEcho(agent, b"http://127.0.0.1:%d/" % (target.port,))
+        self.assertNotIn("authorization", echoed["headers"])
+        key, _ = agent.endpointFor(base + b"/")
+        self.assertEqual(key, (b"http", b"127.0.0.1", target.port))
+        shown = repr(pool.stats()) + repr(pool) + repr(agent)
+        self.assertNotIn("p%40ss", shown)
+        self.assertNotIn("alice", shown)
+        self.assertEqual(pool.stats().opened, 1)

@@ -61,6 +61,7 @@ from ._routes import (
     TLSPolicyIdentity,
     _computeHostValue,
     _Route,
+    basicAuthorization,
     newRequest,
     parseURI,
 )
@@ -508,6 +509,7 @@ class PooledAgent:
             except (SchemeNotSupported, ProxyURLError):
                 return defer.fail(Failure())
             requestPath = parsedURI.originForm
+            authorization = basicAuthorization(uri) if b"@" in uri else None
             if type(uri) is bytes:
                 uris = self._uris
                 if len(uris) >= DEFAULT_MAX_CACHED_URIS:
@@ -523,6 +525,7 @@ class PooledAgent:
                         parsedURI.query,
                         parsedURI.fragment,
                         requestPath,
+                        authorization,
                     ),
                     lookup,
                 )
@@ -530,6 +533,7 @@ class PooledAgent:
             fields, lookup = cached
             parsedURI = URI(*fields[:8])
             requestPath = fields[8]
+            authorization = fields[9]
             route = None
             if self._proxySelector is None:
                 route = self._routes.get(lookup)
@@ -551,8 +555,11 @@ class PooledAgent:
         elif not headers.hasHeader(b"Host"):
             headers = headers.copy()
             headers.addRawHeader(b"Host", route.hostValue)
+        if authorization is not None and not headers.hasHeader(b"Authorization"):
+            headers = headers.copy()
+            headers.addRawHeader(b"Authorization", authorization)
         if route.forward:
-            authority = parsedURI.netloc.rpartition(b"@")[2]
+            authority = parsedURI.netloc
             # The absolute form keeps an empty path empty, as the URI was
             # given (and as twisted.web.client.ProxyAgent sends it).
             if not parsedURI.path and requestPath == b"/":

@@ -7,8 +7,10 @@ not depend on the Twisted installed.
 
 from __future__ import annotations
 
+from base64 import b64encode
 from collections.abc import Hashable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -122,9 +124,50 @@ def parseURI(uri: bytes) -> URI:
     @return: The parsed URI.
     @raise ValueError: If it is not a valid URI.
     """
-    uri = _ensureValidURI(uri.strip())
+    uri = _ensureValidURI(splitUserinfo(uri.strip())[0])
     scheme = uri.split(b":", 1)[0].lower()
     return URI.fromBytes(uri, defaultPort=443 if scheme in _TLS_SCHEMES else 80)
+
+
+def splitUserinfo(uri: bytes) -> tuple[bytes, bytes | None]:
+    """
+    Take the user info (C{user:password@}) out of an absolute URI's
+    authority; an C{@} in the path, query or fragment stays.
+
+    @param uri: The URI.
+    @return: The URI without it, and the user info (still percent-encoded)
+        or L{None}.
+    """
+    start = uri.find(b"//")
+    if start < 0:
+        return uri, None
+    start += 2
+    end = len(uri)
+    for separator in (b"/", b"?", b"#"):
+        found = uri.find(separator, start, end)
+        if found >= 0:
+            end = found
+    at = uri.rfind(b"@", start, end)
+    if at < 0:
+        return uri, None
+    return uri[:start] + uri[at + 1 :], uri[start:at]
+
+
+def basicAuthorization(uri: bytes) -> bytes | None:
+    """
+    The C{Authorization} value for the user info of a URI, as curl,
+    requests, httpx and aiohttp send it: C{Basic} with the percent-decoded
+    user name and password.
+
+    @param uri: The URI.
+    @return: C{b"Basic ..."}, or L{None} if the URI has no user info.
+    """
+    userinfo = splitUserinfo(uri.strip())[1]
+    if userinfo is None:
+        return None
+    user, _, password = userinfo.partition(b":")
+    pair = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
+    return b"Basic " + b64encode(pair)
 
 
 def _checkRequestShape() -> bool:
