@@ -37,7 +37,7 @@ for _path in (HERE, os.path.dirname(HERE)):
 
 from _common import fetchStatus, raiseFileLimit  # noqa: E402
 from _servers import freePorts, startServer  # noqa: E402
-from run import runSubprocess  # noqa: E402
+from run import runSubprocess, summariseLatencies  # noqa: E402
 
 CLIENTS = ("pooled_http+PooledAgent", "aiohttp")
 
@@ -125,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
             for client in order:
                 connectsBefore = countConnects(accessLog)
                 before = fetchStatus(server.statusPort)
-                result = runSubprocess(
-                    "_twclients.py"
-                    if client.startswith("pooled")
-                    else "_aioclients.py",
-                    {**job, "client": client},
-                    options.timeout,
+                result = summariseLatencies(
+                    runSubprocess(
+                        "_twclients.py"
+                        if client.startswith("pooled")
+                        else "_aioclients.py",
+                        {**job, "client": client},
+                        options.timeout,
+                    )
                 )
                 after = fetchStatus(server.statusPort)
                 # The second status request's own connection is counted too.

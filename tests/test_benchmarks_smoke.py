@@ -15,7 +15,7 @@ import sys
 import tempfile
 from typing import Any
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "benchmarks", "run.py")
@@ -206,3 +206,40 @@ class ScrapyCrawlSmokeTests(SynchronousTestCase):
         for name, figures in handlers.items():
             self.assertEqual(figures.get("errors"), 0, (name, figures))
             self.assertEqual(len(figures["runs"]), 1, name)
+
+
+class ProxyBenchmarkSmokeTests(SynchronousTestCase):
+    """
+    Run C{benchmarks/proxy.py} at a tiny size through squid, so it cannot
+    rot either.
+    """
+
+    def test_proxyBenchmark(self) -> None:
+        from tests.support.proxyservers import SQUID
+
+        if SQUID is None:
+            raise SkipTest("squid is not installed (apt-get install squid)")
+        completed = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(ROOT, "benchmarks", "proxy.py"),
+                "--requests",
+                "40",
+                "--concurrency",
+                "10",
+                "--repeats",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        self.assertIn(completed.returncode, (0, 1), completed.stderr)
+        summary = json.loads(completed.stdout)
+        for client, figures in summary["clients"].items():
+            self.assertIn("rps", figures, f"{client}: {figures}")
+            self.assertEqual(figures["errors"], 0, client)
+        ours = summary["clients"]["pooled_http+PooledAgent"]
+        self.assertTrue(ours["connectsAtMostConnections"])
+        self.assertGreater(ours["connects"], 0)
