@@ -23,6 +23,7 @@ from tests.support.servers import (
     ReceivedRequest,
     ScriptedConnection,
     TLSMaterial,
+    collectBody,
     okScript,
     unusedPort,
 )
@@ -233,6 +234,27 @@ class TraceTestsMixin(FaultTestCase):
         (failed,) = recorder.args("requestFailed")
         self.assertIsInstance(failed[1].value, ResponseTimeoutError)
         self.assertIn("connectionClosed", names)
+
+    async def test_closeDelimitedBody(self) -> None:
+        """
+        A body that ends when the server closes the connection (no
+        Content-Length, no chunking: complete, as Twisted reads it) is a
+        response done, on either protocol.
+        """
+
+        def untilClose(connection: Any, request: Any) -> None:
+            connection.send(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+            connection.close()
+
+        server = self.startServer(untilClose)
+        pool, recorder = self.tracedPool()
+        agent = self.makeAgent(pool)
+        response = await agent.request(b"GET", server.url())
+        result = await collectBody(response)
+        self.assertEqual(result.body, b"all of it")
+        names = recorder.names()
+        self.assertIn("responseBodyDone", names)
+        self.assertNotIn("requestFailed", names)
 
     async def test_https(self) -> None:
         """
