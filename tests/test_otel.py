@@ -282,3 +282,14 @@ class OpenTelemetryTests(FaultTestCase):
         await self.fetchOk(agent, server.url())
         self.assertEqual(self.exporter.get_finished_spans(), ())
         self.assertIsNone(server.requests[0].header(b"traceparent"))
+
+    def test_notAPool(self) -> None:
+        """
+        Instrumenting what is not a pool (an agent, L{None}) is a
+        L{TypeError} naming C{pool}.
+        """
+        from twisted.internet import reactor
+
+        for wrong in (None, object(), PooledAgent(reactor, pool=self.makePool())):
+            error = self.assertRaises(TypeError, otel.instrument, wrong)
+            self.assertIn("pool must be an HTTPConnectionPool", str(error))

@@ -85,7 +85,10 @@ def instrument(
         the cost per request); without them a span has its attributes only.
     @return: The observer added to the pool.
     @raise ValueError: If C{pool} is instrumented already.
+    @raise TypeError: If C{pool} is not a pool (it has no C{addObserver}).
     """
+    if not callable(getattr(pool, "addObserver", None)):
+        raise TypeError(f"pool must be an HTTPConnectionPool, not {pool!r}")
     if pool in _instrumented:
         raise ValueError(f"{pool!r} is instrumented already; uninstrument it first")
     observer = OpenTelemetryObserver(
