@@ -108,6 +108,7 @@ def uninstrument(pool: Any) -> None:
     observer = _instrumented.pop(pool, None)
     if observer is not None:
         pool.removeObserver(observer)
+        observer.forgetConnections()
 
 
 def errorType(reason: Failure) -> str:
@@ -198,6 +199,17 @@ class OpenTelemetryObserver(TraceObserver):
         self._connections: dict[int, list[Any]] = {}
         # connection id -> the attempt whose connect opened it
         self._opening: dict[int, RequestTrace] = {}
+
+    def forgetConnections(self) -> None:
+        """
+        The pool no longer tells this observer about its connections: take
+        those it still counts out of C{http.client.open_connections}, which
+        would otherwise show them open for good.
+        """
+        for state, attributes, _ in self._connections.values():
+            self._count(self._openCounts, attributes, -1, state)
+        self._connections.clear()
+        self._opening.clear()
 
     # Spans
 
