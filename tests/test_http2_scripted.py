@@ -482,3 +482,61 @@ class TraceTests(_Case):
         self.assertEqual(len(recorder.args("connectStarted")), 1)
         self.assertEqual(len(recorder.args("connectDone")), 1)
         self.assertQuiet()
+
+
+class PartialBodyScript(Script):
+    """
+    Answers with headers and the first 10 of 100 body bytes, then stalls
+    (C{/stall}) or resets the stream (C{/reset}).
+    """
+
+    def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+        proto.h2.send_headers(
+            streamId, [(b":status", b"200"), (b"content-length", b"100")]
+        )
+        proto.h2.send_data(streamId, b"x" * 10)
+        proto.flush()
+        if proto.headers[streamId][b":path"] == b"/reset":
+            proto.reset(streamId, 2)
+
+
+class BodyFailureTraceTests(_Case):
+    async def assertBodyFailureTraced(self, path: bytes, abandon: bool) -> None:
+        from tests.test_trace import Recorder
+
+        self.serve(PartialBodyScript())
+        agent = self.agent()
+        recorder = Recorder()
+        self.pool.addObserver(recorder)
+        response = await agent.request(b"GET", self.base + path)
+        self.assertEqual(response.version, (b"HTTP", 2, 0))
+        body = readBody(response)
+        if abandon:
+            body.cancel()
+        try:
+            await body
+        except Exception:
+            pass
+        else:
+            self.fail("the body did not fail")
+        (trace,) = [args[0] for args in recorder.args("requestStarting")]
+        self.assertTrue(trace.finished)
+        steps = [name for name, args in recorder.calls if args[:1] == (trace,)]
+        self.assertEqual(steps[-2:], ["responseHeadersReceived", "requestFailed"])
+        self.assertQuiet()
+
+    async def test_abandonedBodyTraced(self) -> None:
+        """
+        A body the caller stops reading (C{readBody} cancelled) ends its
+        attempt's trace with C{requestFailed}, as on HTTP/1.1: otherwise
+        its span would never end and C{http.client.active_requests} would
+        stay up for good.
+        """
+        await self.assertBodyFailureTraced(b"/stall", abandon=True)
+
+    async def test_resetMidBodyTraced(self) -> None:
+        """
+        A stream the server resets after the response headers ends its
+        attempt's trace with C{requestFailed}.
+        """
+        await self.assertBodyFailureTraced(b"/reset", abandon=False)

@@ -282,3 +282,35 @@ class OpenTelemetryTests(FaultTestCase):
         await self.fetchOk(agent, server.url())
         self.assertEqual(self.exporter.get_finished_spans(), ())
         self.assertIsNone(server.requests[0].header(b"traceparent"))
+
+    async def test_uninstrumentForgetsConnections(self) -> None:
+        """
+        After C{uninstrument} the pool's connections, which the observer
+        no longer hears about, are no longer counted as open.
+        """
+        server = self.startServer()
+        agent = self.instrumentedAgent()
+        await self.fetchOk(agent, server.url())
+        byState = {
+            p.attributes["http.connection.state"]: p.value
+            for p in self.metric("http.client.open_connections")
+        }
+        self.assertEqual(byState, {"active": 0, "idle": 1})
+        otel.uninstrument(agent.pool)
+        await agent.pool.close()  # type: ignore[attr-defined]
+        byState = {
+            p.attributes["http.connection.state"]: p.value
+            for p in self.metric("http.client.open_connections")
+        }
+        self.assertEqual(byState, {"active": 0, "idle": 0})
+
+    def test_notAPool(self) -> None:
+        """
+        Instrumenting what is not a pool (an agent, L{None}) is a
+        L{TypeError} naming C{pool}.
+        """
+        from twisted.internet import reactor
+
+        for wrong in (None, object(), PooledAgent(reactor, pool=self.makePool())):
+            error = self.assertRaises(TypeError, otel.instrument, wrong)
+            self.assertIn("pool must be an HTTPConnectionPool", str(error))

@@ -102,6 +102,19 @@ class LabelTests(unittest.TestCase):
         self.assertEqual(text.count("pooled_http_key_waiting_requests{"), 3)
         self.assertRaises(ValueError, PoolCollector, _StatsPool(stats), maxKeys=0)
 
+    def test_badNameOrPool(self) -> None:
+        """
+        A C{name} that is not a non-empty string, or a C{pool} without
+        C{stats()}, is refused when the collector is made, not at every
+        scrape of the registry it would break.
+        """
+        pool = _StatsPool(PoolStats())
+        for name in (None, 1, b"api", ""):
+            error = self.assertRaises(TypeError, PoolCollector, pool, name=name)
+            self.assertIn("name must be", str(error))
+        error = self.assertRaises(TypeError, PoolCollector, None)
+        self.assertIn("pool must be", str(error))
+
 
 class CollectorTests(FaultTestCase):
     """

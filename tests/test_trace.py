@@ -424,6 +424,23 @@ class RegistryTests(FaultTestCase):
         self.assertEqual(recorder.calls, [])
         self.assertRaises(ValueError, pool.removeObserver, recorder)
 
+    def test_notAnObserver(self) -> None:
+        """
+        What can never be called (a class given for its instance, L{None},
+        an object without any hook) is refused with a L{TypeError}, and an
+        observer added twice (it would hear every step twice) with a
+        L{ValueError}; the pool's observers are unchanged.
+        """
+        pool = HTTPConnectionPool(reactor)
+        for wrong in (Recorder, TraceObserver, None, object()):
+            error = self.assertRaises(TypeError, pool.addObserver, wrong)
+            self.assertIn("TraceObserver instance", str(error))
+        recorder = Recorder()
+        pool.addObserver(recorder)
+        error = self.assertRaises(ValueError, pool.addObserver, recorder)
+        self.assertIn("already", str(error))
+        self.assertEqual(pool.observers, (recorder,))
+
 
 class HandshakeListenerTests(FaultTestCase):
     """

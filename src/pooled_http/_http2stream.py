@@ -412,6 +412,11 @@ class Stream:
                 self.deferred.errback(failure)
             return
         self._held = []
+        # The request's Deferred has fired: the body's failure is the
+        # attempt's end, which only the stream can report.
+        trace, self.trace = self.trace, None
+        if trace is not None:
+            trace.failed(failure)
         reason = failure
         if not failure.check(ResponseFailed):
             reason = Failure(ResponseFailed([failure]))

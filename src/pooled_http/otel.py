@@ -85,7 +85,10 @@ def instrument(
         the cost per request); without them a span has its attributes only.
     @return: The observer added to the pool.
     @raise ValueError: If C{pool} is instrumented already.
+    @raise TypeError: If C{pool} is not a pool (it has no C{addObserver}).
     """
+    if not callable(getattr(pool, "addObserver", None)):
+        raise TypeError(f"pool must be an HTTPConnectionPool, not {pool!r}")
     if pool in _instrumented:
         raise ValueError(f"{pool!r} is instrumented already; uninstrument it first")
     observer = OpenTelemetryObserver(
@@ -105,6 +108,7 @@ def uninstrument(pool: Any) -> None:
     observer = _instrumented.pop(pool, None)
     if observer is not None:
         pool.removeObserver(observer)
+        observer.forgetConnections()
 
 
 def errorType(reason: Failure) -> str:
@@ -195,6 +199,17 @@ class OpenTelemetryObserver(TraceObserver):
         self._connections: dict[int, list[Any]] = {}
         # connection id -> the attempt whose connect opened it
         self._opening: dict[int, RequestTrace] = {}
+
+    def forgetConnections(self) -> None:
+        """
+        The pool no longer tells this observer about its connections: take
+        those it still counts out of C{http.client.open_connections}, which
+        would otherwise show them open for good.
+        """
+        for state, attributes, _ in self._connections.values():
+            self._count(self._openCounts, attributes, -1, state)
+        self._connections.clear()
+        self._opening.clear()
 
     # Spans
 

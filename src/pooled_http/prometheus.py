@@ -80,9 +80,15 @@ class PoolCollector(Collector):
         @param name: The C{pool} label.
         @param maxKeys: How many keys get a label of their own.
         @raise ValueError: If C{maxKeys} is not a positive integer.
+        @raise TypeError: If C{pool} has no C{stats()} or C{name} is not a
+            non-empty string (it would fail every scrape of the registry).
         """
         if isinstance(maxKeys, bool) or not isinstance(maxKeys, int) or maxKeys < 1:
             raise ValueError(f"maxKeys must be a positive integer, not {maxKeys!r}")
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, not {name!r}")
+        if not callable(getattr(pool, "stats", None)):
+            raise TypeError(f"pool must be an HTTPConnectionPool, not {pool!r}")
         self.pool = pool
         self.name = name
         self.maxKeys = maxKeys

@@ -252,7 +252,19 @@ class Observable:
 
         @param observer: A L{TraceObserver} (or an object with the same
             methods).
+        @raise TypeError: If C{observer} is a class, or has none of the
+            methods of L{TraceObserver} (it would never be called).
+        @raise ValueError: If C{observer} was added already.
         """
+        if isinstance(observer, type) or not any(
+            callable(getattr(observer, name, None)) for name in _HOOKS
+        ):
+            raise TypeError(
+                f"observer must be a TraceObserver instance (or an object with"
+                f" its methods), not {observer!r}"
+            )
+        if observer in self.observers:
+            raise ValueError(f"{observer!r} is an observer of this pool already")
         self._dispatch = Dispatch((*self.observers, observer), self._reactor)
 
     def removeObserver(self, observer: TraceObserver) -> None:
