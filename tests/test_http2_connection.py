@@ -366,6 +366,19 @@ class MissingH2Tests(SynchronousTestCase):
         self.assertIn("pip install 'pooled_http[http2]'", str(caught.exception))
         self.assertIsInstance(caught.exception, ImportError)
 
+    def test_http2NotABool(self) -> None:
+        """
+        An C{http2} that is not a bool is a L{TypeError} naming it.
+        """
+        from twisted.internet.task import Clock
+
+        from pooled_http import PooledAgent
+
+        for value in ("yes", 1, None):
+            with self.assertRaises(TypeError) as caught:
+                PooledAgent(Clock(), http2=value)  # type: ignore[arg-type]
+            self.assertIn("http2", str(caught.exception))
+
 
 class InvalidHeadersTests(_ConnectionCase):
     """

@@ -186,7 +186,8 @@ class PooledAgent:
             (needs the C{pooled_http[http2]} extra and a pooled_http pool).
         @raise ValueError: If C{maxCachedEndpoints} is not a positive integer.
         @raise HTTP2UnavailableError: For C{http2=True} without C{h2}.
-        @raise TypeError: For C{http2=True} with another kind of pool.
+        @raise TypeError: For C{http2=True} with another kind of pool, or
+            an C{http2} that is not a bool.
         @raise ProxyURLError: If C{proxy}, or with C{trustEnv} a proxy
             variable of the environment, is not a usable proxy URL.
         """
@@ -199,6 +200,8 @@ class PooledAgent:
                 category=DeprecationWarning,
             )
             contextFactory = _DeprecatedToCurrentPolicyForHTTPS(contextFactory)
+        if not isinstance(http2, bool):
+            raise TypeError(f"http2 must be True or False, not {http2!r}")
         self._init(reactor, pool, maxCachedEndpoints)
         if http2:
             # A pool may stand behind a forwarder that keeps it as .pool.
