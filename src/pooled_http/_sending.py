@@ -127,7 +127,14 @@ def sendNow(transport: Any, data: bytes) -> None:
     """
     kind = _kind(transport)
     if kind is _TCP:
-        _sendTCP(transport, data, transport.write)
+        # _sendTCP, written out: this runs for every request.
+        if _idleTCP(transport):
+            sent = transport.writeSomeData(data)
+            if type(sent) is int and sent > 0:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        transport.write(data)
         return
     if kind is _TLS:
         tcp = transport.transport
