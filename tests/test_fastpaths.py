@@ -146,6 +146,86 @@ class SendNowTLSTests(SynchronousTestCase):
         self.assertEqual(protocol._aggregator._buffer, [b"only"])
 
 
+class SendNowTLSOverTCPTests(SynchronousTestCase):
+    """
+    Over Twisted's TLS layer on Twisted's TCP transport, the records the
+    layer writes reach the socket at once, as L{sendNow} sends plain bytes,
+    and the TCP transport is left as it was.
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet.protocol import Factory
+        from twisted.internet.ssl import optionsForClientTLS
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        theirs.settimeout(5)
+        self.peer = theirs
+        self.reactor = MemoryReactorClock()
+        factory = TLSMemoryBIOFactory(
+            optionsForClientTLS("localhost"),
+            True,
+            Factory.forProtocol(Protocol),
+            clock=self.reactor,
+        )
+        self.protocol: Any = factory.buildProtocol(None)
+        self.tcp: Any = tcp.Connection(ours, self.protocol, self.reactor)
+        self.tcp.connected = True
+        self.protocol.makeConnection(self.tcp)
+        # The ClientHello, written the TCP transport's own way.
+        self.tcp.doWrite()
+        self.peer.recv(65536)
+        self.assertEqual(self.reactor.getWriters(), [])
+
+    def fakeLayer(self, write: Any) -> None:
+        from pooled_http import _sending
+
+        class Layer:
+            pass
+
+        layer: Any = Layer()
+        layer.write = write
+        self.patch(_sending, "_TLSMemoryBIOProtocol", layer)
+
+    def test_recordsDirect(self) -> None:
+        """
+        Records go to the socket without the transport being asked to
+        write, and its own C{write} is back afterwards.
+        """
+        self.fakeLayer(lambda layer, data: layer.transport.write(b"record:" + data))
+        sendNow(self.protocol, b"abc")
+        self.assertEqual(self.peer.recv(65536), b"record:abc")
+        self.assertEqual(self.tcp._tempDataBuffer, [])
+        self.assertEqual(self.reactor.getWriters(), [])
+        self.assertNotIn("write", vars(self.tcp))
+
+    def test_recordsPartial(self) -> None:
+        """
+        What the socket does not take of a record is buffered by the TCP
+        transport, in order.
+        """
+        self.tcp.writeSomeData = lambda data: 2
+        self.fakeLayer(lambda layer, data: layer.transport.write(data))
+        self.tcp.doWrite = lambda: None
+        sendNow(self.protocol, b"abcdef")
+        self.assertEqual(self.tcp._tempDataBuffer, [b"cdef"])
+        self.assertNotIn("write", vars(self.tcp))
+
+    def test_layerFails(self) -> None:
+        """
+        If the layer raises, the TCP transport's own C{write} is back.
+        """
+
+        def fail(layer: Any, data: bytes) -> None:
+            raise ZeroDivisionError()
+
+        self.fakeLayer(fail)
+        self.assertRaises(ZeroDivisionError, sendNow, self.protocol, b"abc")
+        self.assertNotIn("write", vars(self.tcp))
+
+
 class RequestShortcutTests(SynchronousTestCase):
     """
     The request values the agent builds for itself match Twisted's.

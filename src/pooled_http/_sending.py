@@ -25,12 +25,17 @@ otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 __all__ = ["sendNow"]
 
 _TCP = "tcp"
 _TLS = "tls"
+
+# Twisted's TLS layer, once a transport of it has been seen.
+_TLSMemoryBIOProtocol: Any = None
 
 
 def _kindOf(transport: Any) -> str | None:
@@ -59,6 +64,8 @@ def _kindOf(transport: Any) -> str | None:
         # zero-delay timer.
         and getattr(transport, "write", None) == getattr(aggregator, "write", None)
     ):
+        global _TLSMemoryBIOProtocol
+        _TLSMemoryBIOProtocol = TLSMemoryBIOProtocol
         return _TLS
     return None
 
@@ -92,6 +99,23 @@ def _idleTCP(tcp: Any) -> bool:
     )
 
 
+def _sendTCP(tcp: Any, data: bytes, write: Callable[[bytes], object]) -> None:
+    """
+    Hand C{data} to an idle TCP socket at once; what it does not take (or
+    all of it, when something is buffered already) goes to C{write}, the
+    transport's own buffering C{write()}.
+    """
+    if _idleTCP(tcp):
+        sent = tcp.writeSomeData(data)
+        if type(sent) is int and sent > 0:
+            if sent == len(data):
+                return
+            data = data[sent:]
+        # Nothing taken (the socket is full) or an error: the transport
+        # buffers the rest, and its next write turn meets the same error.
+    write(data)
+
+
 def sendNow(transport: Any, data: bytes) -> None:
     """
     Write C{data} to C{transport} now rather than on the reactor's next
@@ -103,14 +127,13 @@ def sendNow(transport: Any, data: bytes) -> None:
     """
     kind = _kind(transport)
     if kind is _TCP:
+        # _sendTCP, written out: this runs for every request.
         if _idleTCP(transport):
             sent = transport.writeSomeData(data)
             if type(sent) is int and sent > 0:
                 if sent == len(data):
                     return
                 data = data[sent:]
-            # Nothing taken (the socket is full) or an error: the transport
-            # buffers the rest, and its next write turn meets the same error.
         transport.write(data)
         return
     if kind is _TLS:
@@ -122,13 +145,24 @@ def sendNow(transport: Any, data: bytes) -> None:
             and _idleTCP(tcp)
             and tcp.producer is None
         ):
-            from twisted.protocols.tls import TLSMemoryBIOProtocol
-
-            # Encrypt now (what the aggregator's timer would do) into the
-            # TCP transport's buffer, and let it write at once, as the
-            # reactor would: on an error it stays registered for writing
-            # and the reactor meets the error again and closes it.
-            TLSMemoryBIOProtocol.write(transport, data)
+            # Encrypt now (what the aggregator's timer would do), and let
+            # the TCP socket take the records at once, as L{_TCP} above
+            # (for this one call the TCP transport's write() is that):
+            # without the two epoll_ctl calls and the write turn that
+            # buffering them would cost.  What the socket does not take,
+            # and any error, goes to the TCP transport's buffer, which the
+            # reactor writes (or meets the error again and closes it).
+            attributes = tcp.__dict__
+            if "write" in attributes:
+                # Someone else's write() is on it: theirs it is.
+                _TLSMemoryBIOProtocol.write(transport, data)
+            else:
+                buffered = type(tcp).write.__get__(tcp)
+                attributes["write"] = partial(_sendTCP, tcp, write=buffered)
+                try:
+                    _TLSMemoryBIOProtocol.write(transport, data)
+                finally:
+                    del attributes["write"]
             if tcp._tempDataBuffer and not tcp.disconnecting:
                 tcp.doWrite()
             return
