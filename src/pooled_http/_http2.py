@@ -38,6 +38,7 @@ from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
 from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
+from ._hpackcache import CachingDecoder, CachingEncoder
 from ._http2stream import Stream
 from ._lifecycle import Lifecycle
 from .errors import (
@@ -84,6 +85,12 @@ class HTTP2Connection(ConnectionBase, Protocol):
                 validate_inbound_headers=False,
             )
         )
+        # Same coders, with a memo of the blocks just coded (a burst of
+        # like requests and responses codes each block once).
+        decoder = CachingDecoder()
+        decoder.max_header_list_size = self.h2.decoder.max_header_list_size
+        self.h2.encoder = CachingEncoder()
+        self.h2.decoder = decoder
         self.capacity: int | None = 1
         self.goingAway = False
         self._streams: dict[int, Stream] = {}
