@@ -56,6 +56,38 @@ STREAM_WINDOW = 1 << 20
 
 _MAX_WINDOW = (1 << 31) - 1
 
+#: How many streams (open, or closed and not yet forgotten) the state
+#: machine may keep before it counts the open ones exactly.
+_COUNT_AT = 128
+
+
+class _H2Connection(H2Connection):
+    """
+    C{h2}'s client state machine, with a cheaper stream count.
+
+    C{h2} counts the open outbound streams, walking all of them, before
+    every new stream (to refuse one above the server's
+    C{SETTINGS_MAX_CONCURRENT_STREAMS}) and forgets the closed ones as it
+    goes: a burst of M{n} requests walked M{n^2/2} streams.  While the
+    streams it holds are fewer than the server's limit and than
+    L{_COUNT_AT}, their number is an upper bound of the open ones that
+    answers that check the same way; beyond, it counts exactly (and
+    forgets the closed ones), so at most L{_COUNT_AT} closed streams are
+    kept a little longer than they would be.
+    """
+
+    @property
+    def open_outbound_streams(self) -> int:
+        """
+        The open outbound streams, or an upper bound of them below the
+        server's limit (see the class docstring).
+        """
+        held = len(self.streams)
+        if held < _COUNT_AT and held < self.remote_settings.max_concurrent_streams:
+            return held
+        count: int = H2Connection.open_outbound_streams.fget(self)  # type: ignore[attr-defined]
+        return count
+
 
 class HTTP2Connection(ConnectionBase, Protocol):
     """
@@ -75,7 +107,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         self._initConnection(owner, key)
         self.handshakeDone = True
         self.transport: Any = None
-        self.h2 = H2Connection(
+        self.h2 = _H2Connection(
             config=H2Configuration(
                 client_side=True,
                 header_encoding=None,
@@ -246,9 +278,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         if self.goingAway:
             capacity = 0
         else:
-            capacity = max(
-                1, min(self._serverLimit(), self.owner.maxConcurrentStreams)
-            )
+            capacity = max(1, min(self._serverLimit(), self.owner.maxConcurrentStreams))
         if capacity != self.capacity:
             self.capacity = capacity
             if self._announced and self.lifecycle is not Lifecycle.CLOSED:
@@ -268,7 +298,9 @@ class HTTP2Connection(ConnectionBase, Protocol):
             # given back as the request fails (and the lease retries it).
             self._waiting.append(stream)
             stream.fail(
-                Failure(UnprocessedStreamError(self.key, "the connection is going away"))
+                Failure(
+                    UnprocessedStreamError(self.key, "the connection is going away")
+                )
             )
             return stream.deferred
         self.requestsServed += 1
@@ -284,9 +316,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         except ProtocolError:
             # Stream ids ran out: this connection takes no new stream.
             self._stopNewStreams()
-            stream.fail(
-                Failure(UnprocessedStreamError(self.key, "no stream id left"))
-            )
+            stream.fail(Failure(UnprocessedStreamError(self.key, "no stream id left")))
             return
         self._streams[streamId] = stream
         try:
@@ -294,9 +324,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         except ProtocolError as e:
             # The state machine refused the stream (the server's settings
             # changed under it): it was never sent.
-            stream.fail(
-                Failure(UnprocessedStreamError(self.key, f"not sent: {e}"))
-            )
+            stream.fail(Failure(UnprocessedStreamError(self.key, f"not sent: {e}")))
         self.flush()
 
     def _startWaiting(self) -> None:
