@@ -331,9 +331,11 @@ class ConnectionTests(_ConnectionCase):
         )
         self.assertEqual(self.conn.lifecycle.value, "active")
         self.assertEqual(
-            [type(e).__name__ for e in self.events if not isinstance(e, RequestReceived)][
-                -1
-            ],
+            [
+                type(e).__name__
+                for e in self.events
+                if not isinstance(e, RequestReceived)
+            ][-1],
             "StreamReset",
         )
 
@@ -395,3 +397,53 @@ class InvalidHeadersTests(_ConnectionCase):
         self.server.config.validate_outbound_headers = True
         self.respond(3, b"fine")
         self.assertEqual(responses[0].code, 200)
+
+
+class StreamCountTests(_ConnectionCase):
+    """
+    The cheaper count of open streams before each new stream still keeps
+    to the server's limit and still forgets closed streams.
+    """
+
+    def burst(self, size: int, firstId: int) -> None:
+        responses: list[Any] = []
+        for i in range(size):
+            self.conn.request(request(b"/%d" % (i,))).addCallback(responses.append)
+        self.pump()
+        for i in range(size):
+            self.respond(firstId + 2 * i, b"ok")
+        self.assertEqual([r.code for r in responses], [200] * size)
+
+    def test_closedStreamsForgotten(self) -> None:
+        """
+        Bursts of like requests leave at most C{_COUNT_AT} streams in the
+        state machine.
+        """
+        from pooled_http._http2 import _COUNT_AT
+
+        for round in range(4):
+            self.burst(60, 1 + 120 * round)
+            self.assertLessEqual(len(self.conn.h2.streams), _COUNT_AT)
+
+    def test_serverLimitKept(self) -> None:
+        """
+        At the server's limit the state machine counts exactly and refuses
+        one stream more; the connection queues it instead.
+        """
+        from h2.exceptions import TooManyStreamsError
+
+        self.server.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: 2})
+        self.pump()
+        self.burst(3, 1)
+        responses: list[Any] = []
+        for i in range(3):
+            self.conn.request(request(b"/%d" % (i,))).addCallback(responses.append)
+        self.pump()
+        self.assertEqual(self.conn.h2.open_outbound_streams, 2)
+        self.assertEqual(len(self.conn._waiting), 1)
+        self.assertRaises(
+            TooManyStreamsError,
+            self.conn.h2.send_headers,
+            99,
+            [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")],
+        )
