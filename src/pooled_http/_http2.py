@@ -131,6 +131,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         self._announced = False
         self._settingsSeen = False
         self._scheme = b"https"
+        self._receiving = False
 
     def __repr__(self) -> str:
         return (
@@ -186,10 +187,17 @@ class HTTP2Connection(ConnectionBase, Protocol):
         h2.increment_flow_control_window(window - 65535)
         self.flush()
 
-    def flush(self) -> None:
+    def flush(self, now: bool = False) -> None:
         """
-        Write what the state machine has to send.
+        Write what the state machine has to send (while received bytes are
+        being taken in, once they all have been: one write for all the
+        streams they touched).
+
+        @param now: Write at once all the same (the transport is about to
+            be closed).
         """
+        if self._receiving and not now:
+            return
         data = self.h2.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)
@@ -206,16 +214,24 @@ class HTTP2Connection(ConnectionBase, Protocol):
         """
         Feed the state machine and act on its events.
         """
+        receiving, self._receiving = self._receiving, True
         try:
             events = self.h2.receive_data(data)
         except ProtocolError as e:
+            self._receiving = receiving
             self.flush()
             self._broken(HTTP2ProtocolError(self.key, str(e) or type(e).__name__))
             return
-        for event in events:
-            self._event(event)
-            if self.lifecycle is Lifecycle.CLOSED:
-                return
+        handlers = _HANDLERS
+        try:
+            for event in events:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+                if self.lifecycle is Lifecycle.CLOSED:
+                    return
+        finally:
+            self._receiving = receiving
         self.flush()
         if self._settingsSeen:
             # Announced once everything that arrived with the first
@@ -226,39 +242,48 @@ class HTTP2Connection(ConnectionBase, Protocol):
                 self._announced = True
                 ready.callback(self)
 
-    def _event(self, event: Any) -> None:
-        kind = type(event)
-        streamId = getattr(event, "stream_id", 0)
-        stream = self._streams.get(streamId) if streamId else None
-        if kind is ev.DataReceived:
+    # The events (dispatched by type through _HANDLERS)
+
+    def _onData(self, event: Any) -> None:
+        streamId = event.stream_id
+        stream = self._streams.get(streamId)
+        if stream is not None:
+            stream.dataReceived(event.data or b"", event.flow_controlled_length)
+        else:
+            self.acknowledge(streamId, event.flow_controlled_length)
+
+    def _onResponse(self, event: Any) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            stream.headersReceived(event.headers)
+
+    def _onEnded(self, event: Any) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            stream.ended()
+
+    def _onWindow(self, event: Any) -> None:
+        if event.stream_id:
+            stream = self._streams.get(event.stream_id)
             if stream is not None:
-                stream.dataReceived(event.data or b"", event.flow_controlled_length)
-            else:
-                self.acknowledge(streamId, event.flow_controlled_length)
-        elif kind is ev.ResponseReceived:
-            if stream is not None:
-                stream.headersReceived(event.headers)
-        elif kind is ev.StreamEnded:
-            if stream is not None:
-                stream.ended()
-        elif kind is ev.WindowUpdated:
-            if streamId:
-                if stream is not None:
-                    stream.sendBody()
-            else:
-                for each in list(self._streams.values()):
-                    each.sendBody()
-        elif kind is ev.StreamReset:
-            if stream is not None:
-                self._streamReset(stream, event.error_code)
-        elif kind is ev.RemoteSettingsChanged:
-            self._settingsChanged(event.changed_settings)
-        elif kind is ev.ConnectionTerminated:
-            self._goAway(event.last_stream_id, event.error_code)
-        elif kind is ev.InformationalResponseReceived:
-            pass
-        elif kind is ev.PushedStreamReceived:
-            self.h2.reset_stream(event.pushed_stream_id, ErrorCodes.REFUSED_STREAM)
+                stream.sendBody()
+        else:
+            for each in list(self._streams.values()):
+                each.sendBody()
+
+    def _onReset(self, event: Any) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            self._streamReset(stream, event.error_code)
+
+    def _onSettings(self, event: Any) -> None:
+        self._settingsChanged(event.changed_settings)
+
+    def _onGoAway(self, event: Any) -> None:
+        self._goAway(event.last_stream_id, event.error_code)
+
+    def _onPush(self, event: Any) -> None:
+        self.h2.reset_stream(event.pushed_stream_id, ErrorCodes.REFUSED_STREAM)
 
     # Settings and capacity
 
@@ -414,7 +439,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
                 self.h2.close_connection()
             except ProtocolError:
                 pass
-            self.flush()
+            self.flush(now=True)
         ConnectionBase.close(self, gracePeriod)
 
     def abort(self) -> Deferred[None]:
@@ -483,6 +508,20 @@ class HTTP2Connection(ConnectionBase, Protocol):
         for stream in self._streams.values():
             calls.extend(stream.pendingCalls())
         return calls
+
+
+#: What the connection does with each kind of event (the others, such as
+#: informational responses, are ignored).
+_HANDLERS: dict[type, Any] = {
+    ev.DataReceived: HTTP2Connection._onData,
+    ev.ResponseReceived: HTTP2Connection._onResponse,
+    ev.StreamEnded: HTTP2Connection._onEnded,
+    ev.WindowUpdated: HTTP2Connection._onWindow,
+    ev.StreamReset: HTTP2Connection._onReset,
+    ev.RemoteSettingsChanged: HTTP2Connection._onSettings,
+    ev.ConnectionTerminated: HTTP2Connection._onGoAway,
+    ev.PushedStreamReceived: HTTP2Connection._onPush,
+}
 
 
 def http2ConnectionFactory(owner: ConnectionOwner, key: Hashable) -> HTTP2Connection:
