@@ -447,3 +447,40 @@ class StreamCountTests(_ConnectionCase):
             99,
             [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")],
         )
+
+
+class ResponseHeadersTests(SynchronousTestCase):
+    """
+    L{responseHeaders} checks each header list once per connection and
+    still hands out fresh headers, and fails an invalid list every time.
+    """
+
+    def setUp(self) -> None:
+        if SKIP:
+            raise self.skipTest(SKIP)
+
+    def test_freshHeadersEachTime(self) -> None:
+        from pooled_http._http2stream import responseHeaders
+
+        checked: dict[Any, Any] = {}
+        block = [(b":status", b"200"), (b"content-length", b"2"), (b"x-a", b"1")]
+        code, first, length = responseHeaders(list(block), checked)
+        self.assertEqual((code, length), (200, b"2"))
+        first.addRawHeader(b"x-a", b"2")
+        _, second, _ = responseHeaders(list(block), checked)
+        self.assertIsNot(first, second)
+        self.assertEqual(second.getRawHeaders(b"x-a"), [b"1"])
+        self.assertEqual(len(checked), 1)
+
+    def test_invalidEveryTime(self) -> None:
+        from pooled_http._http2stream import responseHeaders
+
+        checked: dict[Any, Any] = {}
+        for block in (
+            [(b":status", b"200"), (b"x-bad", b"a\r\nb")],
+            [(b":status", b"700")],
+            [(b":status", b"200"), (b"", b"v")],
+        ):
+            for _ in range(2):
+                self.assertRaises(ValueError, responseHeaders, block, checked)
+        self.assertEqual(checked, {})

@@ -39,7 +39,7 @@ from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
 from ._hpackcache import CachingDecoder, CachingEncoder
-from ._http2stream import Stream
+from ._http2stream import CheckedHeaders, Stream
 from ._lifecycle import Lifecycle
 from .errors import (
     HTTP2ProtocolError,
@@ -132,6 +132,8 @@ class HTTP2Connection(ConnectionBase, Protocol):
         self._settingsSeen = False
         self._scheme = b"https"
         self._receiving = False
+        #: The response header lists already checked on this connection.
+        self.checkedHeaders: CheckedHeaders = {}
 
     def __repr__(self) -> str:
         return (
