@@ -24,7 +24,6 @@ from twisted.internet.interfaces import IConsumer
 from twisted.python.failure import Failure
 from twisted.web._newclient import (
     RequestGenerationFailed,
-    ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
 )
@@ -33,7 +32,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
-from ._http11response import _Response
+from ._http11response import RESPONSE_DONE, _Response
 from ._timers import cancelCall
 from .errors import ReadTimeoutError, ResponseTimeoutError
 
@@ -418,7 +417,7 @@ class Stream:
         if reason is None:
             if self._held:
                 return
-            reason = Failure(ResponseDone())
+            reason = RESPONSE_DONE
         self._held = []
         response._end(reason)
 
@@ -551,7 +550,7 @@ class Stream:
                 return
         connection.flush()
         if self._done and response is not None:
-            response._end(Failure(ResponseDone()))
+            response._end(RESPONSE_DONE)
         else:
             self._startReadTimer()
 
