@@ -45,7 +45,7 @@ class _VersionedTable(HeaderTable):
 
     def add(self, name: bytes, value: bytes) -> None:
         """
-        Add an entry (see L{HeaderTable.add}).
+        Add an entry (see C{HeaderTable.add}).
         """
         self.version += 1
         HeaderTable.add(self, name, value)
@@ -53,7 +53,7 @@ class _VersionedTable(HeaderTable):
     @property
     def maxsize(self) -> int:
         """
-        The table's size limit (see L{HeaderTable.maxsize}).
+        The table's size limit (see C{HeaderTable.maxsize}).
         """
         return self._maxsize
 
@@ -76,7 +76,7 @@ class CachingEncoder(Encoder):
 
     def encode(self, headers: Any, huffman: bool = True) -> bytes:
         """
-        Encode C{headers} (see L{Encoder.encode}).
+        Encode C{headers} (see C{Encoder.encode}).
         """
         table: Any = self.header_table
         if not huffman or table.resized or type(headers) is not list:
@@ -113,7 +113,7 @@ class CachingDecoder(Decoder):
 
     def decode(self, data: bytes, raw: bool = False) -> Any:
         """
-        Decode the header block C{data} (see L{Decoder.decode}).
+        Decode the header block C{data} (see C{Decoder.decode}).
         """
         table = self.header_table
         if not raw or type(data) is not bytes or table.dynamic_entries:
