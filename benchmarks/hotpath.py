@@ -5,6 +5,7 @@ benchmark nginx: the CPU time per request, and where it goes.
     python benchmarks/hotpath.py                          # PooledAgent, steady
     python benchmarks/hotpath.py --scenario burst-tls --top 30
     python benchmarks/hotpath.py --client pooled_http --no-profile --repeats 5
+    python benchmarks/hotpath.py --client pooled_http+h2 --scenario burst-h2
 
 Without C{--no-profile} the workload runs once more under cProfile and the
 top entries (by own time) are printed; the CPU microseconds per request are
@@ -46,6 +47,7 @@ SCENARIOS = {
     "steady": ("workers", 5000, 10, False),
     "burst": ("bursts", 5000, 100, False),
     "burst-tls": ("bursts", 2000, 50, True),
+    "burst-h2": ("bursts", 3000, 100, True),
 }
 
 

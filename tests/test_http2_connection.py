@@ -331,9 +331,11 @@ class ConnectionTests(_ConnectionCase):
         )
         self.assertEqual(self.conn.lifecycle.value, "active")
         self.assertEqual(
-            [type(e).__name__ for e in self.events if not isinstance(e, RequestReceived)][
-                -1
-            ],
+            [
+                type(e).__name__
+                for e in self.events
+                if not isinstance(e, RequestReceived)
+            ][-1],
             "StreamReset",
         )
 
@@ -408,3 +410,90 @@ class InvalidHeadersTests(_ConnectionCase):
         self.server.config.validate_outbound_headers = True
         self.respond(3, b"fine")
         self.assertEqual(responses[0].code, 200)
+
+
+class StreamCountTests(_ConnectionCase):
+    """
+    The cheaper count of open streams before each new stream still keeps
+    to the server's limit and still forgets closed streams.
+    """
+
+    def burst(self, size: int, firstId: int) -> None:
+        responses: list[Any] = []
+        for i in range(size):
+            self.conn.request(request(b"/%d" % (i,))).addCallback(responses.append)
+        self.pump()
+        for i in range(size):
+            self.respond(firstId + 2 * i, b"ok")
+        self.assertEqual([r.code for r in responses], [200] * size)
+
+    def test_closedStreamsForgotten(self) -> None:
+        """
+        Bursts of like requests leave at most C{_COUNT_AT} streams in the
+        state machine.
+        """
+        from pooled_http._http2 import _COUNT_AT
+
+        for round in range(4):
+            self.burst(60, 1 + 120 * round)
+            self.assertLessEqual(len(self.conn.h2.streams), _COUNT_AT)
+
+    def test_serverLimitKept(self) -> None:
+        """
+        At the server's limit the state machine counts exactly and refuses
+        one stream more; the connection queues it instead.
+        """
+        from h2.exceptions import TooManyStreamsError
+
+        self.server.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: 2})
+        self.pump()
+        self.burst(3, 1)
+        responses: list[Any] = []
+        for i in range(3):
+            self.conn.request(request(b"/%d" % (i,))).addCallback(responses.append)
+        self.pump()
+        self.assertEqual(self.conn.h2.open_outbound_streams, 2)
+        self.assertEqual(len(self.conn._waiting), 1)
+        self.assertRaises(
+            TooManyStreamsError,
+            self.conn.h2.send_headers,
+            99,
+            [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")],
+        )
+
+
+class ResponseHeadersTests(SynchronousTestCase):
+    """
+    L{responseHeaders} checks each header list once per connection and
+    still hands out fresh headers, and fails an invalid list every time.
+    """
+
+    def setUp(self) -> None:
+        if SKIP:
+            raise self.skipTest(SKIP)
+
+    def test_freshHeadersEachTime(self) -> None:
+        from pooled_http._http2stream import responseHeaders
+
+        checked: dict[Any, Any] = {}
+        block = [(b":status", b"200"), (b"content-length", b"2"), (b"x-a", b"1")]
+        code, first, length = responseHeaders(list(block), checked)
+        self.assertEqual((code, length), (200, b"2"))
+        first.addRawHeader(b"x-a", b"2")
+        _, second, _ = responseHeaders(list(block), checked)
+        self.assertIsNot(first, second)
+        self.assertEqual(second.getRawHeaders(b"x-a"), [b"1"])
+        self.assertEqual(len(checked), 1)
+
+    def test_invalidEveryTime(self) -> None:
+        from pooled_http._http2stream import responseHeaders
+
+        checked: dict[Any, Any] = {}
+        for block in (
+            [(b":status", b"200"), (b"x-bad", b"a\r\nb")],
+            [(b":status", b"700")],
+            [(b":status", b"200"), (b"", b"v")],
+        ):
+            for _ in range(2):
+                self.assertRaises(ValueError, responseHeaders, block, checked)
+        self.assertEqual(checked, {})

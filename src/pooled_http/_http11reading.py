@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._newclient import ParseError, ResponseDone, ResponseFailed
+from twisted.web._newclient import ParseError, ResponseFailed
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from ._http11head import (
@@ -34,7 +34,7 @@ from ._http11head import (
     _tokens,
     _version,
 )
-from ._http11response import _Response
+from ._http11response import RESPONSE_DONE, _Response
 from ._lifecycle import Lifecycle
 from ._timers import cancelCall
 from .errors import FramingError, PoolError, ResponseHeadersTooLargeError
@@ -57,9 +57,7 @@ class _StopParsing(Exception):
     """
 
 
-# One shared end-of-body reason: it carries no traceback and nothing in it
-# changes, so every response may be told with the same object.
-_DONE = Failure(ResponseDone("Response body fully received"))
+_DONE = RESPONSE_DONE
 _SERVER_CLOSE = Failure(ConnectionDone("Connection: close"))
 _EARLY_RESPONSE = Failure(
     ConnectionDone("the response came before the request was sent whole")

@@ -13,6 +13,7 @@ from twisted.internet.defer import AlreadyCalledError
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web._newclient import ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
@@ -20,13 +21,18 @@ from zope.interface import implementer
 if TYPE_CHECKING:
     from ._http11 import HTTP11Connection
 
-__all__ = ["BODY_BUFFER_LIMIT"]
+__all__ = ["BODY_BUFFER_LIMIT", "RESPONSE_DONE"]
 
 _log = Logger()
 
 #: Bytes of a response body kept before C{deliverBody} is called (or while
 #: its protocol has paused it) before the transport stops reading.
 BODY_BUFFER_LIMIT = 65536
+
+#: One shared end-of-body reason (HTTP/1.1 and HTTP/2): it carries no
+#: traceback and nothing in it changes, so every response may be told with
+#: the same object.
+RESPONSE_DONE = Failure(ResponseDone("Response body fully received"))
 
 
 @implementer(IResponse, IPushProducer)

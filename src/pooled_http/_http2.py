@@ -38,7 +38,8 @@ from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
 from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
-from ._http2stream import Stream
+from ._hpackcache import CachingDecoder, CachingEncoder
+from ._http2stream import CheckedHeaders, Stream
 from ._lifecycle import Lifecycle
 from .errors import (
     HTTP2ProtocolError,
@@ -54,6 +55,38 @@ __all__ = ["HTTP2Connection", "STREAM_WINDOW"]
 STREAM_WINDOW = 1 << 20
 
 _MAX_WINDOW = (1 << 31) - 1
+
+#: How many streams (open, or closed and not yet forgotten) the state
+#: machine may keep before it counts the open ones exactly.
+_COUNT_AT = 128
+
+
+class _H2Connection(H2Connection):
+    """
+    C{h2}'s client state machine, with a cheaper stream count.
+
+    C{h2} counts the open outbound streams, walking all of them, before
+    every new stream (to refuse one above the server's
+    C{SETTINGS_MAX_CONCURRENT_STREAMS}) and forgets the closed ones as it
+    goes: a burst of M{n} requests walked M{n^2/2} streams.  While the
+    streams it holds are fewer than the server's limit and than
+    L{_COUNT_AT}, their number is an upper bound of the open ones that
+    answers that check the same way; beyond, it counts exactly (and
+    forgets the closed ones), so at most L{_COUNT_AT} closed streams are
+    kept a little longer than they would be.
+    """
+
+    @property
+    def open_outbound_streams(self) -> int:
+        """
+        The open outbound streams, or an upper bound of them below the
+        server's limit (see the class docstring).
+        """
+        held = len(self.streams)
+        if held < _COUNT_AT and held < self.remote_settings.max_concurrent_streams:
+            return held
+        count: int = H2Connection.open_outbound_streams.fget(self)  # type: ignore[attr-defined]
+        return count
 
 
 class HTTP2Connection(ConnectionBase, Protocol):
@@ -74,7 +107,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         self._initConnection(owner, key)
         self.handshakeDone = True
         self.transport: Any = None
-        self.h2 = H2Connection(
+        self.h2 = _H2Connection(
             config=H2Configuration(
                 client_side=True,
                 header_encoding=None,
@@ -84,6 +117,12 @@ class HTTP2Connection(ConnectionBase, Protocol):
                 validate_inbound_headers=False,
             )
         )
+        # Same coders, with a memo of the blocks just coded (a burst of
+        # like requests and responses codes each block once).
+        decoder = CachingDecoder()
+        decoder.max_header_list_size = self.h2.decoder.max_header_list_size
+        self.h2.encoder = CachingEncoder()
+        self.h2.decoder = decoder
         self.capacity: int | None = 1
         self.goingAway = False
         self._streams: dict[int, Stream] = {}
@@ -92,6 +131,9 @@ class HTTP2Connection(ConnectionBase, Protocol):
         self._announced = False
         self._settingsSeen = False
         self._scheme = b"https"
+        self._receiving = False
+        #: The response header lists already checked on this connection.
+        self.checkedHeaders: CheckedHeaders = {}
 
     def __repr__(self) -> str:
         return (
@@ -147,10 +189,17 @@ class HTTP2Connection(ConnectionBase, Protocol):
         h2.increment_flow_control_window(window - 65535)
         self.flush()
 
-    def flush(self) -> None:
+    def flush(self, now: bool = False) -> None:
         """
-        Write what the state machine has to send.
+        Write what the state machine has to send (while received bytes are
+        being taken in, once they all have been: one write for all the
+        streams they touched).
+
+        @param now: Write at once all the same (the transport is about to
+            be closed).
         """
+        if self._receiving and not now:
+            return
         data = self.h2.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)
@@ -167,16 +216,24 @@ class HTTP2Connection(ConnectionBase, Protocol):
         """
         Feed the state machine and act on its events.
         """
+        receiving, self._receiving = self._receiving, True
         try:
             events = self.h2.receive_data(data)
         except ProtocolError as e:
+            self._receiving = receiving
             self.flush()
             self._broken(HTTP2ProtocolError(self.key, str(e) or type(e).__name__))
             return
-        for event in events:
-            self._event(event)
-            if self.lifecycle is Lifecycle.CLOSED:
-                return
+        handlers = _HANDLERS
+        try:
+            for event in events:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+                if self.lifecycle is Lifecycle.CLOSED:
+                    return
+        finally:
+            self._receiving = receiving
         self.flush()
         if self._settingsSeen:
             # Announced once everything that arrived with the first
@@ -187,39 +244,48 @@ class HTTP2Connection(ConnectionBase, Protocol):
                 self._announced = True
                 ready.callback(self)
 
-    def _event(self, event: Any) -> None:
-        kind = type(event)
-        streamId = getattr(event, "stream_id", 0)
-        stream = self._streams.get(streamId) if streamId else None
-        if kind is ev.DataReceived:
+    # The events (dispatched by type through _HANDLERS)
+
+    def _onData(self, event: Any) -> None:
+        streamId = event.stream_id
+        stream = self._streams.get(streamId)
+        if stream is not None:
+            stream.dataReceived(event.data or b"", event.flow_controlled_length)
+        else:
+            self.acknowledge(streamId, event.flow_controlled_length)
+
+    def _onResponse(self, event: Any) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            stream.headersReceived(event.headers)
+
+    def _onEnded(self, event: Any) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            stream.ended()
+
+    def _onWindow(self, event: Any) -> None:
+        if event.stream_id:
+            stream = self._streams.get(event.stream_id)
             if stream is not None:
-                stream.dataReceived(event.data or b"", event.flow_controlled_length)
-            else:
-                self.acknowledge(streamId, event.flow_controlled_length)
-        elif kind is ev.ResponseReceived:
-            if stream is not None:
-                stream.headersReceived(event.headers)
-        elif kind is ev.StreamEnded:
-            if stream is not None:
-                stream.ended()
-        elif kind is ev.WindowUpdated:
-            if streamId:
-                if stream is not None:
-                    stream.sendBody()
-            else:
-                for each in list(self._streams.values()):
-                    each.sendBody()
-        elif kind is ev.StreamReset:
-            if stream is not None:
-                self._streamReset(stream, event.error_code)
-        elif kind is ev.RemoteSettingsChanged:
-            self._settingsChanged(event.changed_settings)
-        elif kind is ev.ConnectionTerminated:
-            self._goAway(event.last_stream_id, event.error_code)
-        elif kind is ev.InformationalResponseReceived:
-            pass
-        elif kind is ev.PushedStreamReceived:
-            self.h2.reset_stream(event.pushed_stream_id, ErrorCodes.REFUSED_STREAM)
+                stream.sendBody()
+        else:
+            for each in list(self._streams.values()):
+                each.sendBody()
+
+    def _onReset(self, event: Any) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            self._streamReset(stream, event.error_code)
+
+    def _onSettings(self, event: Any) -> None:
+        self._settingsChanged(event.changed_settings)
+
+    def _onGoAway(self, event: Any) -> None:
+        self._goAway(event.last_stream_id, event.error_code)
+
+    def _onPush(self, event: Any) -> None:
+        self.h2.reset_stream(event.pushed_stream_id, ErrorCodes.REFUSED_STREAM)
 
     # Settings and capacity
 
@@ -239,9 +305,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         if self.goingAway:
             capacity = 0
         else:
-            capacity = max(
-                1, min(self._serverLimit(), self.owner.maxConcurrentStreams)
-            )
+            capacity = max(1, min(self._serverLimit(), self.owner.maxConcurrentStreams))
         if capacity != self.capacity:
             self.capacity = capacity
             if self._announced and self.lifecycle is not Lifecycle.CLOSED:
@@ -261,7 +325,9 @@ class HTTP2Connection(ConnectionBase, Protocol):
             # given back as the request fails (and the lease retries it).
             self._waiting.append(stream)
             stream.fail(
-                Failure(UnprocessedStreamError(self.key, "the connection is going away"))
+                Failure(
+                    UnprocessedStreamError(self.key, "the connection is going away")
+                )
             )
             return stream.deferred
         self.requestsServed += 1
@@ -277,9 +343,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         except ProtocolError:
             # Stream ids ran out: this connection takes no new stream.
             self._stopNewStreams()
-            stream.fail(
-                Failure(UnprocessedStreamError(self.key, "no stream id left"))
-            )
+            stream.fail(Failure(UnprocessedStreamError(self.key, "no stream id left")))
             return
         self._streams[streamId] = stream
         try:
@@ -287,9 +351,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         except ProtocolError as e:
             # The state machine refused the stream (the server's settings
             # changed under it): it was never sent.
-            stream.fail(
-                Failure(UnprocessedStreamError(self.key, f"not sent: {e}"))
-            )
+            stream.fail(Failure(UnprocessedStreamError(self.key, f"not sent: {e}")))
         self.flush()
 
     def _startWaiting(self) -> None:
@@ -379,7 +441,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
                 self.h2.close_connection()
             except ProtocolError:
                 pass
-            self.flush()
+            self.flush(now=True)
         ConnectionBase.close(self, gracePeriod)
 
     def abort(self) -> Deferred[None]:
@@ -448,6 +510,20 @@ class HTTP2Connection(ConnectionBase, Protocol):
         for stream in self._streams.values():
             calls.extend(stream.pendingCalls())
         return calls
+
+
+#: What the connection does with each kind of event (the others, such as
+#: informational responses, are ignored).
+_HANDLERS: dict[type, Any] = {
+    ev.DataReceived: HTTP2Connection._onData,
+    ev.ResponseReceived: HTTP2Connection._onResponse,
+    ev.StreamEnded: HTTP2Connection._onEnded,
+    ev.WindowUpdated: HTTP2Connection._onWindow,
+    ev.StreamReset: HTTP2Connection._onReset,
+    ev.RemoteSettingsChanged: HTTP2Connection._onSettings,
+    ev.ConnectionTerminated: HTTP2Connection._onGoAway,
+    ev.PushedStreamReceived: HTTP2Connection._onPush,
+}
 
 
 def http2ConnectionFactory(owner: ConnectionOwner, key: Hashable) -> HTTP2Connection:

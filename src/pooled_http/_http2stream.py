@@ -24,7 +24,6 @@ from twisted.internet.interfaces import IConsumer
 from twisted.python.failure import Failure
 from twisted.web._newclient import (
     RequestGenerationFailed,
-    ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
 )
@@ -33,14 +32,14 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
-from ._http11response import _Response
+from ._http11response import RESPONSE_DONE, _Response
 from ._timers import cancelCall
 from .errors import ReadTimeoutError, ResponseTimeoutError
 
 if TYPE_CHECKING:
     from ._http2 import HTTP2Connection
 
-__all__ = ["Stream", "requestHeaders"]
+__all__ = ["Stream", "requestHeaders", "responseHeaders"]
 
 #: Header names that belong to one HTTP/1.1 connection and must not be sent
 #: on HTTP/2 (RFC 9113, section 8.2.2); I{Host} becomes C{:authority}.
@@ -101,6 +100,68 @@ def requestHeaders(request: Any, scheme: bytes) -> list[tuple[bytes, bytes]]:
         if length is not UNKNOWN_LENGTH:
             result.append((b"content-length", b"%d" % (length,)))
     return result
+
+
+#: What L{responseHeaders} remembers (per connection): a header list (as
+#: the HPACK decoder gives it) to its status, its fields and its first
+#: I{Content-Length}.
+CheckedHeaders = dict[tuple[Any, ...], tuple[int, tuple[tuple[bytes, bytes], ...], Any]]
+
+#: How many header lists a L{CheckedHeaders} keeps (then it starts afresh).
+_CHECKED_SIZE = 64
+
+
+def _checkResponseHeaders(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes | None]:
+    code = 0
+    fields = []
+    length = None
+    for name, value in headers:
+        if b"\n" in value or b"\r" in value or b"\0" in value or not name:
+            # The one check kept of h2's inbound validation (off: it
+            # costs as much as the rest of a response).
+            raise ValueError(f"invalid response header {name[:40]!r}")
+        if name == b":status":
+            try:
+                code = int(value)
+            except ValueError:
+                code = 0
+        elif name[0] != 58:  # not a pseudo-header
+            fields.append((name, value))
+            if length is None and name.lower() == b"content-length":
+                length = value
+    if not 100 <= code < 600:
+        raise ValueError(f"invalid :status {code} in response")
+    return code, tuple(fields), length
+
+
+def responseHeaders(
+    headers: list[tuple[bytes, bytes]], checked: CheckedHeaders
+) -> tuple[int, Headers, bytes | None]:
+    """
+    Check a response's header list: no CR, LF or NUL in a value, no empty
+    name, a C{:status} from 100 to 599.  Responses from one server differ
+    little (I{Date} ticks), so a burst checks each list once.
+
+    @param headers: As h2 gives them (bytes, not validated by h2).
+    @param checked: The lists already checked on this connection.
+    @return: The status, the headers without the pseudo-headers (a new
+        L{Headers}), the first I{Content-Length} value or L{None}.
+    @raise ValueError: The list is invalid; the message names the header.
+    """
+    key = tuple(headers)
+    known = checked.get(key)
+    if known is None:
+        known = _checkResponseHeaders(headers)
+        if len(checked) >= _CHECKED_SIZE:
+            checked.clear()
+        checked[key] = known
+    code, pairs, length = known
+    fields = Headers()
+    for name, value in pairs:
+        fields.addRawHeader(name, value)
+    return code, fields, length
 
 
 @implementer(IConsumer)
@@ -265,53 +326,24 @@ class Stream:
         """
         The response's headers arrived: fire the request's Deferred.
         """
-        code = 0
-        fields = Headers()
-        for name, value in headers:
-            if b"\n" in value or b"\r" in value or b"\0" in value or not name:
-                # The one check kept of h2's inbound validation (off: it
-                # costs as much as the rest of a response).
-                self._reset()
-                self._fail(
-                    Failure(
-                        ResponseFailed(
-                            [
-                                Failure(
-                                    ValueError(f"invalid response header {name[:40]!r}")
-                                )
-                            ]
-                        )
-                    )
-                )
-                return
-            if name == b":status":
-                try:
-                    code = int(value)
-                except ValueError:
-                    code = 0
-            elif name[0] != 58:  # not a pseudo-header
-                fields.addRawHeader(name, value)
-        if not 100 <= code < 600:
-            self._reset()
-            self._fail(
-                Failure(
-                    ResponseFailed(
-                        [Failure(ValueError(f"invalid :status {code} in response"))]
-                    )
-                )
+        try:
+            code, fields, lengthValue = responseHeaders(
+                headers, self._connection.checkedHeaders
             )
+        except ValueError as e:
+            self._reset()
+            self._fail(Failure(ResponseFailed([Failure(e)])))
             return
         if code < 200:
             return
         cancelCall(self._responseTimer)
         self._responseTimer = None
         length: int | object = UNKNOWN_LENGTH
-        lengths = fields.getRawHeaders(b"content-length")
         if self.request.method == b"HEAD" or code in (204, 304):
             length = 0
-        elif lengths:
+        elif lengthValue is not None:
             try:
-                length = int(lengths[0])
+                length = int(lengthValue)
             except ValueError:
                 length = UNKNOWN_LENGTH
         this: Any = self
@@ -385,7 +417,7 @@ class Stream:
         if reason is None:
             if self._held:
                 return
-            reason = Failure(ResponseDone())
+            reason = RESPONSE_DONE
         self._held = []
         response._end(reason)
 
@@ -523,7 +555,7 @@ class Stream:
                 return
         connection.flush()
         if self._done and response is not None:
-            response._end(Failure(ResponseDone()))
+            response._end(RESPONSE_DONE)
         else:
             self._startReadTimer()
 
