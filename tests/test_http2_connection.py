@@ -24,6 +24,7 @@ try:
     from h2.connection import H2Connection
     from h2.events import DataReceived, RequestReceived, StreamEnded
     from h2.settings import SettingCodes
+    from hpack import NeverIndexedHeaderTuple
 
     from pooled_http._http2 import STREAM_WINDOW, HTTP2Connection
     from pooled_http._http2stream import requestHeaders
@@ -191,6 +192,27 @@ class ConnectionTests(_ConnectionCase):
         self.pump()
         self.assertEqual(self.conn.capacity, 0)
         self.assertEqual(self.owner.reports, [("capacity", 7), ("capacity", 0)])
+
+    def test_secretsNeverIndexed(self) -> None:
+        """
+        I{Authorization}, I{Proxy-Authorization} and I{Cookie} go out
+        never-indexed: no secret enters HPACK's dynamic table, where a
+        later header could be compressed against it.
+        """
+        headers = Headers(
+            {
+                b"Host": [b"127.0.0.1"],
+                b"Authorization": [b"Bearer s3cret"],
+                b"Proxy-Authorization": [b"Basic czNjcmV0"],
+                b"Cookie": [b"session=s3cret"],
+                b"X-Plain": [b"1"],
+            }
+        )
+        req = Request._construct(b"GET", b"/", headers, None, persistent=True)
+        got = {header[0]: header for header in requestHeaders(req, b"https")[4:]}
+        for name in (b"authorization", b"proxy-authorization", b"cookie"):
+            self.assertFalse(got[name].indexable, name)
+        self.assertNotIsInstance(got[b"x-plain"], NeverIndexedHeaderTuple)
 
     def test_requestHeaders(self) -> None:
         """

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hpack import NeverIndexedHeaderTuple
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted
@@ -56,6 +57,9 @@ _CONNECTION_SPECIFIC = frozenset(
 
 _VERSION = (b"HTTP", 2, 0)
 
+#: Request headers that carry secrets: sent never-indexed.
+_SENSITIVE = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+
 
 def requestHeaders(request: Any, scheme: bytes) -> list[tuple[bytes, bytes]]:
     """
@@ -92,6 +96,12 @@ def requestHeaders(request: Any, scheme: bytes) -> list[tuple[bytes, bytes]]:
             values = [v for v in values if v.strip().lower() == b"trailers"]
         elif lower == b"content-length":
             hasLength = True
+        if lower in _SENSITIVE:
+            # Never in HPACK's dynamic table (RFC 7541, 7.1.3), as h2's own
+            # normalisation (off) would mark them.
+            for value in values:
+                result.append(NeverIndexedHeaderTuple(lower, value))
+            continue
         for value in values:
             result.append((lower, value))
     producer = request.bodyProducer
