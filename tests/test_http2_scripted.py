@@ -130,6 +130,38 @@ class FaultTests(_Case):
         self.assertQuiet()
         self.assertEqual(self.pool.stats().opened, 2)
 
+    async def test_streamsBelowGoAwayFinishAfterIt(self) -> None:
+        """
+        A GOAWAY that arrives before the answers of the streams at or below
+        its last stream id (in the same read, even): those streams still
+        complete; those above it are retried on a new connection.
+        """
+        from hyperframe.frame import GoAwayFrame
+
+        class GoAwayFirst(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.index > 0:
+                    proto.respond(streamId)
+                    return
+                if len(proto.headers) == 4:
+                    frame = GoAwayFrame(0)
+                    frame.last_stream_id = 3
+                    proto.transport.write(frame.serialize())
+                    proto.respond(1)
+                    proto.respond(3)
+
+        self.serve(GoAwayFirst())
+        agent = self.agent()
+        bodies = await defer.gatherResults(
+            [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(4)]
+        )
+        self.assertEqual(bodies, [b"GET /%d 0" % i for i in range(4)])
+        self.assertEqual(
+            [r[0] for r in self.script.requests].count(1), 2, self.script.requests
+        )
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+
     async def test_rstStreamFailsOnlyThatStream(self) -> None:
         """
         RST_STREAM fails its request with StreamResetError; the others on
