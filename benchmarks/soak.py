@@ -24,6 +24,14 @@ number of requests)::
     python benchmarks/soak.py --tls --proxy         # through a CONNECT proxy
     python benchmarks/soak.py --tls --proxy squid   # through a real squid
     python benchmarks/soak.py --protocol twisted    # Twisted's HTTP/1.1 protocol
+    python benchmarks/soak.py --http2               # HTTP/2 (TLS), chaotic h2 server
+
+Over HTTP/2 the server (L{tests.support.h2chaos}) drops connections with
+streams in flight or mid-body, resets streams (C{REFUSED_STREAM}, which
+may be retried, and C{INTERNAL_ERROR}, which may not), sends C{GOAWAY}
+mid-burst and after N streams, and delays some responses; it counts only
+the POSTs that reached it (not those refused or above a C{GOAWAY}'s last
+stream id).
 
 Exit status 0 when every check passes.  tests/test_soak.py runs a reduced
 version of the same code.
@@ -97,6 +105,7 @@ class SoakResult:
     @ivar requests: Requests sent.
     @ivar succeeded: Requests answered 200 with the whole, right body.
     @ivar errors: Typed failures, by exception type name.
+    @ivar examples: The first message of each kind of typed failure.
     @ivar untyped: Failures of an unexpected type (each a repr).
     @ivar pending: Requests still pending when the run had to stop.
     @ivar duplicates: POST ids the server processed more than once.
@@ -114,11 +123,13 @@ class SoakResult:
     @ivar seconds: Wall-clock duration of the run.
     @ivar tunnels: CONNECTs the proxy logged (with C{proxy}), else 0.
     @ivar protocol: The wire protocol the pool spoke.
+    @ivar http2: Whether the soak spoke HTTP/2.
     """
 
     requests: int = 0
     succeeded: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
     untyped: list[str] = field(default_factory=list)
     pending: int = 0
     duplicates: list[str] = field(default_factory=list)
@@ -135,6 +146,7 @@ class SoakResult:
     seconds: float = 0.0
     tunnels: int = 0
     protocol: str = ""
+    http2: bool = False
 
     @property
     def memoryGrowth(self) -> float:
@@ -203,7 +215,11 @@ TYPED_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _agent(
-    reactor: Any, pool: HTTPConnectionPool, material: Any, proxy: str | None = None
+    reactor: Any,
+    pool: HTTPConnectionPool,
+    material: Any,
+    proxy: str | None = None,
+    http2: bool = False,
 ) -> Any:
     """
     An Agent on C{pool}, trusting C{material}'s CA if given.
@@ -213,6 +229,10 @@ def _agent(
     (CONNECT too: the soak's proxy only tunnels).
     """
     policy = None if material is None else material.clientPolicy()
+    if http2:
+        return PooledAgent(
+            reactor, pool=pool, contextFactory=policy, proxy=proxy, http2=True
+        )
     if proxy is not None:
         if material is not None:
             return PooledAgent(reactor, pool=pool, contextFactory=policy, proxy=proxy)
@@ -223,24 +243,49 @@ def _agent(
     return Agent(reactor, pool=pool, contextFactory=policy)
 
 
-async def _prime(reactor: Any, material: Any, protocol: str) -> None:
+async def _prime(
+    reactor: Any, material: Any, protocol: str, http2: bool = False
+) -> None:
     """
     Send a few requests through a throwaway pool and server first, so that
     what the reactor sets up once and keeps (the thread pool that resolves
     host names, with its file descriptors) is not counted against the run.
     """
-    server = ScriptedServer(
-        reactor, tls=material.serverOptions() if material else None
-    ).start()
+    server: Any
+    if http2:
+        server = _h2chaos().H2ChaosServer(reactor, _h2server().Script(), material)
+        server.start()
+    else:
+        server = ScriptedServer(
+            reactor, tls=material.serverOptions() if material else None
+        ).start()
     pool = HTTPConnectionPool(reactor, protocol=protocol)
     try:
-        agent = _agent(reactor, pool, material)
+        agent = _agent(reactor, pool, material, http2=http2)
         for _ in range(3):
             response = await agent.request(b"GET", server.url())
             await collectBody(response)
     finally:
         await pool.close()
         await server.stop()
+
+
+def _h2server() -> Any:
+    """
+    L{tests.support.h2server} (imported late: it needs h2).
+    """
+    from tests.support import h2server
+
+    return h2server
+
+
+def _h2chaos() -> Any:
+    """
+    L{tests.support.h2chaos} (imported late: it needs h2).
+    """
+    from tests.support import h2chaos
+
+    return h2chaos
 
 
 async def _startProxy(reactor: Any, proxy: str | None) -> Any:
@@ -277,6 +322,7 @@ async def runSoak(
     tls: bool = False,
     proxy: str | None = None,
     protocol: str = "auto",
+    http2: bool = False,
 ) -> SoakResult:
     """
     Run the soak and return what it found (the caller decides pass/fail).
@@ -302,25 +348,34 @@ async def runSoak(
         connections).
     @param protocol: The pool's C{protocol} setting (C{"auto"},
         C{"httptools"} or C{"twisted"}).
+    @param http2: Whether to soak over HTTP/2 (TLS implied) against the
+        chaotic HTTP/2 server of L{tests.support.h2chaos}.
     """
-    result = SoakResult()
+    result = SoakResult(http2=http2)
     typed = TYPED_ERRORS
-    chaos = ChaosScript(seed, killRate)
+    chaos: Any
+    server: Any
+    tls = tls or http2
     choices = random.Random(seed + 1)
     warmup = requests // 10 if warmup is None else warmup
     material = TLSMaterial() if tls else None
-    await _prime(reactor, material, protocol)
+    await _prime(reactor, material, protocol, http2)
     result.fdBefore = openFileDescriptors()
     delayedBefore = set(reactor.getDelayedCalls())
     tunnel = await _startProxy(reactor, proxy)
-    server = ScriptedServer(
-        reactor,
-        chaos,
-        onConnect=chaos.onConnect,
-        record=False,
-        countIf=lambda request: request.method == b"POST",
-        tls=material.serverOptions() if material else None,
-    ).start()
+    if http2:
+        chaos = _h2chaos().H2ChaosScript(reactor, seed, killRate)
+        server = _h2chaos().H2ChaosServer(reactor, chaos, material).start()
+    else:
+        chaos = ChaosScript(seed, killRate)
+        server = ScriptedServer(
+            reactor,
+            chaos,
+            onConnect=chaos.onConnect,
+            record=False,
+            countIf=lambda request: request.method == b"POST",
+            tls=material.serverOptions() if material else None,
+        ).start()
     pool = HTTPConnectionPool(
         reactor,
         maxConnectionsPerHost=max(1, concurrency // 2),
@@ -332,7 +387,7 @@ async def runSoak(
     )
     result.protocol = pool.protocol
     proxyURL = None if tunnel is None else f"http://127.0.0.1:{tunnel.port}"
-    agent = _agent(reactor, pool, material, proxyURL)
+    agent = _agent(reactor, pool, material, proxyURL, http2)
     url = server.url(b"/soak")
     started = time.monotonic()
     deadline = started + maxSeconds
@@ -344,7 +399,10 @@ async def runSoak(
         isPost = choices.random() < postShare
         method = b"POST" if isPost else b"GET"
         requestId = b"%s-%d" % (method.lower(), index)
-        body = FileBodyProducer(BytesIO(b"p" * 512)) if isPost else None
+        # Over HTTP/2 half the POSTs have no body: those the server never
+        # processed (refused, above a GOAWAY's last stream id) are retried.
+        bodyless = http2 and isPost and choices.random() < 0.5
+        body = FileBodyProducer(BytesIO(b"p" * 512)) if isPost and not bodyless else None
         result.posts += isPost
         d = agent.request(method, url, Headers({b"X-Request-Id": [requestId]}), body)
         d.addCallback(collectBody)
@@ -356,6 +414,7 @@ async def runSoak(
             return
         except typed as e:
             result.errors[type(e).__name__] += 1
+            result.examples.setdefault(type(e).__name__, str(e)[:200])
             return
         except Exception as e:
             result.untyped.append(repr(e))
@@ -365,7 +424,9 @@ async def runSoak(
         if outcome.complete and outcome.body == chaos.body:
             result.succeeded += 1
         elif isinstance(outcome.reason.value, typed):
-            result.errors["body: " + type(outcome.reason.value).__name__] += 1
+            kind = "body: " + type(outcome.reason.value).__name__
+            result.errors[kind] += 1
+            result.examples.setdefault(kind, str(outcome.reason.value)[:200])
         else:
             result.untyped.append("body: " + repr(outcome.reason.value))
 
@@ -464,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--tls", action="store_true", help="soak over TLS")
     parser.add_argument(
+        "--http2",
+        action="store_true",
+        help="soak over HTTP/2 (TLS implied) against a chaotic HTTP/2 server",
+    )
+    parser.add_argument(
         "--proxy",
         nargs="?",
         const="scripted",
@@ -494,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
             tls=options.tls,
             proxy=options.proxy,
             protocol=options.protocol,
+            http2=options.http2,
             progress=lambda line: print(line, file=sys.stderr),
         )
         status = _report(result)

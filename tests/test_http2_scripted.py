@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet import defer, reactor, task
 from twisted.internet.defer import CancelledError
 from twisted.trial import unittest
-from twisted.web._newclient import ResponseNeverReceived
+from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 from twisted.web.client import FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
@@ -23,6 +23,8 @@ from pooled_http import (
     ConnectTimeoutError,
     HTTPConnectionPool,
     PooledAgent,
+    PoolTimeoutError,
+    ReadTimeoutError,
     ResponseTimeoutError,
     StreamResetError,
 )
@@ -129,6 +131,38 @@ class FaultTests(_Case):
         await task.deferLater(reactor, 0.05, lambda: None)
         self.assertQuiet()
         self.assertEqual(self.pool.stats().opened, 2)
+
+    async def test_streamsBelowGoAwayFinishAfterIt(self) -> None:
+        """
+        A GOAWAY that arrives before the answers of the streams at or below
+        its last stream id (in the same read, even): those streams still
+        complete; those above it are retried on a new connection.
+        """
+        from hyperframe.frame import GoAwayFrame
+
+        class GoAwayFirst(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.index > 0:
+                    proto.respond(streamId)
+                    return
+                if len(proto.headers) == 4:
+                    frame = GoAwayFrame(0)
+                    frame.last_stream_id = 3
+                    proto.transport.write(frame.serialize())
+                    proto.respond(1)
+                    proto.respond(3)
+
+        self.serve(GoAwayFirst())
+        agent = self.agent()
+        bodies = await defer.gatherResults(
+            [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(4)]
+        )
+        self.assertEqual(bodies, [b"GET /%d 0" % i for i in range(4)])
+        self.assertEqual(
+            [r[0] for r in self.script.requests].count(1), 2, self.script.requests
+        )
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
 
     async def test_rstStreamFailsOnlyThatStream(self) -> None:
         """
@@ -457,7 +491,12 @@ class TraceTests(_Case):
         traces = [args[0] for args in recorder.args("requestStarting")]
         self.assertEqual(len(traces), 3)
         for trace in traces:
-            skipped = ("connectStarted", "connectDone", "requestQueued", "requestDequeued")
+            skipped = (
+                "connectStarted",
+                "connectDone",
+                "requestQueued",
+                "requestDequeued",
+            )
             steps = [
                 name
                 for name, args in recorder.calls
@@ -540,3 +579,261 @@ class BodyFailureTraceTests(_Case):
         attempt's trace with C{requestFailed}.
         """
         await self.assertBodyFailureTraced(b"/reset", abandon=False)
+
+
+class Hold(Script):
+    """
+    Answers nothing by itself: keeps C{(connection, stream id)} of every
+    whole request in L{held}, for the test to answer (or not).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[H2ServerProtocol, int]] = []
+
+    def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+        self.held.append((proto, streamId))
+
+
+def partialBody(proto: H2ServerProtocol, streamId: int, size: int = 10) -> None:
+    """
+    Send the headers of a 1,000-byte response and its first C{size} bytes.
+    """
+    proto.h2.send_headers(
+        streamId, [(b":status", b"200"), (b"content-length", b"1000")]
+    )
+    proto.h2.send_data(streamId, b"d" * size)
+    proto.flush()
+
+
+class FaultMatrixTests(_Case):
+    """
+    The rows of the fault matrix (tests/faults) that apply to HTTP/2 and
+    that L{FaultTests} does not cover: each ends with a typed error and the
+    pool at rest.
+    """
+
+    async def waitHeld(self, script: Hold, count: int) -> None:
+        while len(script.held) < count:
+            await task.deferLater(reactor, 0.01, lambda: None)
+
+    async def settled(self) -> None:
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+        stats = self.pool.stats()
+        self.assertEqual((stats.inUse, stats.connecting, stats.waiting), (0, 0, 0))
+
+    async def test_connectionRefused(self) -> None:
+        """
+        Nothing listens: ConnectionRefusedError, nothing held.
+        """
+        from twisted.internet.error import ConnectionRefusedError
+
+        from tests.support.servers import unusedPort
+
+        agent = self.agent()
+        url = f"https://{LOOPBACK}:{unusedPort()}/".encode()
+        await self.assertFailure(agent.request(b"GET", url), ConnectionRefusedError)
+        await self.settled()
+        self.assertEqual((self.pool.stats().opened, self.pool.stats().failed), (0, 1))
+
+    async def test_readTimeoutPerStream(self) -> None:
+        """
+        The body stalls after its first bytes: readTimeout fails that body
+        with ReadTimeoutError and resets the stream; the connection serves
+        the next request.
+        """
+
+        class Stall(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.headers[streamId][b":path"] == b"/stall":
+                    partialBody(proto, streamId)
+                else:
+                    proto.respond(streamId)
+
+        self.serve(Stall())
+        agent = self.agent(readTimeout=0.3)
+        response = await agent.request(b"GET", self.base + b"/stall")
+        await self.assertFailure(readBody(response), ReadTimeoutError)
+        self.assertEqual(await self.get(agent, b"/again"), b"GET /again 0")
+        self.assertEqual(len(self.script.connections), 1)
+        await self.settled()
+        self.assertEqual(self.script.resets, [(0, 1, ErrorCodes.CANCEL)])
+        self.assertEqual(self.pool.stats().timedOut, 1)
+
+    async def test_closedMidBody(self) -> None:
+        """
+        The server drops the connection in the middle of a body: the body
+        fails with ResponseFailed, the connection is not reused.
+        """
+
+        class Cut(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.index > 0:
+                    proto.respond(streamId)
+                    return
+                partialBody(proto, streamId)
+                # Once the partial response is out (an abort drops what
+                # is not written yet).
+                reactor.callLater(0.05, proto.transport.abortConnection)
+
+        self.serve(Cut())
+        agent = self.agent()
+        response = await agent.request(b"GET", self.base + b"/cut")
+        await self.assertFailure(readBody(response), ResponseFailed)
+        self.assertEqual(await self.get(agent, b"/again"), b"GET /again 0")
+        self.assertEqual(len(self.script.connections), 2)
+        await self.settled()
+
+    async def test_poolTimeout(self) -> None:
+        """
+        One connection, one stream at a time, the stream held: the next
+        request fails with PoolTimeoutError after poolTimeout.
+        """
+
+        class One(Hold):
+            settings = {SettingCodes.MAX_CONCURRENT_STREAMS: 1}
+
+        script = One()
+        self.serve(script)
+        agent = self.agent(maxConnectionsPerHost=1, poolTimeout=0.2)
+        first = defer.ensureDeferred(self.get(agent, b"/first"))
+        await self.waitHeld(script, 1)
+        await self.assertFailure(
+            agent.request(b"GET", self.base + b"/second"), PoolTimeoutError
+        )
+        proto, streamId = script.held[0]
+        proto.respond(streamId)
+        self.assertEqual(await first, b"GET /first 0")
+        await self.settled()
+
+    async def test_cancelWhileConnecting(self) -> None:
+        """
+        Cancelled before the server's SETTINGS arrived: CancelledError, the
+        connection attempt is given up, nothing held.
+        """
+
+        class Silent(Script):
+            preface = False
+
+        self.serve(Silent())
+        agent = self.agent(connectTimeout=30)
+        d = agent.request(b"GET", self.base + b"/")
+        await task.deferLater(reactor, 0.05, lambda: None)
+        d.cancel()
+        await self.assertFailure(d, CancelledError)
+        await self.settled()
+        self.assertEqual(self.pool.stats().idle, 0)
+
+    async def test_cancelWhileQueued(self) -> None:
+        """
+        Cancelled while waiting for a stream slot: CancelledError, it never
+        reaches the server; the request ahead of it finishes.
+        """
+
+        class One(Hold):
+            settings = {SettingCodes.MAX_CONCURRENT_STREAMS: 1}
+
+        script = One()
+        self.serve(script)
+        agent = self.agent(maxConnectionsPerHost=1)
+        first = defer.ensureDeferred(self.get(agent, b"/first"))
+        await self.waitHeld(script, 1)
+        queued = agent.request(b"GET", self.base + b"/queued")
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.pool.stats().waiting, 1)
+        queued.cancel()
+        await self.assertFailure(queued, CancelledError)
+        proto, streamId = script.held[0]
+        proto.respond(streamId)
+        self.assertEqual(await first, b"GET /first 0")
+        self.assertEqual([r[3] for r in script.requests], [b"/first"])
+        await self.settled()
+
+    async def test_cancelWhileReadingBody(self) -> None:
+        """
+        Cancelling the body's Deferred in the middle of a body resets the
+        stream; the connection goes on.
+        """
+
+        class Stall(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.headers[streamId][b":path"] == b"/stall":
+                    partialBody(proto, streamId)
+                else:
+                    proto.respond(streamId)
+
+        self.serve(Stall())
+        agent = self.agent()
+        response = await agent.request(b"GET", self.base + b"/stall")
+        body = readBody(response)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        body.cancel()
+        await self.assertFailure(body, CancelledError)
+        self.assertEqual(await self.get(agent, b"/again"), b"GET /again 0")
+        self.assertEqual(len(self.script.connections), 1)
+        await self.settled()
+        self.assertEqual(self.script.resets, [(0, 1, ErrorCodes.CANCEL)])
+
+    async def test_closeLetsStreamsFinish(self) -> None:
+        """
+        close() with three streams in flight: they finish, then the
+        connection is closed and close()'s Deferred fires.
+        """
+        script = Hold()
+        self.serve(script)
+        agent = self.agent()
+        attempts = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(3)]
+        await self.waitHeld(script, 3)
+        closed = self.pool.close()
+        await task.deferLater(reactor, 0.05, lambda: None)
+        for proto, streamId in script.held:
+            proto.respond(streamId)
+        self.assertEqual(
+            await defer.gatherResults(attempts), [b"GET /%d 0" % i for i in range(3)]
+        )
+        await closed
+        await self.settled()
+        self.assertTrue(script.connections[0].lost)
+
+    async def test_closeTimeoutAbortsStreams(self) -> None:
+        """
+        close(timeout) with streams the server never answers: at the
+        timeout they fail with ResponseNeverReceived and the connection is
+        aborted.
+        """
+        script = Hold()
+        self.serve(script)
+        agent = self.agent()
+        attempts = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(3)]
+        await self.waitHeld(script, 3)
+        await self.pool.close(timeout=0.2)
+        for attempt in attempts:
+            await self.assertFailure(attempt, ResponseNeverReceived)
+        await self.settled()
+
+    async def test_closeCachedConnectionsWithStreams(self) -> None:
+        """
+        closeCachedConnections() with streams in flight: they finish, the
+        connection is then closed and not reused; the pool goes on.
+        """
+        script = Hold()
+        self.serve(script)
+        agent = self.agent()
+        attempts = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(3)]
+        await self.waitHeld(script, 3)
+        closed = self.pool.closeCachedConnections()
+        await task.deferLater(reactor, 0.05, lambda: None)
+        for proto, streamId in script.held:
+            proto.respond(streamId)
+        self.assertEqual(
+            await defer.gatherResults(attempts), [b"GET /%d 0" % i for i in range(3)]
+        )
+        await closed
+        later = defer.ensureDeferred(self.get(agent, b"/later"))
+        await self.waitHeld(script, 4)
+        proto, streamId = script.held[3]
+        self.assertEqual(proto.index, 1)
+        proto.respond(streamId)
+        self.assertEqual(await later, b"GET /later 0")
+        await self.settled()

@@ -125,3 +125,47 @@ class SoakTests(unittest.TestCase):
         result = await self.soakTLS(seed=23, proxy="squid")
         self.assertEqual(result.tunnels, result.connections)
         self.assertGreater(result.tunnels, 0)
+
+
+class HTTP2SoakTests(unittest.TestCase):
+    """
+    The soak over HTTP/2, against a server that drops connections with
+    streams in flight, resets streams, sends GOAWAY mid-burst and after N
+    streams, and delays responses.
+    """
+
+    timeout = 60
+
+    async def test_soakHTTP2(self) -> None:
+        """
+        2,000 requests over HTTP/2: every request ends with a response or a
+        typed error, no POST the server processed is sent again (those it
+        refused or left above a GOAWAY's last stream id may be), file
+        descriptors and the pool are back at rest, no DelayedCall is left.
+        """
+        try:
+            import h2  # noqa: F401
+        except ImportError:
+            raise unittest.SkipTest(
+                "h2 is not installed (pip install 'pooled_http[http2]'); "
+                "the HTTP/2 soak needs it"
+            ) from None
+        soak = loadSoak()
+        result = await soak.runSoak(
+            reactor,
+            requests=2000,
+            seed=24,
+            killRate=0.1,
+            concurrency=8,
+            maxSeconds=25,
+            http2=True,
+        )
+        self.assertTrue(result.http2)
+        self.assertEqual(result.problems(checkMemory=False), [])
+        self.assertEqual(result.requests, 2000)
+        self.assertEqual(result.succeeded + sum(result.errors.values()), 2000)
+        for kind in ("GOAWAY after N streams", "RST_STREAM REFUSED_STREAM"):
+            self.assertGreater(result.kills[kind], 0, kind)
+        self.assertGreater(sum(result.kills.values()), 0, "the server killed nothing")
+        self.assertNotIn("HTTP2ProtocolError", result.errors)
+        self.assertGreater(result.succeeded, 1500)

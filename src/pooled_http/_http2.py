@@ -25,7 +25,7 @@ from typing import Any
 
 import h2.events as ev
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
@@ -87,6 +87,23 @@ class _H2Connection(H2Connection):
             return held
         count: int = H2Connection.open_outbound_streams.fget(self)  # type: ignore[attr-defined]
         return count
+
+
+class _H2Connection(H2Connection):
+    """
+    h2's client connection, kept open after a C{GOAWAY} arrives.
+
+    h2 takes no frame at all once a C{GOAWAY} arrived (not even those
+    after it in the same read), but the streams up to its last stream id
+    may still complete (RFC 9113, section 6.8).  No new stream starts on a
+    connection going away (L{HTTP2Connection.goingAway}).
+    """
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        result = H2Connection._receive_goaway_frame(self, frame)
+        if self.state_machine.state is ConnectionState.CLOSED:
+            self.state_machine.state = ConnectionState.CLIENT_OPEN
+        return result
 
 
 class HTTP2Connection(ConnectionBase, Protocol):

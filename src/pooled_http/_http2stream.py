@@ -575,7 +575,14 @@ class Stream:
         """
         if not self._done:
             self._reset()
-            self._fail(Failure(ResponseFailed([Failure(ConnectionAborted())])))
+            self._finishFailed()
+            reason = Failure(ResponseFailed([Failure(ConnectionAborted())]))
+            trace, self.trace = self.trace, None
+            if trace is not None:
+                trace.failed(reason)
+            # Ended on the next turn, as an aborted HTTP/1.1 connection
+            # is: a body Deferred cancelled fails with CancelledError.
+            self._connection.owner.reactor.callLater(0, response._end, reason)
         elif self._held:
             self._held = []
             response._end(Failure(ResponseFailed([Failure(ConnectionAborted())])))

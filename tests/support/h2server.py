@@ -46,9 +46,13 @@ class Script:
 
     settings: dict[int, int] = {}
     preface = True
+    #: Whether to keep every connection and request (a long soak does not).
+    record = True
 
     def __init__(self) -> None:
         self.connections: list[H2ServerProtocol] = []
+        self.connectionCount = 0
+        self.live: set[H2ServerProtocol] = set()
         self.requests: list[tuple[int, int, bytes, bytes]] = []
         self.resets: list[tuple[int, int, int]] = []
         self.goAways: list[tuple[int, int]] = []
@@ -65,6 +69,11 @@ class Script:
         """
         proto.respond(streamId)
 
+    def connectionLost(self, proto: H2ServerProtocol) -> None:
+        """
+        A connection is gone (nothing to do by default).
+        """
+
 
 class H2ServerProtocol(Protocol):
     """
@@ -73,8 +82,12 @@ class H2ServerProtocol(Protocol):
 
     def __init__(self, script: Script) -> None:
         self.script = script
-        self.index = len(script.connections)
-        script.connections.append(self)
+        self.index = script.connectionCount
+        script.connectionCount += 1
+        if script.record:
+            script.connections.append(self)
+        script.live.add(self)
+        self.state: dict[str, Any] = {}
         self.h2 = H2Connection(
             H2Configuration(client_side=False, header_encoding=None)
         )
@@ -118,14 +131,15 @@ class H2ServerProtocol(Protocol):
                 self.bodies[event.stream_id] = bytearray()
                 self.open.add(event.stream_id)
                 self.script.maxOpen = max(self.script.maxOpen, len(self.open))
-                self.script.requests.append(
-                    (
-                        self.index,
-                        event.stream_id,
-                        headers[b":method"],
-                        headers[b":path"],
+                if self.script.record:
+                    self.script.requests.append(
+                        (
+                            self.index,
+                            event.stream_id,
+                            headers[b":method"],
+                            headers[b":path"],
+                        )
                     )
-                )
                 self.script.requestReceived(self, event.stream_id)
             elif isinstance(event, DataReceived):
                 self.bodies.setdefault(event.stream_id, bytearray()).extend(
@@ -206,6 +220,8 @@ class H2ServerProtocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.lost = True
+        self.script.live.discard(self)
+        self.script.connectionLost(self)
 
 
 class H2ServerFactory(Factory):
