@@ -63,7 +63,13 @@ _COUNT_AT = 128
 
 class _H2Connection(H2Connection):
     """
-    C{h2}'s client state machine, with a cheaper stream count.
+    C{h2}'s client state machine, with a cheaper stream count, kept open
+    after a C{GOAWAY} arrives.
+
+    C{h2} takes no frame at all once a C{GOAWAY} arrived (not even those
+    after it in the same read), but the streams up to its last stream id
+    may still complete (RFC 9113, section 6.8).  No new stream starts on a
+    connection going away (L{HTTP2Connection.goingAway}).
 
     C{h2} counts the open outbound streams, walking all of them, before
     every new stream (to refuse one above the server's
@@ -87,17 +93,6 @@ class _H2Connection(H2Connection):
             return held
         count: int = H2Connection.open_outbound_streams.fget(self)  # type: ignore[attr-defined]
         return count
-
-
-class _H2Connection(H2Connection):
-    """
-    h2's client connection, kept open after a C{GOAWAY} arrives.
-
-    h2 takes no frame at all once a C{GOAWAY} arrived (not even those
-    after it in the same read), but the streams up to its last stream id
-    may still complete (RFC 9113, section 6.8).  No new stream starts on a
-    connection going away (L{HTTP2Connection.goingAway}).
-    """
 
     def _receive_goaway_frame(self, frame: Any) -> Any:
         result = H2Connection._receive_goaway_frame(self, frame)
