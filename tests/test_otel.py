@@ -242,6 +242,8 @@ class OpenTelemetryTests(FaultTestCase):
             timedOut.attributes["error.type"], "pooled_http.errors.PoolTimeoutError"
         )
         self.assertEqual(timedOut.attributes["server.address"], "127.0.0.1")
+        # Never handed to a connection: the conventions' "_OTHER" method.
+        self.assertEqual(timedOut.attributes["http.request.method"], "_OTHER")
         queued = self.metric("http.client.request.time_in_queue")
         self.assertEqual(sum(p.count for p in queued), 3)
         self.assertGreater(max(p.max for p in queued), 0.0)

@@ -239,6 +239,12 @@ class OpenTelemetryObserver(TraceObserver):
     def _finish(self, trace: RequestTrace, reason: Failure | None) -> None:
         attempt = self._attempt(trace)
         span = attempt.span
+        if "http.request.method" not in attempt.attributes:
+            # Failed before its request was handed to a connection (a pool
+            # or connect timeout, a cancel while queued): the conventions
+            # ask for _OTHER when the method is not known.
+            attempt.attributes["http.request.method"] = "_OTHER"
+            span.set_attribute("http.request.method", "_OTHER")
         attributes = dict(attempt.attributes)
         if trace.status is not None:
             attributes["http.response.status_code"] = trace.status
