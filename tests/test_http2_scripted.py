@@ -837,3 +837,48 @@ class FaultMatrixTests(_Case):
         proto.respond(streamId)
         self.assertEqual(await later, b"GET /later 0")
         await self.settled()
+
+
+class BigHeadersScript(Script):
+    """
+    Answers with a 20 KB header.
+    """
+
+    def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+        proto.h2.send_headers(
+            streamId,
+            [(b":status", b"200"), (b"x-big", b"x" * 20000)],
+            end_stream=True,
+        )
+        proto.flush()
+
+
+class HeaderLimitTests(_Case):
+    async def test_headersPastMaxHeaderBytes(self) -> None:
+        """
+        A header block past C{maxHeaderBytes} (announced as
+        C{SETTINGS_MAX_HEADER_LIST_SIZE}) fails with the setting's own
+        error, L{ResponseHeadersTooLargeError}, as on HTTP/1.1.
+        """
+        from twisted.web._newclient import ResponseFailed
+
+        from pooled_http import ResponseHeadersTooLargeError
+
+        self.serve(BigHeadersScript())
+        agent = self.agent(maxHeaderBytes=8192, retryAutomatically=False)
+        try:
+            await agent.request(b"GET", self.base + b"/")
+        except ResponseHeadersTooLargeError as e:
+            error: BaseException = e
+        except ResponseFailed as e:
+            error = e.reasons[0].value
+        else:
+            self.fail("the request did not fail")
+        self.assertIsInstance(error, ResponseHeadersTooLargeError)
+        self.assertIn("maxHeaderBytes=8192", str(error))
+        # The connection was aborted: its slot is free once it is gone.
+        for _ in range(200):
+            if not self.pool.stats().inUse:
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        self.assertQuiet()

@@ -27,8 +27,9 @@ import h2.events as ev
 from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
+from h2.exceptions import DenialOfServiceError, ProtocolError
 from h2.settings import SettingCodes
+from hpack.exceptions import OversizedHeaderListError
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -43,6 +44,7 @@ from ._http2stream import CheckedHeaders, Stream
 from ._lifecycle import Lifecycle
 from .errors import (
     HTTP2ProtocolError,
+    ResponseHeadersTooLargeError,
     StreamResetError,
     UnprocessedStreamError,
 )
@@ -234,7 +236,17 @@ class HTTP2Connection(ConnectionBase, Protocol):
         except ProtocolError as e:
             self._receiving = receiving
             self.flush()
-            self._broken(HTTP2ProtocolError(self.key, str(e) or type(e).__name__))
+            error: Exception
+            if isinstance(e, DenialOfServiceError) and isinstance(
+                e.__cause__, OversizedHeaderListError
+            ):
+                # A header block past the MAX_HEADER_LIST_SIZE we announced:
+                # the setting's own error (the connection cannot go on, its
+                # header compression state is lost).
+                error = ResponseHeadersTooLargeError(self.key, self.owner.maxHeaderBytes)
+            else:
+                error = HTTP2ProtocolError(self.key, str(e) or type(e).__name__)
+            self._broken(error)
             return
         handlers = _HANDLERS
         try:
