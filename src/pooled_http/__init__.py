@@ -49,12 +49,12 @@ from .errors import (
 from .stats import CloseReason, KeyStats, PoolStats, WaitStats
 
 if TYPE_CHECKING:
-    from ._treq import PooledHTTPClient, treqClient
+    from .treq import PooledHTTPClient, treqClient
 
 #: The version of pooled_http; the packaging metadata reads it from here.
 __version__ = "0.1.0"
 
-#: The names that come from L{pooled_http._treq}, loaded on first use.
+#: The names that come from L{pooled_http.treq}, loaded on first use.
 _TREQ_NAMES = frozenset({"PooledHTTPClient", "treqClient"})
 
 __all__ = [
@@ -105,9 +105,17 @@ def __getattr__(name: str) -> Any:
     @raise AttributeError: If there is no such attribute.
     """
     if name in _TREQ_NAMES:
-        from . import _treq
+        try:
+            from . import treq
+        except ImportError as e:
+            if e.name is None or e.name.split(".")[0] != "treq":
+                raise
+            raise ImportError(
+                f"pooled_http.{name} needs treq: pip install 'pooled_http[treq]'",
+                name="treq",
+            ) from e
 
-        value = getattr(_treq, name)
+        value = getattr(treq, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

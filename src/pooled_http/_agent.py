@@ -1,6 +1,6 @@
 """
 L{PooledAgent}: an L{IAgent} that builds pool keys and endpoints once per
-destination (L{pooled_http._treq} puts a ready C{treq.HTTPClient} over it).
+destination (L{pooled_http.treq} puts a ready C{treq.HTTPClient} over it).
 
 L{twisted.web.client.Agent} parses the URI, IDNA-encodes the host name,
 builds a L{HostnameEndpoint} (and, for https, a new TLS connection creator)

@@ -1,6 +1,6 @@
 """
-L{treqClient}: a ready C{treq.HTTPClient} over a L{PooledAgent} and a new
-L{HTTPConnectionPool}.
+The treq face (the C{pooled_http[treq]} extra): L{treqClient}, a ready
+C{treq.HTTPClient} over a L{PooledAgent} and a new L{HTTPConnectionPool}.
 
 The only module of the library that imports treq; the package loads it when
 L{pooled_http.treqClient} or L{pooled_http.PooledHTTPClient} is first used,
