@@ -411,19 +411,11 @@ class Stream:
         """
         if self._done:
             return
-        self._done = True
-        self._stopTimers()
-        self._stopProducer()
-        self._connection.streamDone(self)
+        self._release()
         response = self.response
         if response is None:
             return
-        trace, self.trace = self.trace, None
-        if trace is not None:
-            if reason is None:
-                trace.responseDone()
-            else:
-                trace.failed(reason)
+        self._endTrace(reason)
         if reason is None:
             if self._held:
                 return
@@ -448,7 +440,7 @@ class Stream:
 
     def _fail(self, failure: Failure) -> None:
         response = self.response
-        self._finishFailed()
+        self._release()
         if response is None:
             if not self.deferred.called:
                 self.deferred.errback(failure)
@@ -456,21 +448,36 @@ class Stream:
         self._held = []
         # The request's Deferred has fired: the body's failure is the
         # attempt's end, which only the stream can report.
-        trace, self.trace = self.trace, None
-        if trace is not None:
-            trace.failed(failure)
+        self._endTrace(failure)
         reason = failure
         if not failure.check(ResponseFailed):
             reason = Failure(ResponseFailed([failure]))
         response._end(reason)
 
-    def _finishFailed(self) -> None:
+    def _release(self) -> None:
+        """
+        The stream is over (once): stop its timers and body producer and
+        free its slot on the connection.
+        """
         if self._done:
             return
         self._done = True
         self._stopTimers()
         self._stopProducer()
         self._connection.streamDone(self)
+
+    def _endTrace(self, reason: Failure | None) -> None:
+        """
+        Tell the request's trace (once) that its response is done, or with
+        C{reason} that it failed after its headers.
+        """
+        trace, self.trace = self.trace, None
+        if trace is None:
+            return
+        if reason is None:
+            trace.responseDone()
+        else:
+            trace.failed(reason)
 
     def _stopProducer(self) -> None:
         producer = self.request.bodyProducer
@@ -536,7 +543,7 @@ class Stream:
         """
         if not self._done:
             self._reset()
-            self._finishFailed()
+            self._release()
 
     # The response's view of its stream (what _Response calls)
 
@@ -575,11 +582,9 @@ class Stream:
         """
         if not self._done:
             self._reset()
-            self._finishFailed()
+            self._release()
             reason = Failure(ResponseFailed([Failure(ConnectionAborted())]))
-            trace, self.trace = self.trace, None
-            if trace is not None:
-                trace.failed(reason)
+            self._endTrace(reason)
             # Ended on the next turn, as an aborted HTTP/1.1 connection
             # is: a body Deferred cancelled fails with CancelledError.
             self._connection.owner.reactor.callLater(0, response._end, reason)
