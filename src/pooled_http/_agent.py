@@ -61,9 +61,9 @@ from ._routes import (
     TLSPolicyIdentity,
     _computeHostValue,
     _Route,
-    basicAuthorization,
     newRequest,
     parseURI,
+    uriAuthorization,
 )
 from .errors import ProxyURLError
 
@@ -512,7 +512,7 @@ class PooledAgent:
             except (SchemeNotSupported, ProxyURLError):
                 return defer.fail(Failure())
             requestPath = parsedURI.originForm
-            authorization = basicAuthorization(uri) if b"@" in uri else None
+            authorization = uriAuthorization(uri) if b"@" in uri else None
             if type(uri) is bytes:
                 uris = self._uris
                 if len(uris) >= DEFAULT_MAX_CACHED_URIS:

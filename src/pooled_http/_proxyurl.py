@@ -43,6 +43,18 @@ def _redact(text: str) -> str:
     return _USERINFO.sub(hide, text, count=1)
 
 
+def basicAuthorization(username: bytes, password: bytes) -> bytes:
+    """
+    The value of a C{Basic} I{Authorization} (or I{Proxy-Authorization})
+    header.
+
+    @param username: The user name.
+    @param password: The password.
+    @return: C{b"Basic "} and the base64 of C{username:password}.
+    """
+    return b"Basic " + base64.b64encode(username + b":" + password)
+
+
 #: What a 407 error tells the user to do.
 CREDENTIALS_HINT = (
     "put working credentials in the proxy URL (scheme://user:password@host:port)"
@@ -144,8 +156,9 @@ class ProxyURL:
         """
         if self.username is None:
             return None
-        pair = f"{self.username}:{self._password or ''}".encode()
-        return b"Basic " + base64.b64encode(pair)
+        return basicAuthorization(
+            self.username.encode(), (self._password or "").encode()
+        )
 
     def socksCredentials(self) -> tuple[bytes, bytes] | None:
         """

@@ -7,7 +7,6 @@ not depend on the Twisted installed.
 
 from __future__ import annotations
 
-from base64 import b64encode
 from collections.abc import Hashable
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -19,6 +18,7 @@ from twisted.web.client import URI
 from twisted.web.http_headers import Headers
 
 from ._http11head import _oneHeader
+from ._proxyurl import basicAuthorization
 
 __all__ = ["TLSPolicyIdentity", "parseURI"]
 
@@ -153,7 +153,7 @@ def splitUserinfo(uri: bytes) -> tuple[bytes, bytes | None]:
     return uri[:start] + uri[at + 1 :], uri[start:at]
 
 
-def basicAuthorization(uri: bytes) -> bytes | None:
+def uriAuthorization(uri: bytes) -> bytes | None:
     """
     The C{Authorization} value for the user info of a URI, as curl,
     requests, httpx and aiohttp send it: C{Basic} with the percent-decoded
@@ -166,8 +166,7 @@ def basicAuthorization(uri: bytes) -> bytes | None:
     if userinfo is None:
         return None
     user, _, password = userinfo.partition(b":")
-    pair = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
-    return b"Basic " + b64encode(pair)
+    return basicAuthorization(unquote_to_bytes(user), unquote_to_bytes(password))
 
 
 def _checkRequestShape() -> bool:
