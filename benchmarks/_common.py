@@ -7,6 +7,7 @@ Everything here is plain standard library so that every client subprocess
 
 from __future__ import annotations
 
+import argparse
 import gc
 import http.client
 import json
@@ -157,3 +158,33 @@ def loadResult(output: str) -> dict[str, Any]:
             result: dict[str, Any] = json.loads(line[len("RESULT ") :])
             return result
     raise ValueError("no result line in client output")
+
+
+def addPoolOptions(parser: argparse.ArgumentParser) -> None:
+    """
+    Give a benchmark's command line C{--pool-option NAME=VALUE}.
+    """
+    parser.add_argument(
+        "--pool-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a pooled_http pool setting (an integer), e.g. "
+        "maxConnectionsPerHost=32; may be repeated",
+    )
+
+
+def poolOptions(
+    parser: argparse.ArgumentParser, options: argparse.Namespace
+) -> dict[str, int]:
+    """
+    @return: The C{--pool-option} settings given, by name (the parser
+        exits with an error naming a malformed one).
+    """
+    settings: dict[str, int] = {}
+    for option in options.pool_option:
+        name, equals, value = option.partition("=")
+        if not equals or not value.isdigit():
+            parser.error(f"--pool-option {option!r} is not NAME=INTEGER")
+        settings[name] = int(value)
+    return settings

@@ -6,6 +6,7 @@ benchmark nginx: the CPU time per request, and where it goes.
     python benchmarks/hotpath.py --scenario burst-tls --top 30
     python benchmarks/hotpath.py --client pooled_http --no-profile --repeats 5
     python benchmarks/hotpath.py --client pooled_http+h2 --scenario burst-h2
+    python benchmarks/hotpath.py --client aiohttp --no-profile   # the reference
 
 Without C{--no-profile} the workload runs once more under cProfile and the
 top entries (by own time) are printed; the CPU microseconds per request are
@@ -31,6 +32,14 @@ for path in (HERE, os.path.join(os.path.dirname(HERE), "src")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+from _aioclients import (  # noqa: E402
+    ASYNC_CLIENTS,
+    AiohttpClient,
+    HttpxClient,
+    gatherAll,
+    serverStatus,
+)
+from _common import addPoolOptions, poolOptions  # noqa: E402
 from _servers import startServer  # noqa: E402
 from _twclients import (  # noqa: E402
     TWISTED_CLIENTS,
@@ -39,7 +48,7 @@ from _twclients import (  # noqa: E402
     makePool,
     twistedRuntime,  # noqa: E402
 )
-from _workload import runWorkload  # noqa: E402
+from _workload import Runtime, runWorkload  # noqa: E402
 from twisted.internet.defer import ensureDeferred  # noqa: E402
 
 #: The scenarios this tool knows: mode, requests, concurrency, TLS.
@@ -100,36 +109,48 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sort", default="tottime", help="pstats sort key")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--scale", type=float, default=1.0)
+    addPoolOptions(parser)
     args = parser.parse_args(argv)
-    if args.client not in TWISTED_CLIENTS:
-        parser.error(f"choose a client from {', '.join(TWISTED_CLIENTS)}")
+    args.poolOptions = poolOptions(parser, args)
+    if args.client not in TWISTED_CLIENTS + ASYNC_CLIENTS:
+        parser.error(
+            f"choose a client from {', '.join(TWISTED_CLIENTS + ASYNC_CLIENTS)}"
+        )
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def profileReport(
+    args: argparse.Namespace, profiler: cProfile.Profile, total: int
+) -> list[str]:
     """
-    Start nginx, run the workload and print what it cost.
+    @return: The top profile entries and the per-module summary.
+    """
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats(args.sort).print_stats(args.top)
+    return [out.getvalue(), byModule(stats, total)]
+
+
+def runLine(i: int, cpu: float, wall: float, total: int) -> str:
+    """
+    @return: One timed run, as printed.
+    """
+    return (
+        f"run {i + 1}: {cpu / total * 1e6:.1f} us CPU per request, "
+        f"{total / wall:.0f} req/s"
+    )
+
+
+def runTwisted(
+    args: argparse.Namespace, urls: list[bytes], job: dict[str, Any], lines: list[str]
+) -> None:
+    """
+    Run a Twisted client's workload on the global reactor.
     """
     from twisted.internet import reactor as installed
 
     reactor: Any = installed
-    warnings.simplefilter("ignore", DeprecationWarning)
-    args = parseArguments(argv)
-    mode, total, concurrency, tls = SCENARIOS[args.scenario]
-    total = max(1, int(total * args.scale))
-    server = startServer("nginx", 1, 0)
-    if tls:
-        urls = [f"https://127.0.0.1:{server.tlsPort}/".encode()]
-    else:
-        urls = [f"http://127.0.0.1:{server.ports[0]}/".encode()]
-    job: dict[str, Any] = {
-        "mode": mode,
-        "total": total,
-        "concurrency": concurrency,
-        "globalCap": None,
-        "caPem": server.caPem if tls else None,
-    }
-    lines: list[str] = []
+    total, concurrency = job["total"], job["concurrency"]
 
     async def once(profiler: cProfile.Profile | None) -> tuple[float, float]:
         pool = makePool(reactor, args.client, job)
@@ -150,27 +171,91 @@ def main(argv: list[str] | None = None) -> None:
     async def run() -> None:
         for i in range(args.repeats):
             cpu, wall = await once(None)
-            lines.append(
-                f"run {i + 1}: {cpu / total * 1e6:.1f} us CPU per request, "
-                f"{total / wall:.0f} req/s"
-            )
+            lines.append(runLine(i, cpu, wall, total))
         if not args.no_profile:
             profiler = cProfile.Profile()
             await once(profiler)
-            out = io.StringIO()
-            stats = pstats.Stats(profiler, stream=out)
-            stats.sort_stats(args.sort).print_stats(args.top)
-            lines.append(out.getvalue())
-            lines.append(byModule(stats, total))
+            lines.extend(profileReport(args, profiler, total))
 
     def start() -> None:
         d = ensureDeferred(run())
         d.addErrback(lambda f: lines.append(f.getTraceback()))
         d.addBoth(lambda _: reactor.stop())
 
+    reactor.callWhenRunning(start)
+    reactor.run()
+
+
+def runAsyncio(
+    args: argparse.Namespace, urls: list[bytes], job: dict[str, Any], lines: list[str]
+) -> None:
+    """
+    Run an asyncio client's workload (the reference the targets compare
+    with) on a fresh asyncio loop, measured the same way.
+    """
+    import asyncio
+
+    total, concurrency = job["total"], job["concurrency"]
+    textURLs = [url.decode("ascii") for url in urls]
+    job = {**job, "client": args.client}
+
+    async def once(profiler: cProfile.Profile | None) -> tuple[float, float]:
+        session: Any = (
+            AiohttpClient(job) if args.client == "aiohttp" else HttpxClient(job)
+        )
+        runtime = Runtime(session.get, gatherAll, asyncio.sleep, serverStatus)
+        try:
+            await runWorkload(runtime, textURLs, {**job, "total": concurrency * 2})
+            cpu, wall = time.process_time(), time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            await runWorkload(runtime, textURLs, job)
+            if profiler is not None:
+                profiler.disable()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        finally:
+            await session.close()
+        return cpu, wall
+
+    async def run() -> None:
+        for i in range(args.repeats):
+            cpu, wall = await once(None)
+            lines.append(runLine(i, cpu, wall, total))
+        if not args.no_profile:
+            profiler = cProfile.Profile()
+            await once(profiler)
+            lines.extend(profileReport(args, profiler, total))
+
+    asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Start nginx, run the workload and print what it cost.
+    """
+    warnings.simplefilter("ignore", DeprecationWarning)
+    args = parseArguments(argv)
+    mode, total, concurrency, tls = SCENARIOS[args.scenario]
+    total = max(1, int(total * args.scale))
+    server = startServer("nginx", 1, 0)
+    if tls:
+        urls = [f"https://127.0.0.1:{server.tlsPort}/".encode()]
+    else:
+        urls = [f"http://127.0.0.1:{server.ports[0]}/".encode()]
+    job: dict[str, Any] = {
+        "mode": mode,
+        "total": total,
+        "concurrency": concurrency,
+        "globalCap": None,
+        "caPem": server.caPem if tls else None,
+        "poolOptions": args.poolOptions,
+    }
+    lines: list[str] = []
     try:
-        reactor.callWhenRunning(start)
-        reactor.run()
+        if args.client in ASYNC_CLIENTS:
+            runAsyncio(args, urls, job, lines)
+        else:
+            runTwisted(args, urls, job, lines)
     finally:
         server.stop()
     print(

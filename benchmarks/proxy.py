@@ -35,7 +35,12 @@ for _path in (HERE, os.path.dirname(HERE)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from _common import fetchStatus, raiseFileLimit  # noqa: E402
+from _common import (  # noqa: E402
+    addPoolOptions,
+    fetchStatus,
+    poolOptions,
+    raiseFileLimit,
+)
 from _servers import freePorts, startServer  # noqa: E402
 from run import runSubprocess, summariseLatencies  # noqa: E402
 
@@ -77,24 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server", choices=("auto", "nginx", "twisted"), default="auto"
     )
-    parser.add_argument(
-        "--pool-option",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a pooled_http pool setting (an integer), e.g. "
-        "maxConnectionsPerHost=32; may be repeated",
-    )
+    addPoolOptions(parser)
     options = parser.parse_args(argv)
-    poolOptions: dict[str, int] = {}
-    for option in options.pool_option:
-        name, equals, value = option.partition("=")
-        if not equals or not value.isdigit():
-            parser.error(f"--pool-option {option!r} is not NAME=INTEGER")
-        poolOptions[name] = int(value)
+    settings = poolOptions(parser, options)
     if options.requests <= 0 or options.concurrency <= 0 or options.repeats <= 0:
         parser.error("--requests, --concurrency and --repeats must be positive")
     from tests.support import proxyservers as helpers
+
     if helpers.SQUID is None:
         print("squid is not installed (apt-get install squid)", file=sys.stderr)
         return 2
@@ -118,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             "statusPort": server.statusPort,
             "caPem": server.caPem,
             "proxy": f"http://127.0.0.1:{squidPort}",
-            "poolOptions": poolOptions,
+            "poolOptions": settings,
         }
         for repeat in range(options.repeats):
             order = CLIENTS if repeat % 2 == 0 else CLIENTS[::-1]
