@@ -189,6 +189,12 @@ class SquidTests(RealProxyTestCase):
                 self.assertEqual(echoed["uri"], f"/f/{i}")
                 self.assertNotIn("proxy-authorization", echoed["headers"])
         self.assertEqual(agent.pool.stats().opened, 1)  # type: ignore[attr-defined]
+        # squid logs a request after answering it: the last line may lag.
+        await self.waitFor(
+            lambda: len(self.logLines("GET")) >= 20,
+            "squid logged the GETs",
+            timeout=START_TIMEOUT,
+        )
         gets = self.logLines("GET")
         self.assertEqual(len(gets), 20)
         self.assertIn(first.decode() + "/f/0", gets[0])
