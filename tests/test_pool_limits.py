@@ -701,3 +701,101 @@ class BadArgumentTests(PoolTestCase):
         self.assertIn(repr(KEY), str(cm.exception))
         self.assertIn("IStreamClientEndpoint", str(cm.exception))
         self.assertEqual(self.counts(), (0, 0, 0, 0))
+
+
+class SendTests(PoolTestCase):
+    """
+    The pool's C{_send} (what L{PooledAgent} uses): one Deferred for the
+    wait and the response, cancellable in every phase without leaving a
+    slot or a connection behind.
+    """
+
+    def send(self) -> Any:
+        return self.pool._send(KEY, self.endpoint, makeRequest())
+
+    def test_queuedThenServed(self) -> None:
+        """
+        A request queued behind a busy connection is sent on it once the
+        first response is done, and its Deferred fires with its response.
+        """
+        self.makePool(maxConnectionsPerHost=1)
+        first = self.send()
+        second = self.send()
+        self.assertEqual(self.counts(), (0, 1, 0, 1))
+        attempt = self.endpoint.attempts[0]
+        attempt.respond()
+        self.assertEqual(self.successResultOf(first).code, 200)
+        self.assertNoResult(second)
+        attempt.respond()
+        self.assertEqual(self.successResultOf(second).code, 200)
+        self.assertEqual(self.counts(), (1, 0, 0, 0))
+
+    def test_cancelQueued(self) -> None:
+        """
+        Cancelling a queued request takes it out of the queue: nothing is
+        sent for it.
+        """
+        self.makePool(maxConnectionsPerHost=1)
+        first = self.send()
+        second = self.send()
+        second.cancel()
+        self.failureResultOf(second, CancelledError)
+        self.assertEqual(self.counts(), (0, 1, 0, 0))
+        attempt = self.endpoint.attempts[0]
+        attempt.respond()
+        self.successResultOf(first)
+        self.assertEqual(attempt.unanswered, 0)
+        self.assertEqual(self.counts(), (1, 0, 0, 0))
+
+    def test_cancelSent(self) -> None:
+        """
+        Cancelling a request that was queued and then sent cancels the
+        request: its connection is dropped and its slot freed.
+        """
+        self.makePool(maxConnectionsPerHost=1)
+        first = self.send()
+        second = self.send()
+        attempt = self.endpoint.attempts[0]
+        attempt.respond()
+        self.successResultOf(first)
+        self.assertEqual(attempt.unanswered, 1)
+        second.cancel()
+        self.failureResultOf(second, CancelledError)
+        settle(self.clock)
+        self.assertEqual(self.counts(), (0, 0, 0, 0))
+        third = self.send()
+        self.endpoint.attempts[-1].respond()
+        self.assertEqual(self.successResultOf(third).code, 200)
+
+    def test_cancelBeforeStart(self) -> None:
+        """
+        A queued request cancelled after a connection was handed to it but
+        before its turn to send (from the previous response's own
+        callbacks) sends nothing, and the connection comes back to the pool
+        unused rather than failing the hand-over.
+        """
+        self.makePool(maxConnectionsPerHost=1)
+        first = self.send()
+        second = self.send()
+        first.addCallback(lambda response: second.cancel())
+        attempt = self.endpoint.attempts[0]
+        attempt.respond()
+        self.failureResultOf(second, CancelledError)
+        self.assertEqual(attempt.unanswered, 0)
+        self.assertEqual(self.counts(), (1, 0, 0, 0))
+        third = self.send()
+        attempt.respond()
+        self.assertEqual(self.successResultOf(third).code, 200)
+
+    def test_cancelBeforeStartGetConnection(self) -> None:
+        """
+        The same for a caller of C{getConnection}: a lease whose Deferred
+        was cancelled before the hand-over ran is not lost.
+        """
+        self.makePool(maxConnectionsPerHost=1)
+        first = self.getNow().request(makeRequest())
+        waiting = self.get()
+        first.addCallback(lambda response: waiting.cancel())
+        self.endpoint.attempts[0].respond()
+        self.failureResultOf(waiting, CancelledError)
+        self.assertEqual(self.counts(), (1, 0, 0, 0))

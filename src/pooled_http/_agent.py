@@ -43,7 +43,6 @@ from twisted.web.iweb import (
 )
 from zope.interface import implementer
 
-from ._lease import Lease
 from ._negotiate import ALPNCreator, NegotiatingEndpoint, http2Factory
 from ._pool import HTTPConnectionPool
 from ._proxy import (
@@ -578,24 +577,17 @@ class PooledAgent:
         persistent = pool.persistent
         d: Deferred[Any]
         if type(pool) is HTTPConnectionPool:
-            leased: Any = pool._leaseNow(route.key, route.endpoint)
-            if isinstance(leased, Lease):
-                d = leased.request(
-                    newRequest(
-                        method,
-                        requestPath,
-                        headers,
-                        bodyProducer,
-                        persistent,
-                        parsedURI,
-                    )
-                )
-                if route.forward:
-                    d.addCallback(route.endpoint.checkResponse)
-                return d
-            d = leased
-        else:
-            d = pool.getConnection(route.key, route.endpoint)
+            d = pool._send(
+                route.key,
+                route.endpoint,
+                newRequest(
+                    method, requestPath, headers, bodyProducer, persistent, parsedURI
+                ),
+            )
+            if route.forward:
+                d.addCallback(route.endpoint.checkResponse)
+            return d
+        d = pool.getConnection(route.key, route.endpoint)
 
         def cbConnected(proto: Any) -> Deferred[IResponse]:
             return proto.request(

@@ -39,6 +39,10 @@ class Waiter:
         is being opened, the key's other waiters wait for it.
     @ivar coalescing: Set by the core while its connection is being opened
         and the key's other waiters wait for it.
+    @ivar request: The request to send on the connection once one is
+        handed over (the pool's C{_send}), or L{None} when the caller is
+        given the lease itself (C{getConnection}).
+    @ivar started: The Deferred of that request's response once sent.
     """
 
     __slots__ = (
@@ -56,6 +60,8 @@ class Waiter:
         "timedOut",
         "cancelled",
         "trace",
+        "request",
+        "started",
     )
 
     def __init__(self, key: Hashable, minSerial: int = 0) -> None:
@@ -73,6 +79,8 @@ class Waiter:
         self.timedOut = False
         self.cancelled = False
         self.trace: Any = None
+        self.request: Any = None
+        self.started: Any = None
 
 
 class ActionKind(Enum):

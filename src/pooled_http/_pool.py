@@ -314,28 +314,33 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         @raise TypeError: If C{key} is not hashable or C{endpoint} is not an
             endpoint.
         """
-        leased = self._leaseNow(key, endpoint)
-        if isinstance(leased, Lease):
-            return succeed(leased)
-        return leased
+        dispatch = self._dispatch
+        trace = None if dispatch is None else RequestTrace(dispatch, key)
+        if not self._core.closed:
+            lease = self._takeLease(key, endpoint, trace)
+            if lease is not None:
+                return succeed(lease)
+        return self._wait(key, endpoint, 0, trace)
 
-    def _leaseNow(
-        self, key: Hashable, endpoint: IStreamClientEndpoint
-    ) -> Lease | Deferred[Lease]:
+    def _send(
+        self, key: Hashable, endpoint: IStreamClientEndpoint, request: Any
+    ) -> Deferred[Any]:
         """
-        What L{getConnection} does, less the Deferred around a lease on an
-        idle connection (L{PooledAgent} uses the lease at once).
+        Send C{request} on a connection of C{key}: what L{getConnection}
+        followed by the lease's C{request()} does, with one Deferred for
+        the whole (L{PooledAgent} sends this way).  Cancelling it while the
+        request waits takes it out of the queue; once sent, cancels the
+        request.
 
-        @return: A lease on an idle connection if one may be handed out
-            now, else the Deferred of one.
+        @return: The Deferred of the response.
         """
         dispatch = self._dispatch
         trace = None if dispatch is None else RequestTrace(dispatch, key)
         if not self._core.closed:
             lease = self._takeLease(key, endpoint, trace)
             if lease is not None:
-                return lease
-        return self._wait(key, endpoint, 0, trace)
+                return lease.request(request)
+        return self._wait(key, endpoint, 0, trace, request)
 
     # Introspection
 
@@ -375,6 +380,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         endpoint: IStreamClientEndpoint,
         minSerial: int,
         trace: RequestTrace | None,
+        request: Any = None,
     ) -> Deferred[Any]:
         """
         The slow path of L{getConnection} (after L{_takeLease} found no idle
@@ -383,7 +389,9 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
 
         @param minSerial: Only a connection whose serial is at least this
             will do (a retry's).
-        @return: A Deferred of a lease.
+        @param request: The request to send once a connection is handed
+            over (L{_send}), or L{None} to hand over the lease.
+        @return: A Deferred of a lease, or of C{request}'s response.
         """
         core = self._core
         if core.closed:
@@ -402,6 +410,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         waiter.deferred = Deferred(lambda d: self._cancelWaiter(waiter))
         d: Deferred[Any] = waiter.deferred
         waiter.trace = trace
+        waiter.request = request
         actions = core.request(waiter)
         if trace is not None and waiter.state is WaiterState.WAITING:
             trace.queued()
@@ -422,8 +431,7 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         """
         The fast path of L{getConnection}: a lease on an idle connection of
         C{key} if one may be handed out now, else L{None} (also when the
-        pool is closed).  L{PooledAgent} asks here first, sparing the
-        Deferred around the lease, then calls L{_wait}.
+        pool is closed).  L{_send} asks here first too.
 
         @raise TypeError: If C{key} is not hashable.
         """
@@ -473,6 +481,11 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         return self._wait(key, endpoint, self._serial + 1, retry)
 
     def _cancelWaiter(self, waiter: Waiter) -> None:
+        started = waiter.started
+        if started is not None:
+            # Its request was sent: cancelling it is cancelling that.
+            started.cancel()
+            return
         cancelCall(waiter.timer)
         waiter.timer = None
         if waiter.trace is not None:
@@ -543,7 +556,24 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         # waiter): nothing of a served request is left in a reference cycle
         # for the garbage collector.
         d, waiter.deferred = waiter.deferred, None
-        connection.handOff(partial(d.callback, lease))
+        connection.handOff(partial(self._handed, waiter, d, lease))
+
+    def _handed(self, waiter: Waiter, d: Deferred[Any], lease: Lease) -> None:
+        """
+        A connection handed to C{waiter} can take its request now: send the
+        request the waiter carries, its response going to C{d}; or give
+        the caller the lease.  A caller that cancelled in between gets
+        nothing, and the connection comes back unused.
+        """
+        if d.called:
+            self._connectionQuiescent(lease.connection)
+            return
+        request, waiter.request = waiter.request, None
+        if request is None:
+            d.callback(lease)
+            return
+        started = waiter.started = lease.request(request)
+        started.chainDeferred(d)
 
     def _park(self, connection: PoolConnection) -> None:
         """
