@@ -11,9 +11,13 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.protocol import Protocol
+from twisted.web._newclient import ResponseFailed, _DataLoss
+from twisted.web.http import PotentialDataLoss
 
 from pooled_http.errors import PoolClosedError
 from tests.support.fakes import KEY, OTHER_KEY, PoolTestCase, makeRequest, settle
+from tests.support.protocols import onEachProtocol
 
 #: Enough time for any "short grace period" before an abort.
 GRACE = 60
@@ -327,3 +331,66 @@ class ShutdownTests(PoolTestCase):
         advanceInSteps(self.clock, GRACE)
         self.successResultOf(d)
         self.assertEqual(self.counts(), (0, 0, 0, 0))
+
+
+class _Collect(Protocol):
+    """
+    A body protocol that keeps what it is told.
+    """
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.reason: Any = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.reason = reason
+
+
+@onEachProtocol
+class CutShortTests(PoolTestCase):
+    """
+    A body that ends with the connection (no length, not chunked) and is
+    cut short by the pool's own shutdown fails as a data loss: it is not
+    reported as the server's end of the body (C{PotentialDataLoss}, which
+    treq and others read as complete).
+    """
+
+    protocol = "httptools"
+
+    def startCloseDelimited(self) -> _Collect:
+        self.makePool(protocol=self.protocol)
+        rd = self.getNow().request(makeRequest())
+        self.endpoint.attempts[0].feed(b"HTTP/1.1 200 OK\r\n\r\nabc")
+        body = _Collect()
+        self.successResultOf(rd).deliverBody(body)
+        return body
+
+    def test_closeTimeout(self) -> None:
+        """
+        C{close(timeout)} aborting the connection at the timeout fails the
+        body with L{ResponseFailed} holding a data loss.
+        """
+        body = self.startCloseDelimited()
+        closed = self.pool.close(timeout=10)
+        self.clock.advance(10)
+        settle(self.clock)
+        self.successResultOf(closed)
+        self.assertEqual(b"".join(body.data), b"abc")
+        body.reason.trap(ResponseFailed)
+        self.assertTrue(
+            any(f.check(_DataLoss) for f in body.reason.value.reasons),
+            body.reason.value.reasons,
+        )
+
+    def test_serverCloseStillPotentialDataLoss(self) -> None:
+        """
+        The server closing the connection is that body's end, as Twisted
+        reports it: C{PotentialDataLoss}.
+        """
+        body = self.startCloseDelimited()
+        self.endpoint.attempts[0].transport.loseNow()
+        settle(self.clock)
+        body.reason.trap(PotentialDataLoss)

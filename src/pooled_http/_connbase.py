@@ -46,6 +46,9 @@ class ConnectionBase(LifecycleMixin):
     @ivar handshakeDone: Whether the TLS handshake has completed.
     @ivar trace: The L{pooled_http.trace.RequestTrace} of the request in
         flight when the pool has observers, else L{None}.
+    @ivar endedHere: Whether this side closed or dropped the transport (a
+        body that ends with the connection is then cut short, not
+        complete).
     """
 
     if TYPE_CHECKING:
@@ -77,6 +80,7 @@ class ConnectionBase(LifecycleMixin):
         self._lostWatchers: list[Deferred[None]] | None = None
         self._finishing = False
         self._pendingHandOff: Callable[[], object] | None = None
+        self.endedHere = False
 
     # The contract
 
@@ -154,6 +158,7 @@ class ConnectionBase(LifecycleMixin):
         transport: Any = self.transport
         if transport is None:
             return
+        self.endedHere = True
         transport.loseConnection()
         if self._graceTimer is None and self.lifecycle is Lifecycle.CLOSING:
             reactor: Any = self.owner.reactor
@@ -166,6 +171,7 @@ class ConnectionBase(LifecycleMixin):
         transport: Any = self.transport
         if self.lifecycle is Lifecycle.CLOSED or transport is None:
             return
+        self.endedHere = True
         abort = getattr(transport, "abortConnection", None)
         if abort is not None:
             abort()

@@ -81,6 +81,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         "_deferred",
         "_extraData",
         "_finishing",
+        "endedHere",
         "_givenUp",
         "_graceTimer",
         "_handshakeTimer",
@@ -414,6 +415,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
             elif (
                 self._closeDelimited
                 and not self._aborting
+                and not self.endedHere
                 and reason.check(ConnectionClosed)
             ):
                 if self.trace is not None:

@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web._newclient import HTTP11ClientProtocol, Request
-from twisted.web.http import _ChunkedTransferDecoder
+from twisted.web.http import _ChunkedTransferDecoder, _IdentityTransferDecoder
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
@@ -340,6 +340,18 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         """
         self._stopRequestTimers()
         self._connectionGone()
+        parser: Any = self._parser
+        decoder = getattr(parser, "bodyDecoder", None)
+        if (
+            self.endedHere
+            and isinstance(decoder, _IdentityTransferDecoder)
+            and decoder.contentLength is None
+        ):
+            # A body that ends with the connection, cut short by this side
+            # (a shutdown's abort): Twisted would call it complete but for a
+            # PotentialDataLoss; a length still owed makes it a data loss,
+            # as on our own protocol.
+            decoder.contentLength = 1
         HTTP11ClientProtocol.connectionLost(self, reason)
         if self.trace is not None:
             self._traceLost(reason)
