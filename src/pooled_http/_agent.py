@@ -74,6 +74,9 @@ DEFAULT_MAX_CACHED_ENDPOINTS = 4096
 #: How many parsed request URIs a L{PooledAgent} remembers by default.
 DEFAULT_MAX_CACHED_URIS = 1024
 
+# "@" as a byte value (see pooled_http._http11head._CR on why).
+_AT = ord("@")
+
 
 # One default policy shared by every agent that does not pass its own, the
 # way Agent's default argument is shared: agents with the default trust
@@ -511,7 +514,7 @@ class PooledAgent:
             except (SchemeNotSupported, ProxyURLError):
                 return defer.fail(Failure())
             requestPath = parsedURI.originForm
-            authorization = uriAuthorization(uri) if b"@" in uri else None
+            authorization = uriAuthorization(uri) if _AT in uri else None
             if type(uri) is bytes:
                 uris = self._uris
                 if len(uris) >= DEFAULT_MAX_CACHED_URIS:

@@ -30,6 +30,13 @@ _CONNECTION_CONTROL = frozenset(
 
 _NO_BODY_CODES = (204, 304)
 
+# CR and LF as byte values: C{_CR in value} is C{b"\r" in value}, but for a
+# bytes argument CPython's C{bytes.__contains__} first tries it as an
+# integer, raising and clearing a formatted TypeError each time (several
+# times dearer, on every header of every request and response).
+_CR = ord("\r")
+_LF = ord("\n")
+
 # llhttp's version string -> Twisted's version tuple.
 _VERSIONS: dict[str, tuple[bytes, int, int]] = {}
 
@@ -102,7 +109,7 @@ def _buildHeaders(pending: list[tuple[bytes, bytes]]) -> Headers:
         key = keys.get(name)
         if key is None:
             key = _headerKey(name)
-        if b"\r" in value or b"\n" in value:
+        if _CR in value or _LF in value:
             value = b" ".join(value.splitlines())
         values = raw.get(key)
         if values is None:

@@ -17,6 +17,8 @@ from twisted.web._newclient import BadHeaders, ExcessWrite, WrongBodyLength
 from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
+from ._http11head import _CR, _LF
+
 if TYPE_CHECKING:
     from ._http11 import HTTP11Connection
 
@@ -68,7 +70,7 @@ def _checkedValue(value: bytes) -> bytes:
     """
     Neutralise line breaks in a header value as Twisted's L{twisted.web.http_headers.Headers} does.
     """
-    if b"\r" in value or b"\n" in value:
+    if _CR in value or _LF in value:
         return b" ".join(value.splitlines())
     return value
 
@@ -108,7 +110,7 @@ def serializeHead(request: Any, framing: bytes | None) -> bytes:
         if name.lower() == b"host":
             hosts += len(values)
         for value in values:
-            if b"\r" in value or b"\n" in value:
+            if _CR in value or _LF in value:
                 value = _checkedValue(value)
             parts += (name, b": ", value, b"\r\n")
     if hosts != 1:
