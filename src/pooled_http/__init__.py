@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._agent import PooledAgent, TLSPolicyIdentity
+from ._endpointcache import CachingEndpointFactory
 from ._pool import HTTPConnectionPool
 from ._proxy import ProxyEndpointFactory
 from ._proxyurl import ProxyURL, parseProxy
@@ -60,6 +61,7 @@ _TREQ_NAMES = frozenset({"PooledHTTPClient", "treqClient"})
 __all__ = [
     "HTTPConnectionPool",
     "PooledAgent",
+    "CachingEndpointFactory",
     "PooledHTTPClient",
     "TLSPolicyIdentity",
     "treqClient",

@@ -3,7 +3,7 @@ L{PooledAgent}: an L{IAgent} that builds pool keys and endpoints once per
 destination (L{pooled_http.treq} puts a ready C{treq.HTTPClient} over it).
 
 L{twisted.web.client.Agent} parses the URI, IDNA-encodes the host name,
-builds a L{HostnameEndpoint} (and, for https, a new TLS connection creator)
+builds a L{twisted.internet.endpoints.HostnameEndpoint} (and, for https, a new TLS connection creator)
 and computes the I{Host} header on every request, even when the pool then
 hands it an idle keep-alive connection that needs none of that.
 L{PooledAgent} does the same work once per destination and keeps the result
@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 from twisted.web._newclient import _ensureValidMethod
@@ -43,6 +42,7 @@ from twisted.web.iweb import (
 )
 from zope.interface import implementer
 
+from ._endpointcache import DEFAULT_MAX_CACHED_ENDPOINTS, MAX_CACHED_ENDPOINTS
 from ._negotiate import ALPNCreator, NegotiatingEndpoint, http2Factory
 from ._pool import HTTPConnectionPool
 from ._proxy import (
@@ -60,6 +60,7 @@ from ._routes import (
     TLSPolicyIdentity,
     _computeHostValue,
     _Route,
+    directEndpoint,
     newRequest,
     parseURI,
     uriAuthorization,
@@ -67,9 +68,6 @@ from ._routes import (
 from .errors import ProxyURLError
 
 __all__ = ["PooledAgent", "TLSPolicyIdentity"]
-
-#: How many destinations a L{PooledAgent} remembers by default.
-DEFAULT_MAX_CACHED_ENDPOINTS = 4096
 
 #: How many parsed request URIs a L{PooledAgent} remembers by default.
 DEFAULT_MAX_CACHED_URIS = 1024
@@ -171,7 +169,7 @@ class PooledAgent:
         @param contextFactory: The L{twisted.web.iweb.IPolicyForHTTPS} deciding how https
             servers are verified. Agents that pass the same object share
             https connections; agents that pass different objects never do.
-        @param connectTimeout: Passed to L{HostnameEndpoint} as its
+        @param connectTimeout: Passed to L{twisted.internet.endpoints.HostnameEndpoint} as its
             C{timeout}, as L{twisted.web.client.Agent} does.
         @param bindAddress: The local address client sockets bind to.
         @param maxCachedEndpoints: How many destinations to remember.
@@ -307,15 +305,7 @@ class PooledAgent:
         @param pool: The pool or L{None}.
         @param maxCachedEndpoints: How many destinations to remember.
         """
-        if (
-            isinstance(maxCachedEndpoints, bool)
-            or not isinstance(maxCachedEndpoints, int)
-            or maxCachedEndpoints < 1
-        ):
-            raise ValueError(
-                f"maxCachedEndpoints must be a positive integer, "
-                f"not {maxCachedEndpoints!r}"
-            )
+        maxCachedEndpoints = MAX_CACHED_ENDPOINTS.validate(maxCachedEndpoints)
         if pool is None:
             pool = HTTPConnectionPool(reactor, persistent=True)
         self._reactor = reactor
@@ -364,28 +354,20 @@ class PooledAgent:
             endpoint = self._endpointFactory.endpointForURI(parsedURI)
             key = (scheme, host, port, self._factoryIdentity)
         else:
-            if scheme not in _PLAIN_SCHEMES and scheme not in _TLS_SCHEMES:
-                raise SchemeNotSupported(f"Unsupported scheme: {scheme!r}")
-            try:
-                textHost = host.decode("ascii")
-            except UnicodeDecodeError:
-                raise ValueError(
-                    f"The host of the provided URI ({host!r}) contains "
-                    "non-ASCII octets, it should be ASCII decodable."
-                ) from None
-            endpoint = HostnameEndpoint(
-                self._reactor, textHost, port, **self._endpointArgs
+            h2 = self._http2 is not None and scheme in _TLS_SCHEMES
+            endpoint = directEndpoint(
+                self._reactor,
+                scheme,
+                host,
+                port,
+                self._policy,
+                self._endpointArgs,
+                ALPNCreator if h2 else None,
             )
-            if scheme in _TLS_SCHEMES and self._http2 is not None:
-                creator: Any = ALPNCreator(self._policy.creatorForNetloc(host, port))
-                endpoint = NegotiatingEndpoint(
-                    wrapClientTLS(creator, endpoint), self._http2
-                )
+            if h2:
+                endpoint = NegotiatingEndpoint(endpoint, self._http2)
                 key = (scheme, host, port, self._tlsIdentity, b"h2")
             elif scheme in _TLS_SCHEMES:
-                endpoint = wrapClientTLS(
-                    self._policy.creatorForNetloc(host, port), endpoint
-                )
                 key = (scheme, host, port, self._tlsIdentity)
             else:
                 key = (scheme, host, port)

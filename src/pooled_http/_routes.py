@@ -12,15 +12,17 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.abstract import isIPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.web._newclient import Request, _ensureValidURI
 from twisted.web.client import URI
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 
 from ._http11head import _oneHeader
 from ._proxyurl import basicAuthorization
 
-__all__ = ["TLSPolicyIdentity", "parseURI"]
+__all__ = ["TLSPolicyIdentity", "directEndpoint", "parseURI"]
 
 _PLAIN_SCHEMES = frozenset({b"http", b"ws"})
 _TLS_SCHEMES = frozenset({b"https", b"wss"})
@@ -70,6 +72,51 @@ class TLSPolicyIdentity:
 
     def __repr__(self) -> str:
         return f"<{type(self.policy).__name__} at {id(self.policy):#x}>"
+
+
+
+def directEndpoint(
+    reactor: Any,
+    scheme: bytes,
+    host: bytes,
+    port: int,
+    policy: Any,
+    endpointArgs: dict[str, Any],
+    wrapCreator: Any = None,
+) -> IStreamClientEndpoint:
+    """
+    The endpoint of a direct connection to a destination, as
+    L{twisted.web.client.Agent} builds it: TCP by L{HostnameEndpoint}, with
+    TLS by C{policy} for C{https}/C{wss}.
+
+    @param reactor: The reactor.
+    @param scheme: C{http}, C{https}, C{ws} or C{wss}.
+    @param host: The host, as in the URI.
+    @param port: The port.
+    @param policy: The L{twisted.web.iweb.IPolicyForHTTPS}.
+    @param endpointArgs: C{timeout} and C{bindAddress} for
+        L{HostnameEndpoint}.
+    @param wrapCreator: Called with the TLS connection creator to wrap it
+        (ALPN), or L{None}.
+    @raise SchemeNotSupported: For any other scheme.
+    @raise ValueError: If the host is not ASCII.
+    """
+    if scheme not in _PLAIN_SCHEMES and scheme not in _TLS_SCHEMES:
+        raise SchemeNotSupported(f"Unsupported scheme: {scheme!r}")
+    try:
+        textHost = host.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"The host of the provided URI ({host!r}) contains "
+            "non-ASCII octets, it should be ASCII decodable."
+        ) from None
+    endpoint: Any = HostnameEndpoint(reactor, textHost, port, **endpointArgs)
+    if scheme in _TLS_SCHEMES:
+        creator = policy.creatorForNetloc(host, port)
+        if wrapCreator is not None:
+            creator = wrapCreator(creator)
+        endpoint = wrapClientTLS(creator, endpoint)
+    return endpoint
 
 
 class _Route:
