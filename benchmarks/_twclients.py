@@ -4,7 +4,9 @@ Twisted benchmark clients, one per subprocess:
   - C{pooled_http}: L{pooled_http.HTTPConnectionPool} with the stock
     L{twisted.web.client.Agent};
   - C{pooled_http+PooledAgent}: the same pool with L{pooled_http.PooledAgent};
-  - C{pooled_http+h2}: the same with C{PooledAgent(http2=True)};
+  - C{pooled_http+cache}: the stock C{Agent} on the same pool, built with
+    C{Agent.usingEndpointFactory} and L{pooled_http.CachingEndpointFactory};
+  - C{pooled_http+h2}: the same pool with C{PooledAgent(http2=True)};
   - C{twisted-default}: Twisted's stock pool, C{persistent=True},
     C{maxPersistentPerHost=2} (its defaults);
   - C{twisted-tuned}: Twisted's stock pool with C{maxPersistentPerHost} set to
@@ -45,6 +47,7 @@ from twisted.web.client import HTTPConnectionPool as StockPool
 TWISTED_CLIENTS = (
     "pooled_http",
     "pooled_http+PooledAgent",
+    "pooled_http+cache",
     "pooled_http+h2",
     "twisted-default",
     "twisted-tuned",
@@ -119,6 +122,11 @@ def makeAgent(reactor: Any, client: str, pool: Any, job: dict[str, Any]) -> Any:
         return pooledAgentClass()(reactor, **kwargs)
     if job.get("proxy"):
         raise ValueError(f"{client} cannot go through a proxy here")
+    if client == "pooled_http+cache":
+        from pooled_http import CachingEndpointFactory
+
+        factory = CachingEndpointFactory(reactor, kwargs.get("contextFactory"))
+        return Agent.usingEndpointFactory(reactor, factory, pool=pool)
     return Agent(reactor, **kwargs)
 
 

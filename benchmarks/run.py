@@ -43,6 +43,7 @@ SRC = os.path.join(os.path.dirname(HERE), "src")
 CLIENTS = (
     "pooled_http",
     "pooled_http+PooledAgent",
+    "pooled_http+cache",
     "twisted-default",
     "twisted-tuned",
     "aiohttp",
@@ -55,7 +56,7 @@ CLIENTS = (
 )
 #: Clients that run only where a scenario names them (Scenario.clients).
 H2_CLIENTS = frozenset({"pooled_http+h2", "httpx+h2", "h2load"})
-TWISTED_CLIENTS = CLIENTS[:4] + ("pooled_http+h2",)
+TWISTED_CLIENTS = CLIENTS[:5] + ("pooled_http+h2",)
 BASELINE = "twisted-default"
 REFERENCE = "aiohttp"
 #: The physical reference: wrk (C, one thread) on the same server.
@@ -194,6 +195,7 @@ def makeScenarios(scale: float, smoke: bool) -> list[Scenario]:
             cycles=n(50_000, 200),
             skip={
                 "pooled_http+PooledAgent": "n/a (measures the pool, not the agent)",
+                "pooled_http+cache": "n/a (measures the pool, not the agent)",
                 "twisted-tuned": "n/a (same code as twisted-default)",
                 "aiohttp": "n/a (no pool API to drive alone)",
                 "httpx": "n/a (no pool API to drive alone)",
