@@ -853,6 +853,76 @@ class BigHeadersScript(Script):
         proto.flush()
 
 
+class MalformedScript(Script):
+    """
+    Answers C{/long} with more body bytes than its I{Content-Length},
+    C{/close} with a I{Connection} header, C{/twice} with two C{:status},
+    the others as usual.
+    """
+
+    config = {"validate_outbound_headers": False, "normalize_outbound_headers": False}
+
+    def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+        path = proto.headers[streamId][b":path"]
+        if path == b"/long":
+            proto.h2.send_headers(
+                streamId, [(b":status", b"200"), (b"content-length", b"2")]
+            )
+            proto.h2.send_data(streamId, b"12345")
+            proto.flush()
+        elif path == b"/close":
+            proto.h2.send_headers(
+                streamId, [(b":status", b"200"), (b"connection", b"close")], True
+            )
+            proto.flush()
+        elif path == b"/twice":
+            proto.h2.send_headers(
+                streamId, [(b":status", b"200"), (b":status", b"500")], True
+            )
+            proto.flush()
+        else:
+            proto.respond(streamId)
+
+
+class MalformedResponseTests(_Case):
+    async def test_malformedStreamsFailAlone(self) -> None:
+        """
+        In a burst on one connection, each malformed response fails its
+        request with a FramingError naming its stream (the one still open
+        is reset with PROTOCOL_ERROR); the others succeed on the same
+        connection.
+        """
+        from pooled_http.errors import FramingError
+
+        self.serve(MalformedScript())
+        agent = self.agent()
+        paths = [b"/ok%d" % i for i in range(6)]
+        paths[1:1] = [b"/long"]
+        paths[3:3] = [b"/close"]
+        paths[5:5] = [b"/twice"]
+        results = await defer.gatherResults(
+            [
+                defer.ensureDeferred(self.get(agent, path)).addErrback(lambda f: f.value)
+                for path in paths
+            ]
+        )
+        for path, result in zip(paths, results, strict=True):
+            if path.startswith(b"/ok"):
+                self.assertEqual(result, b"GET %s 0" % path)
+                continue
+            self.assertIsInstance(result, ResponseFailed)
+            error = result.reasons[0].value
+            self.assertIsInstance(error, FramingError)
+            self.assertIn("HTTP/2 stream", str(error))
+        self.assertEqual(len(self.script.connections), 1)
+        longId = [r[1] for r in self.script.requests if r[3] == b"/long"][0]
+        self.assertEqual(await self.get(agent, b"/after"), b"GET /after 0")
+        self.assertIn((0, longId, ErrorCodes.PROTOCOL_ERROR), self.script.resets)
+        self.assertEqual(len(self.script.connections), 1)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+
+
 class HeaderLimitTests(_Case):
     async def test_headersPastMaxHeaderBytes(self) -> None:
         """

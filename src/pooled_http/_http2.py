@@ -29,6 +29,7 @@ from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import DenialOfServiceError, ProtocolError
 from h2.settings import SettingCodes
+from h2.stream import H2Stream
 from hpack.exceptions import OversizedHeaderListError
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred
@@ -63,10 +64,30 @@ _MAX_WINDOW = (1 << 31) - 1
 _COUNT_AT = 128
 
 
+class _H2Stream(H2Stream):
+    """
+    C{h2}'s stream state machine, without its I{Content-Length} checks.
+
+    C{h2} raises a body longer or shorter than the response's
+    I{Content-Length} (or an invalid one) as a connection error: it sends
+    C{GOAWAY}, loses the events of the frames read before it and every
+    other stream on the connection.  RFC 9113 (8.1.1) makes such a
+    response malformed, a stream error, so L{pooled_http._http2stream.Stream}
+    checks the length itself and resets only that stream.
+    """
+
+    def _initialize_content_length(self, headers: Any) -> None:
+        pass
+
+    def _track_content_length(self, length: int, end_stream: bool) -> None:
+        pass
+
+
 class _H2Connection(H2Connection):
     """
     C{h2}'s client state machine, with a cheaper stream count, kept open
-    after a C{GOAWAY} arrives.
+    after a C{GOAWAY} arrives, its streams without their I{Content-Length}
+    checks (L{_H2Stream}).
 
     C{h2} takes no frame at all once a C{GOAWAY} arrived (not even those
     after it in the same read), but the streams up to its last stream id
@@ -95,6 +116,11 @@ class _H2Connection(H2Connection):
             return held
         count: int = H2Connection.open_outbound_streams.fget(self)  # type: ignore[attr-defined]
         return count
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> H2Stream:
+        stream = H2Connection._begin_new_stream(self, stream_id, allowed_ids)
+        stream.__class__ = _H2Stream
+        return stream
 
     def _receive_goaway_frame(self, frame: Any) -> Any:
         result = H2Connection._receive_goaway_frame(self, frame)
