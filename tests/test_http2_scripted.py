@@ -164,6 +164,47 @@ class FaultTests(_Case):
         await task.deferLater(reactor, 0.05, lambda: None)
         self.assertQuiet()
 
+    async def test_goAwayOnTheRetryToo(self) -> None:
+        """
+        A request above a GOAWAY's last stream id goes on to a new
+        connection even when that one sends GOAWAY as well.
+        """
+
+        class TwoGoAways(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.index < 2:
+                    proto.goAway(0)
+                else:
+                    proto.respond(streamId)
+
+        self.serve(TwoGoAways())
+        agent = self.agent()
+        self.assertEqual(await self.get(agent, b"/x", b"POST"), b"POST /x 0")
+        self.assertEqual(len(self.script.connections), 3)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+
+    async def test_goAwayForeverBounded(self) -> None:
+        """
+        A server that sends GOAWAY to every request wears the retry budget
+        out: the request fails with UnprocessedStreamError after 1 + 4
+        connections, nothing loops.
+        """
+        from pooled_http import UnprocessedStreamError
+
+        class AlwaysGoAway(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                proto.goAway(0)
+
+        self.serve(AlwaysGoAway())
+        agent = self.agent()
+        await self.assertFailure(
+            defer.ensureDeferred(self.get(agent, b"/x")), UnprocessedStreamError
+        )
+        self.assertEqual(len(self.script.connections), 5)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+
     async def test_rstStreamFailsOnlyThatStream(self) -> None:
         """
         RST_STREAM fails its request with StreamResetError; the others on
