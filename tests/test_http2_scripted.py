@@ -284,6 +284,40 @@ class FaultTests(_Case):
         self.assertEqual(self.script.maxOpen, 1)
         self.assertEqual(len(self.script.connections), 1)
 
+    async def test_poolStreamLimitChangedLive(self) -> None:
+        """
+        Raising the pool's maxConcurrentStreams lets the open connection
+        take more streams at once; lowering it again holds new requests
+        back until the open streams are fewer.
+        """
+        self.serve(Hold())
+        agent = self.agent(maxConnectionsPerHost=1, maxConcurrentStreams=1)
+        first = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(4)]
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(self.script.held), 1)
+        self.pool.maxConcurrentStreams = 3
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(self.script.held), 3)
+        self.pool.maxConcurrentStreams = 2
+        # Three open, limit two: one answered leaves two open, no room.
+        proto, streamId = self.script.held[0]
+        proto.respond(streamId)
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(self.script.held), 3)
+        proto, streamId = self.script.held[1]
+        proto.respond(streamId)
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(self.script.held), 4)
+        self.assertEqual(self.script.maxOpen, 3)
+        for proto, streamId in self.script.held[2:]:
+            proto.respond(streamId)
+        self.assertEqual(
+            await defer.gatherResults(first), [b"GET /%d 0" % i for i in range(4)]
+        )
+        self.assertEqual(len(self.script.connections), 1)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+
     async def test_settingsChangeMidConnection(self) -> None:
         """
         The server raises its stream limit from 1 to 10 after the first

@@ -172,6 +172,8 @@ class HTTP2Connection(ConnectionBase, Protocol):
         self._settingsSeen = False
         self._scheme = b"https"
         self._receiving = False
+        #: The connection's receive window granted so far.
+        self._connectionWindow = 65535
         #: The response header lists already checked on this connection.
         self.checkedHeaders: CheckedHeaders = {}
 
@@ -224,10 +226,32 @@ class HTTP2Connection(ConnectionBase, Protocol):
                 SettingCodes.MAX_HEADER_LIST_SIZE: self.owner.maxHeaderBytes,
             }
         )
+        self._growConnectionWindow()
+        self.flush()
+
+    def _growConnectionWindow(self) -> None:
+        """
+        Make the connection's receive window larger than the windows of
+        the pool's C{maxConcurrentStreams} streams together (it only
+        grows).
+        """
         streams = max(1, self.owner.maxConcurrentStreams)
         window = min(_MAX_WINDOW, STREAM_WINDOW * (streams + 1))
-        h2.increment_flow_control_window(window - 65535)
+        if window > self._connectionWindow:
+            self.h2.increment_flow_control_window(window - self._connectionWindow)
+            self._connectionWindow = window
+
+    def ownerSettingsChanged(self) -> None:
+        """
+        The pool's C{maxConcurrentStreams} changed: the capacity follows
+        it (for new streams; those open go on), and so does the
+        connection's window.
+        """
+        if self.lifecycle is Lifecycle.CLOSED:
+            return
+        self._growConnectionWindow()
         self.flush()
+        self._updateCapacity()
 
     def flush(self, now: bool = False) -> None:
         """
