@@ -27,10 +27,17 @@ import h2.events as ev
 from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import DenialOfServiceError, ProtocolError
+from h2.exceptions import (
+    DenialOfServiceError,
+    ProtocolError,
+    StreamClosedError,
+    StreamIDTooLowError,
+)
 from h2.settings import SettingCodes
 from h2.stream import H2Stream
+from h2.utilities import HeaderValidationFlags
 from hpack.exceptions import OversizedHeaderListError
+from hyperframe.frame import RstStreamFrame
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -64,9 +71,17 @@ _MAX_WINDOW = (1 << 31) - 1
 _COUNT_AT = 128
 
 
+#: The header validation flags of every header block: unused, as h2's
+#: header validation and normalisation are all off.
+_NO_FLAGS = HeaderValidationFlags(
+    is_client=True, is_trailer=False, is_response_header=False, is_push_promise=False
+)
+
+
 class _H2Stream(H2Stream):
     """
-    C{h2}'s stream state machine, without its I{Content-Length} checks.
+    C{h2}'s stream state machine, without its I{Content-Length} checks and
+    without building header validation flags nothing reads.
 
     C{h2} raises a body longer or shorter than the response's
     I{Content-Length} (or an invalid one) as a connection error: it sends
@@ -81,6 +96,9 @@ class _H2Stream(H2Stream):
 
     def _track_content_length(self, length: int, end_stream: bool) -> None:
         pass
+
+    def _build_hdr_validation_flags(self, events: Any) -> HeaderValidationFlags:
+        return _NO_FLAGS
 
 
 class _H2Connection(H2Connection):
@@ -122,6 +140,37 @@ class _H2Connection(H2Connection):
         stream.__class__ = _H2Stream
         return stream
 
+    def _receive_frame(self, frame: Any) -> Any:
+        """
+        Take one frame in, as C{h2} does, without formatting it for a trace
+        log line first (C{h2} formats every frame, logged or not).  A frame
+        on a stream we or the server reset is answered with C{RST_STREAM};
+        one on a stream closed otherwise is a connection error (RFC 9113,
+        5.1), raised.
+        """
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except StreamClosedError as e:
+            if not self._stream_is_closed_by_reset(e.stream_id):
+                raise
+            self._resetAgain(e.stream_id, e.error_code)
+            result: list[Any] = e._events
+            return result
+        except StreamIDTooLowError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                self._resetAgain(e.stream_id, ErrorCodes.STREAM_CLOSED)
+                return []
+            if self._stream_is_closed_by_end(e.stream_id):
+                raise StreamClosedError(e.stream_id) from e
+            raise
+        self._prepare_for_sending(frames)
+        return events
+
+    def _resetAgain(self, streamId: int, code: int) -> None:
+        frame = RstStreamFrame(streamId)
+        frame.error_code = code
+        self._prepare_for_sending([frame])
+
     def _receive_goaway_frame(self, frame: Any) -> Any:
         result = H2Connection._receive_goaway_frame(self, frame)
         if self.state_machine.state is ConnectionState.CLOSED:
@@ -155,6 +204,8 @@ class HTTP2Connection(ConnectionBase, Protocol):
                 normalize_outbound_headers=False,
                 # Checked in Stream.headersReceived, much faster.
                 validate_inbound_headers=False,
+                # It only joins split Cookie fields, which responses have not.
+                normalize_inbound_headers=False,
             )
         )
         # Same coders, with a memo of the blocks just coded (a burst of

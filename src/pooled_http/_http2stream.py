@@ -33,6 +33,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
+from ._http11head import _RAW_HEADERS, _buildHeaders, _newHeaders
 from ._http11response import RESPONSE_DONE, _Response
 from ._timers import cancelCall
 from .errors import FramingError, ReadTimeoutError, ResponseTimeoutError
@@ -118,9 +119,9 @@ def requestHeaders(request: Any, scheme: bytes) -> list[tuple[bytes, bytes]]:
 
 
 #: What L{responseHeaders} remembers (per connection): a header list (as
-#: the HPACK decoder gives it) to its status, its fields and its
-#: I{Content-Length}.
-CheckedHeaders = dict[tuple[Any, ...], tuple[int, tuple[tuple[bytes, bytes], ...], Any]]
+#: the HPACK decoder gives it) to its status, its fields (as L{Headers} to
+#: copy) and its I{Content-Length}.
+CheckedHeaders = dict[tuple[Any, ...], tuple[int, Headers, Any]]
 
 #: How many header lists a L{CheckedHeaders} keeps (then it starts afresh).
 _CHECKED_SIZE = 64
@@ -131,7 +132,7 @@ _FORBIDDEN_IN_RESPONSE = _CONNECTION_SPECIFIC - {b"host"}
 
 def _checkResponseHeaders(
     headers: list[tuple[bytes, bytes]],
-) -> tuple[int, tuple[tuple[bytes, bytes], ...], int | None]:
+) -> tuple[int, Headers, int | None]:
     code = 0
     seenStatus = False
     regular = False
@@ -172,7 +173,20 @@ def _checkResponseHeaders(
         raise ValueError("no :status in response")
     if not 100 <= code < 600:
         raise ValueError(f"invalid :status {code} in response")
-    return code, tuple(fields), length
+    return code, _buildHeaders(fields), length
+
+
+def _copyHeaders(template: Headers) -> Headers:
+    """
+    A new L{Headers} with the same fields as C{template}.
+    """
+    if not _RAW_HEADERS:  # pragma: no cover - a Headers of another shape
+        return template.copy()
+    headers: Any = _newHeaders(Headers)
+    raw: Any = template
+    headers._rawHeaders = {name: values[:] for name, values in raw._rawHeaders.items()}
+    copy: Headers = headers
+    return copy
 
 
 def responseHeaders(
@@ -199,11 +213,8 @@ def responseHeaders(
         if len(checked) >= _CHECKED_SIZE:
             checked.clear()
         checked[key] = known
-    code, pairs, length = known
-    fields = Headers()
-    for name, value in pairs:
-        fields.addRawHeader(name, value)
-    return code, fields, length
+    code, template, length = known
+    return code, _copyHeaders(template), length
 
 
 @implementer(IConsumer)
