@@ -259,6 +259,25 @@ class ConnectionTests(_ConnectionCase):
             ],
         )
 
+    def test_headerBlockPastFrameSize(self) -> None:
+        """
+        A request header block larger than the server's frame size goes out
+        as HEADERS and CONTINUATION frames, whole, with END_STREAM on the
+        first; the stream's state follows.
+        """
+        big = bytes(range(33, 127)) * 500
+        headers = Headers({b"Host": [b"example.test"], b"X-Big": [big]})
+        req = Request._construct(b"GET", b"/big", headers, None, persistent=True)
+        responses: list[Any] = []
+        self.conn.request(req).addCallback(responses.append)
+        self.pump()
+        (received,) = [e for e in self.events if isinstance(e, RequestReceived)]
+        self.assertEqual(dict(received.headers)[b"x-big"], big)
+        self.assertEqual(dict(received.headers)[b":authority"], b"example.test")
+        self.assertIsNotNone(received.stream_ended)
+        self.respond(1, b"ok")
+        self.assertEqual(responses[0].code, 200)
+
     def test_responseVersionAndBody(self) -> None:
         """
         A response says HTTP/2; its body arrives; the stream done is

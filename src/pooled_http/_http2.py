@@ -34,10 +34,10 @@ from h2.exceptions import (
     StreamIDTooLowError,
 )
 from h2.settings import SettingCodes
-from h2.stream import H2Stream
+from h2.stream import H2Stream, StreamInputs
 from h2.utilities import HeaderValidationFlags
 from hpack.exceptions import OversizedHeaderListError
-from hyperframe.frame import RstStreamFrame
+from hyperframe.frame import ContinuationFrame, HeadersFrame, RstStreamFrame
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -99,6 +99,38 @@ class _H2Stream(H2Stream):
 
     def _build_hdr_validation_flags(self, events: Any) -> HeaderValidationFlags:
         return _NO_FLAGS
+
+    def send_headers(
+        self, headers: Any, encoder: Any, end_stream: bool = False
+    ) -> list[Any]:
+        """
+        The frames of a request's header block, as C{h2} makes them, for
+        the one kind of block sent here: a client's request headers from
+        L{pooled_http._http2stream.requestHeaders}, already bytes, in lower
+        case, C{:method} first and C{:authority} third, never trailers.
+        (C{h2} re-encodes every block to bytes, checks for an informational
+        response, which only a server sends, and reads the method and
+        authority by walking the block.)
+        """
+        machine = self.state_machine
+        machine.process_input(StreamInputs.SEND_HEADERS)
+        block = encoder.encode(headers)
+        size = self.max_outbound_frame_size or len(block) or 1
+        first = HeadersFrame(self.stream_id)
+        first.data = block[:size]
+        frames: list[Any] = [first]
+        for start in range(size, len(block), size):
+            more = ContinuationFrame(self.stream_id)
+            more.data = block[start : start + size]
+            frames.append(more)
+        frames[-1].flags.add("END_HEADERS")
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+            first.flags.add("END_STREAM")
+        self.request_method = headers[0][1]
+        if self._authority is None:
+            self._authority = headers[2][1]
+        return frames
 
 
 class _H2Connection(H2Connection):
