@@ -518,6 +518,34 @@ class MalformedResponseTests(_ConnectionCase):
         self.assertStreamFailed(body.reason, "past content-length 3")
         self.assertOthersGoOn(good)
 
+    def test_framesAfterOurReset(self) -> None:
+        """
+        DATA the server sent on the stream before our reset reached it is
+        answered with RST_STREAM (STREAM_CLOSED); the connection goes on.
+        """
+        results, good = self.twoStreams()
+        self.server.send_headers(1, [(b":status", b"200"), (b"content-length", b"3")])
+        self.server.send_data(1, b"12345")
+        self.conn.dataReceived(self.server.data_to_send())
+        # Sent before the server heard of the reset.
+        self.server.send_data(1, b"more")
+        self.conn.dataReceived(self.server.data_to_send())
+        from hyperframe.frame import Frame, RstStreamFrame
+
+        sent, resets = self.transport.value(), []
+        while sent:
+            frame, length = Frame.parse_frame_header(memoryview(sent[:9]))
+            frame.parse_body(memoryview(sent[9 : 9 + length]))
+            sent = sent[9 + length :]
+            if isinstance(frame, RstStreamFrame):
+                resets.append((frame.stream_id, frame.error_code))
+        self.assertEqual(resets, [(1, 1), (1, 5)])
+        self.pump()
+        body = Collector()
+        results[0].deliverBody(body)
+        self.assertStreamFailed(body.reason, "past content-length 3")
+        self.assertOthersGoOn(good)
+
     def test_bodyShortOfContentLength(self) -> None:
         results, good = self.twoStreams()
         self.server.send_headers(1, [(b":status", b"200"), (b"content-length", b"9")])
