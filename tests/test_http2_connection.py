@@ -12,8 +12,9 @@ from typing import Any
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web._newclient import Request
+from twisted.web._newclient import Request, ResponseFailed
 from twisted.web.client import FileBodyProducer
 from twisted.web.http_headers import Headers
 
@@ -22,7 +23,7 @@ from pooled_http import ReadTimeoutError
 try:
     from h2.config import H2Configuration
     from h2.connection import H2Connection
-    from h2.events import DataReceived, RequestReceived, StreamEnded
+    from h2.events import DataReceived, RequestReceived, StreamEnded, StreamReset
     from h2.settings import SettingCodes
     from hpack import NeverIndexedHeaderTuple
 
@@ -258,6 +259,25 @@ class ConnectionTests(_ConnectionCase):
             ],
         )
 
+    def test_headerBlockPastFrameSize(self) -> None:
+        """
+        A request header block larger than the server's frame size goes out
+        as HEADERS and CONTINUATION frames, whole, with END_STREAM on the
+        first; the stream's state follows.
+        """
+        big = bytes(range(33, 127)) * 500
+        headers = Headers({b"Host": [b"example.test"], b"X-Big": [big]})
+        req = Request._construct(b"GET", b"/big", headers, None, persistent=True)
+        responses: list[Any] = []
+        self.conn.request(req).addCallback(responses.append)
+        self.pump()
+        (received,) = [e for e in self.events if isinstance(e, RequestReceived)]
+        self.assertEqual(dict(received.headers)[b"x-big"], big)
+        self.assertEqual(dict(received.headers)[b":authority"], b"example.test")
+        self.assertIsNotNone(received.stream_ended)
+        self.respond(1, b"ok")
+        self.assertEqual(responses[0].code, 200)
+
     def test_responseVersionAndBody(self) -> None:
         """
         A response says HTTP/2; its body arrives; the stream done is
@@ -434,6 +454,163 @@ class InvalidHeadersTests(_ConnectionCase):
         self.assertEqual(responses[0].code, 200)
 
 
+class MalformedResponseTests(_ConnectionCase):
+    """
+    A malformed response fails its stream only (reset with
+    C{PROTOCOL_ERROR}, a L{FramingError} naming the stream); the connection
+    and its other streams go on.
+    """
+
+    def setUp(self) -> None:
+        _ConnectionCase.setUp(self)
+        self.server.config.validate_outbound_headers = False
+        self.server.config.normalize_outbound_headers = False
+
+    def twoStreams(self, method: bytes = b"GET") -> tuple[list[Any], list[Any]]:
+        """
+        Start a request (stream 1, malformed to come) and a good one
+        (stream 3) whose response is half sent.
+        """
+        results: list[Any] = []
+        good: list[Any] = []
+        self.conn.request(request(b"/bad", method=method)).addBoth(results.append)
+        self.conn.request(request(b"/good")).addCallback(good.append)
+        self.pump()
+        self.server.send_headers(3, [(b":status", b"200"), (b"content-length", b"4")])
+        self.pump()
+        return results, good
+
+    def assertStreamFailed(self, failure: Any, why: str, reset: bool = True) -> None:
+        from pooled_http.errors import FramingError
+
+        self.assertIsInstance(failure, Failure)
+        failure.trap(ResponseFailed)
+        (inner,) = failure.value.reasons
+        self.assertIsInstance(inner.value, FramingError)
+        self.assertIn("HTTP/2 stream 1", str(inner.value))
+        self.assertIn(why, str(inner.value))
+        resets = [e for e in self.events if isinstance(e, StreamReset)]
+        expected = [(1, 1)] if reset else []
+        self.assertEqual([(e.stream_id, e.error_code) for e in resets], expected)
+
+    def assertOthersGoOn(self, good: list[Any]) -> None:
+        self.send(3, b"fine")
+        (response,) = good
+        body = Collector()
+        response.deliverBody(body)
+        self.assertEqual(bytes(body.data), b"fine")
+        more: list[Any] = []
+        self.conn.request(request(b"/more")).addCallback(more.append)
+        self.pump()
+        self.respond(5, b"ok")
+        self.assertEqual(more[0].code, 200)
+        self.assertFalse(self.conn.goingAway)
+        self.assertEqual(self.conn.streamsInFlight, 0)
+
+    def test_dataPastContentLength(self) -> None:
+        results, good = self.twoStreams()
+        self.server.send_headers(1, [(b":status", b"200"), (b"content-length", b"3")])
+        self.server.send_data(1, b"12345")
+        self.pump()
+        (response,) = results
+        body = Collector()
+        response.deliverBody(body)
+        self.assertStreamFailed(body.reason, "past content-length 3")
+        self.assertOthersGoOn(good)
+
+    def test_framesAfterOurReset(self) -> None:
+        """
+        DATA the server sent on the stream before our reset reached it is
+        answered with RST_STREAM (STREAM_CLOSED); the connection goes on.
+        """
+        results, good = self.twoStreams()
+        self.server.send_headers(1, [(b":status", b"200"), (b"content-length", b"3")])
+        self.server.send_data(1, b"12345")
+        self.conn.dataReceived(self.server.data_to_send())
+        # Sent before the server heard of the reset.
+        self.server.send_data(1, b"more")
+        self.conn.dataReceived(self.server.data_to_send())
+        from hyperframe.frame import Frame, RstStreamFrame
+
+        sent, resets = self.transport.value(), []
+        while sent:
+            frame, length = Frame.parse_frame_header(memoryview(sent[:9]))
+            frame.parse_body(memoryview(sent[9 : 9 + length]))
+            sent = sent[9 + length :]
+            if isinstance(frame, RstStreamFrame):
+                resets.append((frame.stream_id, frame.error_code))
+        self.assertEqual(resets, [(1, 1), (1, 5)])
+        self.pump()
+        body = Collector()
+        results[0].deliverBody(body)
+        self.assertStreamFailed(body.reason, "past content-length 3")
+        self.assertOthersGoOn(good)
+
+    def test_bodyShortOfContentLength(self) -> None:
+        results, good = self.twoStreams()
+        self.server.send_headers(1, [(b":status", b"200"), (b"content-length", b"9")])
+        self.server.send_data(1, b"12", end_stream=True)
+        self.pump()
+        body = Collector()
+        results[0].deliverBody(body)
+        # Ended by the server: nothing to reset.
+        self.assertStreamFailed(body.reason, "after 2 of its content-length 9", False)
+        self.assertOthersGoOn(good)
+
+    def test_bodyIn204(self) -> None:
+        results, good = self.twoStreams()
+        self.server.send_headers(1, [(b":status", b"204")])
+        self.server.send_data(1, b"x")
+        self.pump()
+        body = Collector()
+        results[0].deliverBody(body)
+        self.assertStreamFailed(body.reason, "a body in a 204 response")
+        self.assertOthersGoOn(good)
+
+    def test_bodyInHeadResponse(self) -> None:
+        results, good = self.twoStreams(b"HEAD")
+        self.server.send_headers(1, [(b":status", b"200"), (b"content-length", b"5")])
+        self.server.send_data(1, b"hello")
+        self.pump()
+        body = Collector()
+        results[0].deliverBody(body)
+        self.assertStreamFailed(body.reason, "past content-length 0")
+        self.assertOthersGoOn(good)
+
+    def test_malformedHeaders(self) -> None:
+        """
+        Each malformed header block fails its request (the Deferred) with
+        a message naming what is wrong.
+        """
+        cases = [
+            ([(b":status", b"200"), (b":status", b"201")], "more than one :status"),
+            ([(b"x-a", b"1")], "no :status"),
+            ([(b":status", b"200"), (b"connection", b"close")], "b'connection'"),
+            ([(b":status", b"200"), (b"transfer-encoding", b"chunked")], "b'transfer-encoding'"),
+            ([(b":status", b"200"), (b"keep-alive", b"5")], "b'keep-alive'"),
+            ([(b":status", b"200"), (b"upgrade", b"h2c")], "b'upgrade'"),
+        ]
+        streamId = 1
+        for headers, why in cases:
+            self.events = []
+            results: list[Any] = []
+            self.conn.request(request(b"/bad")).addBoth(results.append)
+            self.pump()
+            self.server.send_headers(streamId, headers, end_stream=True)
+            self.pump()
+            (failure,) = results
+            failure.trap(ResponseFailed)
+            self.assertIn(f"HTTP/2 stream {streamId}", str(failure.value.reasons[0].value))
+            self.assertIn(why, str(failure.value.reasons[0].value))
+            streamId += 2
+        good: list[Any] = []
+        self.conn.request(request(b"/good")).addCallback(good.append)
+        self.pump()
+        self.respond(streamId, b"ok")
+        self.assertEqual(good[0].code, 200)
+        self.assertFalse(self.conn.goingAway)
+
+
 class StreamCountTests(_ConnectionCase):
     """
     The cheaper count of open streams before each new stream still keeps
@@ -500,7 +677,7 @@ class ResponseHeadersTests(SynchronousTestCase):
         checked: dict[Any, Any] = {}
         block = [(b":status", b"200"), (b"content-length", b"2"), (b"x-a", b"1")]
         code, first, length = responseHeaders(list(block), checked)
-        self.assertEqual((code, length), (200, b"2"))
+        self.assertEqual((code, length), (200, 2))
         first.addRawHeader(b"x-a", b"2")
         _, second, _ = responseHeaders(list(block), checked)
         self.assertIsNot(first, second)
@@ -515,6 +692,17 @@ class ResponseHeadersTests(SynchronousTestCase):
             [(b":status", b"200"), (b"x-bad", b"a\r\nb")],
             [(b":status", b"700")],
             [(b":status", b"200"), (b"", b"v")],
+            [(b"x-a", b"1")],
+            [(b":status", b"200"), (b":status", b"200")],
+            [(b"x-a", b"1"), (b":status", b"200")],
+            [(b":status", b"200"), (b":path", b"/")],
+            [(b":status", b"200"), (b"connection", b"close")],
+            [(b":status", b"200"), (b"transfer-encoding", b"chunked")],
+            [(b":status", b"200"), (b"keep-alive", b"timeout=5")],
+            [(b":status", b"200"), (b"upgrade", b"h2c")],
+            [(b":status", b"200"), (b"X-Upper", b"1")],
+            [(b":status", b"200"), (b"content-length", b"x")],
+            [(b":status", b"200"), (b"content-length", b"1"), (b"content-length", b"2")],
         ):
             for _ in range(2):
                 self.assertRaises(ValueError, responseHeaders, block, checked)

@@ -164,6 +164,47 @@ class FaultTests(_Case):
         await task.deferLater(reactor, 0.05, lambda: None)
         self.assertQuiet()
 
+    async def test_goAwayOnTheRetryToo(self) -> None:
+        """
+        A request above a GOAWAY's last stream id goes on to a new
+        connection even when that one sends GOAWAY as well.
+        """
+
+        class TwoGoAways(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if proto.index < 2:
+                    proto.goAway(0)
+                else:
+                    proto.respond(streamId)
+
+        self.serve(TwoGoAways())
+        agent = self.agent()
+        self.assertEqual(await self.get(agent, b"/x", b"POST"), b"POST /x 0")
+        self.assertEqual(len(self.script.connections), 3)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+
+    async def test_goAwayForeverBounded(self) -> None:
+        """
+        A server that sends GOAWAY to every request wears the retry budget
+        out: the request fails with UnprocessedStreamError after 1 + 4
+        connections, nothing loops.
+        """
+        from pooled_http import UnprocessedStreamError
+
+        class AlwaysGoAway(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                proto.goAway(0)
+
+        self.serve(AlwaysGoAway())
+        agent = self.agent()
+        await self.assertFailure(
+            defer.ensureDeferred(self.get(agent, b"/x")), UnprocessedStreamError
+        )
+        self.assertEqual(len(self.script.connections), 5)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+
     async def test_rstStreamFailsOnlyThatStream(self) -> None:
         """
         RST_STREAM fails its request with StreamResetError; the others on
@@ -242,6 +283,40 @@ class FaultTests(_Case):
         self.assertEqual(bodies, [b"GET /%d 0" % i for i in range(10)])
         self.assertEqual(self.script.maxOpen, 1)
         self.assertEqual(len(self.script.connections), 1)
+
+    async def test_poolStreamLimitChangedLive(self) -> None:
+        """
+        Raising the pool's maxConcurrentStreams lets the open connection
+        take more streams at once; lowering it again holds new requests
+        back until the open streams are fewer.
+        """
+        self.serve(Hold())
+        agent = self.agent(maxConnectionsPerHost=1, maxConcurrentStreams=1)
+        first = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(4)]
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(self.script.held), 1)
+        self.pool.maxConcurrentStreams = 3
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(self.script.held), 3)
+        self.pool.maxConcurrentStreams = 2
+        # Three open, limit two: one answered leaves two open, no room.
+        proto, streamId = self.script.held[0]
+        proto.respond(streamId)
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(self.script.held), 3)
+        proto, streamId = self.script.held[1]
+        proto.respond(streamId)
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(self.script.held), 4)
+        self.assertEqual(self.script.maxOpen, 3)
+        for proto, streamId in self.script.held[2:]:
+            proto.respond(streamId)
+        self.assertEqual(
+            await defer.gatherResults(first), [b"GET /%d 0" % i for i in range(4)]
+        )
+        self.assertEqual(len(self.script.connections), 1)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
 
     async def test_settingsChangeMidConnection(self) -> None:
         """
@@ -851,6 +926,76 @@ class BigHeadersScript(Script):
             end_stream=True,
         )
         proto.flush()
+
+
+class MalformedScript(Script):
+    """
+    Answers C{/long} with more body bytes than its I{Content-Length},
+    C{/close} with a I{Connection} header, C{/twice} with two C{:status},
+    the others as usual.
+    """
+
+    config = {"validate_outbound_headers": False, "normalize_outbound_headers": False}
+
+    def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+        path = proto.headers[streamId][b":path"]
+        if path == b"/long":
+            proto.h2.send_headers(
+                streamId, [(b":status", b"200"), (b"content-length", b"2")]
+            )
+            proto.h2.send_data(streamId, b"12345")
+            proto.flush()
+        elif path == b"/close":
+            proto.h2.send_headers(
+                streamId, [(b":status", b"200"), (b"connection", b"close")], True
+            )
+            proto.flush()
+        elif path == b"/twice":
+            proto.h2.send_headers(
+                streamId, [(b":status", b"200"), (b":status", b"500")], True
+            )
+            proto.flush()
+        else:
+            proto.respond(streamId)
+
+
+class MalformedResponseTests(_Case):
+    async def test_malformedStreamsFailAlone(self) -> None:
+        """
+        In a burst on one connection, each malformed response fails its
+        request with a FramingError naming its stream (the one still open
+        is reset with PROTOCOL_ERROR); the others succeed on the same
+        connection.
+        """
+        from pooled_http.errors import FramingError
+
+        self.serve(MalformedScript())
+        agent = self.agent()
+        paths = [b"/ok%d" % i for i in range(6)]
+        paths[1:1] = [b"/long"]
+        paths[3:3] = [b"/close"]
+        paths[5:5] = [b"/twice"]
+        results = await defer.gatherResults(
+            [
+                defer.ensureDeferred(self.get(agent, path)).addErrback(lambda f: f.value)
+                for path in paths
+            ]
+        )
+        for path, result in zip(paths, results, strict=True):
+            if path.startswith(b"/ok"):
+                self.assertEqual(result, b"GET %s 0" % path)
+                continue
+            self.assertIsInstance(result, ResponseFailed)
+            error = result.reasons[0].value
+            self.assertIsInstance(error, FramingError)
+            self.assertIn("HTTP/2 stream", str(error))
+        self.assertEqual(len(self.script.connections), 1)
+        longId = [r[1] for r in self.script.requests if r[3] == b"/long"][0]
+        self.assertEqual(await self.get(agent, b"/after"), b"GET /after 0")
+        self.assertIn((0, longId, ErrorCodes.PROTOCOL_ERROR), self.script.resets)
+        self.assertEqual(len(self.script.connections), 1)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
 
 
 class HeaderLimitTests(_Case):

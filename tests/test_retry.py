@@ -464,6 +464,37 @@ class RetryPolicyTests(PoolTestCase):
         """
         with self.assertRaises(ValueError):
             RetryPolicy(retries=-1)
+        with self.assertRaises(ValueError):
+            RetryPolicy(unprocessedRetries=-1)
+        with self.assertRaises(TypeError):
+            RetryPolicy(unprocessedRetries=True)
+
+    def test_unprocessedBudget(self) -> None:
+        """
+        A request the server never processed is retried against its own
+        budget: C{increment} with such a failure takes one of the
+        C{unprocessedRetries}, not of the C{retries}, and the budget runs
+        out.
+        """
+        from pooled_http import UnprocessedStreamError
+
+        unprocessed = Failure(UnprocessedStreamError("k", "GOAWAY"))
+        policy = RetryPolicy()
+        self.assertEqual(policy.unprocessedRetries, 4)
+        for _ in range(4):
+            self.assertTrue(policy.shouldRetry(b"POST", unprocessed, False, False))
+            policy = policy.increment(unprocessed)
+            self.assertEqual(policy.retries, 1)
+        self.assertFalse(policy.shouldRetry(b"POST", unprocessed, False, False))
+        self.assertEqual(policy.unprocessedRetries, 0)
+        other = Failure(ResponseNeverReceived([]))
+        self.assertEqual(policy.increment(other).retries, 0)
+        self.assertTrue(
+            RetryPolicy(retries=0).shouldRetry(b"GET", unprocessed, False, False)
+        )
+        self.assertFalse(
+            RetryPolicy(unprocessedRetries=0).shouldRetry(b"GET", unprocessed, False, True)
+        )
 
     def test_defaultMatchesTwisted(self) -> None:
         """

@@ -33,9 +33,10 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
+from ._http11head import _RAW_HEADERS, _buildHeaders, _newHeaders
 from ._http11response import RESPONSE_DONE, _Response
 from ._timers import cancelCall
-from .errors import ReadTimeoutError, ResponseTimeoutError
+from .errors import FramingError, ReadTimeoutError, ResponseTimeoutError
 
 if TYPE_CHECKING:
     from ._http2 import HTTP2Connection
@@ -56,6 +57,11 @@ _CONNECTION_SPECIFIC = frozenset(
 )
 
 _VERSION = (b"HTTP", 2, 0)
+
+#: The HTTP/2 error codes the streams reset with.
+_NO_ERROR = 0
+_PROTOCOL_ERROR = 1
+_CANCEL = 8
 
 #: Request headers that carry secrets: sent never-indexed.
 _SENSITIVE = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
@@ -113,51 +119,91 @@ def requestHeaders(request: Any, scheme: bytes) -> list[tuple[bytes, bytes]]:
 
 
 #: What L{responseHeaders} remembers (per connection): a header list (as
-#: the HPACK decoder gives it) to its status, its fields and its first
-#: I{Content-Length}.
-CheckedHeaders = dict[tuple[Any, ...], tuple[int, tuple[tuple[bytes, bytes], ...], Any]]
+#: the HPACK decoder gives it) to its status, its fields (as L{Headers} to
+#: copy) and its I{Content-Length}.
+CheckedHeaders = dict[tuple[Any, ...], tuple[int, Headers, Any]]
 
 #: How many header lists a L{CheckedHeaders} keeps (then it starts afresh).
 _CHECKED_SIZE = 64
 
+#: Header names a response must not carry on HTTP/2 (RFC 9113, 8.2.2).
+_FORBIDDEN_IN_RESPONSE = _CONNECTION_SPECIFIC - {b"host"}
+
 
 def _checkResponseHeaders(
     headers: list[tuple[bytes, bytes]],
-) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes | None]:
+) -> tuple[int, Headers, int | None]:
     code = 0
+    seenStatus = False
+    regular = False
     fields = []
-    length = None
+    length: int | None = None
     for name, value in headers:
         if b"\n" in value or b"\r" in value or b"\0" in value or not name:
-            # The one check kept of h2's inbound validation (off: it
-            # costs as much as the rest of a response).
+            # h2's inbound validation is off (it costs as much as the rest
+            # of a response): these checks stand in for it.
             raise ValueError(f"invalid response header {name[:40]!r}")
-        if name == b":status":
+        if name[0] == 58:  # a pseudo-header
+            if name != b":status":
+                raise ValueError(f"pseudo-header {name[:40]!r} in a response")
+            if seenStatus:
+                raise ValueError("more than one :status in response")
+            if regular:
+                raise ValueError(":status after a regular header in response")
+            seenStatus = True
             try:
                 code = int(value)
             except ValueError:
                 code = 0
-        elif name[0] != 58:  # not a pseudo-header
-            fields.append((name, value))
-            if length is None and name.lower() == b"content-length":
-                length = value
+            continue
+        regular = True
+        if name in _FORBIDDEN_IN_RESPONSE:
+            raise ValueError(f"connection-specific header {name!r} in response")
+        if name != name.lower():
+            raise ValueError(f"upper-case response header name {name[:40]!r}")
+        if name == b"content-length":
+            if not value.isdigit():
+                raise ValueError(f"invalid content-length {value[:40]!r} in response")
+            if length is None:
+                length = int(value)
+            elif length != int(value):
+                raise ValueError("conflicting content-length values in response")
+        fields.append((name, value))
+    if not seenStatus:
+        raise ValueError("no :status in response")
     if not 100 <= code < 600:
         raise ValueError(f"invalid :status {code} in response")
-    return code, tuple(fields), length
+    return code, _buildHeaders(fields), length
+
+
+def _copyHeaders(template: Headers) -> Headers:
+    """
+    A new L{Headers} with the same fields as C{template}.
+    """
+    if not _RAW_HEADERS:  # pragma: no cover - a Headers of another shape
+        return template.copy()
+    headers: Any = _newHeaders(Headers)
+    raw: Any = template
+    headers._rawHeaders = {name: values[:] for name, values in raw._rawHeaders.items()}
+    copy: Headers = headers
+    return copy
 
 
 def responseHeaders(
     headers: list[tuple[bytes, bytes]], checked: CheckedHeaders
-) -> tuple[int, Headers, bytes | None]:
+) -> tuple[int, Headers, int | None]:
     """
     Check a response's header list: no CR, LF or NUL in a value, no empty
-    name, a C{:status} from 100 to 599.  Responses from one server differ
-    little (I{Date} ticks), so a burst checks each list once.
+    or upper-case name, exactly one C{:status} (from 100 to 599) and no
+    other pseudo-header, before the regular headers, no connection-specific
+    header, I{Content-Length} values all alike and all digits.  Responses
+    from one server differ little (I{Date} ticks), so a burst checks each
+    list once.
 
     @param headers: As h2 gives them (bytes, not validated by h2).
     @param checked: The lists already checked on this connection.
     @return: The status, the headers without the pseudo-headers (a new
-        L{Headers}), the first I{Content-Length} value or L{None}.
+        L{Headers}), the I{Content-Length} or L{None}.
     @raise ValueError: The list is invalid; the message names the header.
     """
     key = tuple(headers)
@@ -167,11 +213,8 @@ def responseHeaders(
         if len(checked) >= _CHECKED_SIZE:
             checked.clear()
         checked[key] = known
-    code, pairs, length = known
-    fields = Headers()
-    for name, value in pairs:
-        fields.addRawHeader(name, value)
-    return code, fields, length
+    code, template, length = known
+    return code, _copyHeaders(template), length
 
 
 @implementer(IConsumer)
@@ -227,6 +270,9 @@ class Stream:
         self.bodyStarted = False
         self._producerPaused = False
         self._held: list[tuple[bytes, int]] = []
+        #: The body length the response announced (or implies), if any.
+        self._expected: int | None = None
+        self._received = 0
         self._paused = False
         self._ended = False
         self._sentEnd = False
@@ -341,8 +387,7 @@ class Stream:
                 headers, self._connection.checkedHeaders
             )
         except ValueError as e:
-            self._reset()
-            self._fail(Failure(ResponseFailed([Failure(e)])))
+            self._malformed(str(e))
             return
         if code < 200:
             return
@@ -350,12 +395,9 @@ class Stream:
         self._responseTimer = None
         length: int | object = UNKNOWN_LENGTH
         if self.request.method == b"HEAD" or code in (204, 304):
-            length = 0
+            length = self._expected = 0
         elif lengthValue is not None:
-            try:
-                length = int(lengthValue)
-            except ValueError:
-                length = UNKNOWN_LENGTH
+            length = self._expected = lengthValue
         this: Any = self
         response = _Response(
             this,
@@ -379,6 +421,17 @@ class Stream:
         if self._done or self.response is None:
             self._connection.acknowledge(self.streamId, flowLength)
             return
+        expected = self._expected
+        if expected is not None:
+            self._received += len(data)
+            if self._received > expected:
+                self._malformed(
+                    f"{self._received} body bytes past content-length {expected}"
+                    if expected or self.response.code not in (204, 304)
+                    else f"a body in a {self.response.code} response"
+                )
+                self._connection.acknowledge(self.streamId, flowLength)
+                return
         if self._paused or self._held:
             self._held.append((data, flowLength))
             return
@@ -396,6 +449,13 @@ class Stream:
                 self._fail(
                     Failure(ResponseNeverReceived([Failure(ConnectionAborted())]))
                 )
+            return
+        expected = self._expected
+        if expected is not None and self._received < expected:
+            self._malformed(
+                f"the stream ended after {self._received} of its "
+                f"content-length {expected} body bytes"
+            )
             return
         self._ended = True
         if not self._bodyDone or self._outbound:
@@ -420,7 +480,7 @@ class Stream:
             if self._held:
                 return
             reason = RESPONSE_DONE
-        self._held = []
+        self._dropHeld()
         response._end(reason)
 
     def fail(self, failure: Failure) -> None:
@@ -432,7 +492,7 @@ class Stream:
             return
         if self._done:
             # Held bytes of a complete response are lost with it.
-            self._held = []
+            self._dropHeld()
             if self.response is not None:
                 self.response._end(failure)
             return
@@ -445,7 +505,7 @@ class Stream:
             if not self.deferred.called:
                 self.deferred.errback(failure)
             return
-        self._held = []
+        self._dropHeld()
         # The request's Deferred has fired: the body's failure is the
         # attempt's end, which only the stream can report.
         self._endTrace(failure)
@@ -453,6 +513,34 @@ class Stream:
         if not failure.check(ResponseFailed):
             reason = Failure(ResponseFailed([failure]))
         response._end(reason)
+
+    def _malformed(self, why: str) -> None:
+        """
+        The server sent a malformed response on this stream (RFC 9113,
+        8.1.1): reset the stream with C{PROTOCOL_ERROR} and fail the
+        request (or its body) with a L{FramingError} naming the stream, in
+        a L{ResponseFailed}, as a malformed HTTP/1.1 response fails.  The
+        connection and its other streams go on.
+        """
+        if self._done:
+            return
+        self._connection.resetStream(self, _PROTOCOL_ERROR)
+        error = FramingError(
+            f"malformed response on HTTP/2 stream {self.streamId} "
+            f"from {self._connection.key!r}: {why}",
+            b"",
+        )
+        self._fail(Failure(ResponseFailed([Failure(error)])))
+
+    def _dropHeld(self) -> None:
+        """
+        Forget the body bytes held for the body protocol, giving their
+        room back to the connection's window.
+        """
+        held, self._held = self._held, []
+        size = sum(flowLength for _, flowLength in held)
+        if size:
+            self._connection.acknowledge(self.streamId, size)
 
     def _release(self) -> None:
         """
@@ -493,7 +581,7 @@ class Stream:
         Reset the stream (C{CANCEL}; C{NO_ERROR} when the response is
         complete and only the rest of the request body is not wanted).
         """
-        self._connection.resetStream(self, 0 if closeOnly else 8)
+        self._connection.resetStream(self, _NO_ERROR if closeOnly else _CANCEL)
 
     # Timers
 
@@ -589,5 +677,5 @@ class Stream:
             # is: a body Deferred cancelled fails with CancelledError.
             self._connection.owner.reactor.callLater(0, response._end, reason)
         elif self._held:
-            self._held = []
+            self._dropHeld()
             response._end(Failure(ResponseFailed([Failure(ConnectionAborted())])))

@@ -127,7 +127,7 @@ class Lease:
         retry = self._retrier(self.key, self._endpoint, failure, trace)
         if retry is None:
             return failure
-        nextPolicy = policy.increment()
+        nextPolicy = policy.increment(failure)
 
         def send(lease: Lease) -> Deferred[IResponse]:
             lease._policy = nextPolicy

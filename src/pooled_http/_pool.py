@@ -282,6 +282,12 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
             self._idle.timeoutChanged()
         elif name in _LIMITS:
             self._applyLimits()
+        elif name == "maxConcurrentStreams":
+            # Multiplexed connections already open follow it.
+            for connection in list(self._live):
+                follow = getattr(connection, "ownerSettingsChanged", None)
+                if follow is not None:
+                    follow()
 
     def _applyLimits(self) -> None:
         core = self._core

@@ -52,12 +52,18 @@ class RetryPolicy:
     part of its response arrived.  An HTTP/2 request the server says it
     never processed (L{UnprocessedStreamError}: above a C{GOAWAY}'s last
     stream id, or refused) is retried whatever its method, on a new
-    connection too, unless its body producer had started.
+    connection too, unless its body producer had started; such retries
+    count against their own budget, L{unprocessedRetries}, so a request
+    that meets a second C{GOAWAY} on its new connection goes on again,
+    a bounded number of times.
 
     L{increment} returns a new policy with one retry fewer, so a policy can
     travel with a request without being shared state.
 
     @ivar retries: How many more times a request may be retried.
+    @ivar unprocessedRetries: How many more times a request the server
+        said it never processed may be sent again (apart from
+        C{retries}); C{0} turns those retries off.
     @ivar methods: The methods that may be retried.
     @ivar nothingProcessed: Failure types that prove the server did not
         process the request (nothing of the response arrived).
@@ -71,22 +77,32 @@ class RetryPolicy:
     """
 
     retries: int = 1
+    unprocessedRetries: int = 4
     methods: frozenset[bytes] = IDEMPOTENT_METHODS
     nothingProcessed: tuple[type[BaseException], ...] = _NOTHING_PROCESSED
     onlyReusedConnections: bool = True
     retryTimeouts: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
-            raise TypeError(f"RetryPolicy.retries must be an int, not {self.retries!r}")
-        if self.retries < 0:
-            raise ValueError(f"RetryPolicy.retries must be >= 0, not {self.retries!r}")
+        for name in ("retries", "unprocessedRetries"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"RetryPolicy.{name} must be an int, not {value!r}")
+            if value < 0:
+                raise ValueError(f"RetryPolicy.{name} must be >= 0, not {value!r}")
         object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
 
-    def increment(self) -> RetryPolicy:
+    def increment(self, failure: Failure | None = None) -> RetryPolicy:
         """
         Return the policy to use for the next attempt: one retry fewer.
+
+        @param failure: Why the attempt failed: an
+            L{UnprocessedStreamError} takes one of the
+            C{unprocessedRetries}, anything else (or L{None}) one of the
+            C{retries}.
         """
+        if failure is not None and failure.check(UnprocessedStreamError):
+            return replace(self, unprocessedRetries=max(0, self.unprocessedRetries - 1))
         return replace(self, retries=max(0, self.retries - 1))
 
     def shouldRetry(
@@ -106,11 +122,13 @@ class RetryPolicy:
             that had served a request before.
         @return: C{True} if the request should be sent again.
         """
-        if self.retries <= 0:
-            return False
         exc = failure.value
         if isinstance(exc, UnprocessedStreamError):
+            if self.unprocessedRetries <= 0:
+                return False
             return not (hasBody and exc.bodyStarted)
+        if self.retries <= 0:
+            return False
         if method.upper() not in self.methods:
             return False
         if self.onlyReusedConnections and not reusedConnection:

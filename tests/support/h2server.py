@@ -45,6 +45,8 @@ class Script:
     """
 
     settings: dict[int, int] = {}
+    #: More of h2's configuration (say, to send malformed headers).
+    config: dict[str, Any] = {}
     preface = True
     #: Whether to keep every connection and request (a long soak does not).
     record = True
@@ -89,7 +91,7 @@ class H2ServerProtocol(Protocol):
         script.live.add(self)
         self.state: dict[str, Any] = {}
         self.h2 = H2Connection(
-            H2Configuration(client_side=False, header_encoding=None)
+            H2Configuration(client_side=False, header_encoding=None, **script.config)
         )
         self.headers: dict[int, dict[bytes, bytes]] = {}
         self.bodies: dict[int, bytearray] = {}
