@@ -33,7 +33,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
-from ._http11head import _RAW_HEADERS, _buildHeaders, _newHeaders
+from ._http11head import _CR, _LF, _RAW_HEADERS, _buildHeaders, _newHeaders
 from ._http11response import RESPONSE_DONE, _Response
 from ._timers import cancelCall
 from .errors import FramingError, ReadTimeoutError, ResponseTimeoutError
@@ -139,7 +139,7 @@ def _checkResponseHeaders(
     fields = []
     length: int | None = None
     for name, value in headers:
-        if b"\n" in value or b"\r" in value or b"\0" in value or not name:
+        if _LF in value or _CR in value or 0 in value or not name:
             # h2's inbound validation is off (it costs as much as the rest
             # of a response): these checks stand in for it.
             raise ValueError(f"invalid response header {name[:40]!r}")
