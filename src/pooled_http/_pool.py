@@ -3,7 +3,8 @@ L{HTTPConnectionPool}: Twisted's pool surface over L{pooled_http._core}'s
 rules.  This layer owns the Deferreds, endpoints, timers and transports; it
 asks the core what to do and carries the answers out.
 
-The concerns around it have their own modules: idle timeouts
+The concerns around it have their own modules: carrying out the core's
+answers (L{pooled_http._actions}), idle timeouts
 (L{pooled_http._idle}), opening connections (L{pooled_http._connecting}),
 the per-request lease with its retries (L{pooled_http._lease}), log events
 (L{pooled_http._events}).  Connections are built by an injectable factory
@@ -14,7 +15,6 @@ and talk back only through the L{ConnectionOwner} the pool hands them
 from __future__ import annotations
 
 from collections.abc import Hashable
-from functools import partial
 from typing import Any
 
 from twisted.internet.base import DelayedCall
@@ -24,14 +24,13 @@ from twisted.internet.defer import (
     fail,
     succeed,
 )
-from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
-from ._connecting import Connector, ProtocolFactory
+from ._actions import CoreActions
+from ._connecting import Connector
 from ._contract import ConnectionFactory, PoolConnection
-from ._core import Action, ActionKind, PoolCore, Waiter, WaiterState
+from ._core import PoolCore, Waiter, WaiterState
 from ._counters import Counters, snapshot, summary
 from ._events import emit
 from ._idle import IdleTimers
@@ -44,12 +43,11 @@ from ._settings import DEFAULT, Setting, settings
 from ._shutdown import Shutdown
 from ._timers import activeCalls, cancelCall
 from .errors import (
-    ConnectTimeoutError,
     PoolClosedError,
     PoolTimeoutError,
 )
-from .stats import CloseReason, PoolStats
-from .trace import Dispatch, Observable, RequestTrace, handshakeStarted
+from .stats import PoolStats
+from .trace import Dispatch, Observable, RequestTrace
 
 __all__ = ["HTTPConnectionPool", "DEFAULT"]
 
@@ -72,7 +70,7 @@ _SETTINGS = settings(
 _LIMITS = frozenset({"maxConnectionsPerHost", "maxConnections", "maxPersistentPerHost"})
 
 
-class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
+class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
     """
     A pool of persistent HTTP connections with hard limits, a fair queue,
     timeouts on every phase and clean shutdown; a drop-in replacement for
@@ -519,144 +517,3 @@ class HTTPConnectionPool(Shutdown, ConnectionReports, Observable):
         if waiter.trace is not None:
             waiter.trace.failed(Failure(error))
         waiter.deferred.errback(Failure(error))
-
-    # Carrying out the core's decisions
-
-    def _carryOut(self, actions: list[Action]) -> None:
-        for action in actions:
-            kind = action.kind
-            if kind is ActionKind.HAND:
-                self._hand(action.waiter, action.connection, action.reused)
-            elif kind is ActionKind.PARK:
-                self._park(action.connection)
-            elif kind is ActionKind.CLOSE:
-                self._close(action.connection, action.reason)
-            elif kind is ActionKind.CONNECT:
-                assert action.waiter is not None
-                self._connect(action.waiter)
-            elif kind is ActionKind.FAIL:
-                waiter = action.waiter
-                assert waiter is not None
-                cancelCall(waiter.timer)
-                waiter.timer = None
-                if not waiter.deferred.called:
-                    if waiter.trace is not None:
-                        waiter.trace.failed(Failure(PoolClosedError(waiter.key)))
-                    waiter.deferred.errback(Failure(PoolClosedError(waiter.key)))
-
-    def _hand(self, waiter: Any, connection: PoolConnection, reused: bool) -> None:
-        if waiter.timer is not None:
-            cancelCall(waiter.timer)
-            waiter.timer = None
-        # Counters.waited, written out: this runs for every queued request.
-        counters = self._counters
-        waited = self._reactor.seconds() - waiter.enqueuedAt
-        counters.waits += 1
-        counters.waitSum += waited
-        if waited > counters.waitMax:
-            counters.waitMax = waited
-        if reused and self.logReuse:
-            emit("reuse", connection.key, "handed to a waiting request")
-        lease = self._lend(connection, waiter.endpoint, reused, waiter.trace)
-        # The waiter lets go of its Deferred (whose canceller refers to the
-        # waiter): nothing of a served request is left in a reference cycle
-        # for the garbage collector.
-        d, waiter.deferred = waiter.deferred, None
-        connection.handOff(partial(self._handed, waiter, d, lease))
-
-    def _handed(self, waiter: Waiter, d: Deferred[Any], lease: Lease) -> None:
-        """
-        A connection handed to C{waiter} can take its request now: send the
-        request the waiter carries, its response going to C{d}; or give
-        the caller the lease.  A caller that cancelled in between gets
-        nothing, and the connection comes back unused.
-        """
-        if d.called:
-            self._connectionQuiescent(lease.connection)
-            return
-        request, waiter.request = waiter.request, None
-        if request is None:
-            d.callback(lease)
-            return
-        started = waiter.started = lease.request(request)
-        started.chainDeferred(d)
-
-    def _park(self, connection: PoolConnection) -> None:
-        """
-        Keep a connection idle until its idle timeout.
-        """
-        connection.moveTo(Lifecycle.IDLE)
-        if not self._idle.start(connection):
-            self._carryOut(self._core.discard(connection, CloseReason.EXPIRED))
-
-    def _idleExpired(self, connection: PoolConnection, reason: str) -> None:
-        self._carryOut(self._core.discard(connection, reason))
-
-    def _close(self, connection: PoolConnection, reason: str) -> None:
-        self._idle.stop(connection)
-        if connection.lifecycle is Lifecycle.CLOSED:
-            # Already gone: only the books need to know.
-            self._carryOut(self._core.lost(connection))
-            return
-        if connection.lifecycle is Lifecycle.CLOSING:
-            return
-        self._counters.closed[reason] = self._counters.closed.get(reason, 0) + 1
-        emit(
-            "evict" if reason == CloseReason.EVICTED else "close",
-            connection.key,
-            reason,
-        )
-        if self._dispatch is not None:
-            self._dispatch.call(
-                "connectionClosed", connection.key, connection.serial, reason
-            )
-        connection.close(self.closeGracePeriod)
-
-    # Connecting
-
-    def _connect(self, waiter: Waiter) -> None:
-        if waiter.cancelled:
-            # Cancelled after the core chose it, before its connect began.
-            self._carryOut(self._core.connectFailed(waiter))
-            return
-        if waiter.trace is not None:
-            waiter.trace.connectStarted()
-        self._connector.connect(waiter)
-
-    def _factoryFor(self, key: Hashable) -> Factory:
-        return ProtocolFactory(self.connectionFactory, self._owner, key, self._stamp)
-
-    def _stamp(self, connection: PoolConnection) -> None:
-        self._serial += 1
-        connection.serial = self._serial
-
-    def _connected(self, waiter: Waiter, connection: PoolConnection) -> None:
-        emit("open", waiter.key, "new connection")
-        if self._dispatch is not None:
-            if waiter.trace is not None:
-                waiter.trace.connectDone(connection.serial)
-            handshakeStarted(self._dispatch, connection)
-        self._live.add(connection)
-        self._carryOut(
-            self._core.connected(
-                waiter, connection, getattr(connection, "capacity", None)
-            )
-        )
-
-    def _connectFailed(self, waiter: Waiter, failure: Failure, timedOut: bool) -> None:
-        self._counters.failed += 1
-        if timedOut:
-            self._counters.timedOut += 1
-            failure = Failure(ConnectTimeoutError(waiter.key, self.connectTimeout or 0))
-        elif self._core.closed and failure.check(
-            CancelledError, ConnectingCancelledError
-        ):
-            failure = Failure(PoolClosedError(waiter.key))
-        trace = waiter.trace
-        if trace is not None:
-            trace.connectFailed(failure)
-        self._carryOut(self._core.connectFailed(waiter))
-        if not waiter.deferred.called and not waiter.cancelled:
-            if trace is not None:
-                trace.failed(failure)
-            waiter.deferred.errback(failure)
