@@ -631,7 +631,7 @@ class StreamCountTests(_ConnectionCase):
         Bursts of like requests leave at most C{_COUNT_AT} streams in the
         state machine.
         """
-        from pooled_http._http2 import _COUNT_AT
+        from pooled_http._h2machine import _COUNT_AT
 
         for round in range(4):
             self.burst(60, 1 + 120 * round)
