@@ -28,7 +28,7 @@ try:
     from hpack import NeverIndexedHeaderTuple
 
     from pooled_http._http2 import STREAM_WINDOW, HTTP2Connection
-    from pooled_http._http2stream import requestHeaders
+    from pooled_http._h2headers import requestHeaders
 except ImportError:  # pragma: no cover - h2 missing
     SKIP = "h2 is not installed"
 else:
@@ -672,7 +672,7 @@ class ResponseHeadersTests(SynchronousTestCase):
             raise self.skipTest(SKIP)
 
     def test_freshHeadersEachTime(self) -> None:
-        from pooled_http._http2stream import responseHeaders
+        from pooled_http._h2headers import responseHeaders
 
         checked: dict[Any, Any] = {}
         block = [(b":status", b"200"), (b"content-length", b"2"), (b"x-a", b"1")]
@@ -685,7 +685,7 @@ class ResponseHeadersTests(SynchronousTestCase):
         self.assertEqual(len(checked), 1)
 
     def test_invalidEveryTime(self) -> None:
-        from pooled_http._http2stream import responseHeaders
+        from pooled_http._h2headers import responseHeaders
 
         checked: dict[Any, Any] = {}
         for block in (

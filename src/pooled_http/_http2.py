@@ -41,9 +41,10 @@ from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
 from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
+from ._h2headers import CheckedHeaders
 from ._h2machine import _H2Connection
 from ._hpackcache import CachingDecoder, CachingEncoder
-from ._http2stream import CheckedHeaders, Stream
+from ._http2stream import Stream
 from ._lifecycle import Lifecycle
 from .errors import (
     HTTP2ProtocolError,
