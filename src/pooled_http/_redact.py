@@ -86,7 +86,8 @@ def keyLabel(key: Hashable) -> str:
 def fullURL(parsedURI: Any) -> str:
     """
     The URL of a request as it may be shown: no user info, no fragment, and
-    the values of signature query parameters replaced by C{REDACTED}.
+    the values of signature query parameters replaced by C{REDACTED}; the
+    path's C{;params} kept.
 
     @param parsedURI: A L{twisted.web.client.URI}.
     """
@@ -97,6 +98,9 @@ def fullURL(parsedURI: Any) -> str:
     port = parsedURI.port
     authority = host if port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
     path = text(parsedURI.path) or "/"
+    params = text(parsedURI.params)
+    if params:
+        path += ";" + params
     query = text(parsedURI.query)
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
