@@ -7,6 +7,7 @@ request, the mapping of failures to Scrapy's exceptions, and the stats.
 from __future__ import annotations
 
 import base64
+import random
 import warnings
 from typing import Any
 
@@ -35,8 +36,11 @@ try:
         DownloadFailedError,
         DownloadTimeoutError,
     )
+    from scrapy.http import Headers
+    from scrapy.responsetypes import responsetypes
     from scrapy.settings import Settings
 
+    from pooled_http.scrapy._body import responseClass
     from pooled_http.scrapy._config import HandlerConfig, normalizeBindAddress
     from pooled_http.scrapy._errors import scrapyError
     from pooled_http.scrapy._routing import routeOf
@@ -61,8 +65,10 @@ class ConfigTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         """
-        With Scrapy's defaults: 8 connections per host, 16 in all, every
-        phase bounded by C{DOWNLOAD_TIMEOUT} (180 s), lenient heads.
+        With Scrapy's defaults: 8 connections per host, 16 in all,
+        connecting bounded by C{DOWNLOAD_TIMEOUT} (180 s; the handler's
+        deadline bounds the whole download, so the pool needs no response
+        and read timers), lenient heads.
         """
         c = config()
         self.assertEqual(
@@ -72,8 +78,6 @@ class ConfigTests(SynchronousTestCase):
                 "maxPersistentPerHost": 8,
                 "maxConnections": 16,
                 "connectTimeout": 180.0,
-                "responseTimeout": 180.0,
-                "readTimeout": 180.0,
                 "lenientHeaders": True,
             },
         )
@@ -300,3 +304,69 @@ class StatsTests(SynchronousTestCase):
         self.assertEqual(values["pooled_http/wait_time_max"], 3.0)
         self.assertEqual(values["pooled_http/wait_time_mean"], 1.0)
         self.assertEqual(values["pooled_http/closed/idle_timeout"], 3)
+
+
+class ResponseClassTests(SynchronousTestCase):
+    """
+    L{responseClass} picks the class Scrapy's C{responsetypes.from_args}
+    picks.
+    """
+
+    skip = SKIP
+
+    def test_sameAsScrapy(self) -> None:
+        """
+        For headers, URLs and bodies of every kind (text, markup, control
+        characters, long bodies with a control character past the part
+        Scrapy looks at), the class is Scrapy's.
+        """
+        chooser = random.Random(16)
+        types = [
+            None,
+            b"application/octet-stream",
+            b"text/html",
+            b"text/plain; charset=utf-8",
+            b"application/json",
+            b"image/png",
+            b"APPLICATION/XML",
+        ]
+        urls = ["http://h/a", "http://h/a.html", "http://h/b.json", "http://h/c.png"]
+        bodies = [
+            b"",
+            b"plain",
+            b"<HTML>x",
+            b"<?xml v",
+            b"<!DOCTYPE html><p>",
+            b"\x00\x01abc",
+            b"\x7f\x80\xff",
+            bytes(range(256)),
+            b"a" * 6000 + b"\x01",
+            b"\t\r\n ok",
+            b"\x1f",
+        ]
+        for _ in range(3000):
+            headers = Headers()
+            contentType = chooser.choice(types)
+            if contentType is not None:
+                headers[b"Content-Type"] = contentType
+            if chooser.random() < 0.1:
+                headers[b"Content-Encoding"] = b"gzip"
+            if chooser.random() < 0.1:
+                headers[b"Content-Disposition"] = b"attachment; filename=x.html"
+            url = chooser.choice(urls)
+            body = chooser.choice(bodies)
+            if chooser.random() < 0.3:
+                body = bytes(chooser.randrange(256) for _ in range(chooser.randrange(20)))
+            self.assertIs(
+                responseClass(headers, url, body),
+                responsetypes.from_args(headers=headers, url=url, body=body),
+                (headers, url, body),
+            )
+
+    def test_customTypes(self) -> None:
+        """
+        A C{responsetypes} whose C{from_body} was replaced is asked as it
+        is.
+        """
+        self.patch(responsetypes, "from_body", lambda body: Headers)
+        self.assertIs(responseClass(Headers(), "http://h/", b"x"), Headers)
