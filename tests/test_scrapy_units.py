@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import ResponseNeverReceived
@@ -42,6 +43,7 @@ try:
 
     from pooled_http.scrapy._body import responseClass
     from pooled_http.scrapy._config import HandlerConfig, normalizeBindAddress
+    from pooled_http.scrapy._deadlines import Deadlines
     from pooled_http.scrapy._errors import scrapyError
     from pooled_http.scrapy._routing import routeOf
     from pooled_http.scrapy._shared import statsValues
@@ -370,3 +372,80 @@ class ResponseClassTests(SynchronousTestCase):
         """
         self.patch(responsetypes, "from_body", lambda body: Headers)
         self.assertIs(responseClass(Headers(), "http://h/", b"x"), Headers)
+
+
+class DeadlineTests(SynchronousTestCase):
+    """
+    L{Deadlines}: whole-download deadlines on one reactor timer.
+    """
+
+    skip = SKIP
+
+    def test_expireInOrder(self) -> None:
+        """
+        Each deadline fires once, at its time, in order of time; one timer
+        is armed at a time, none once nothing is pending.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        fired: list[str] = []
+        deadlines.add(5, lambda: fired.append("a"))
+        deadlines.add(2, lambda: fired.append("b"))
+        deadlines.add(5, lambda: fired.append("c"))
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(2)
+        self.assertEqual(fired, ["b"])
+        clock.advance(3)
+        self.assertEqual(fired, ["b", "a", "c"])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_cancel(self) -> None:
+        """
+        A cancelled deadline never fires; once none is pending the timer is
+        gone; many cancelled ones do not pile up.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        fired: list[int] = []
+        first = deadlines.add(1, lambda: fired.append(1))
+        deadlines.add(3, lambda: fired.append(3)).cancel()
+        first.cancel()
+        first.cancel()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        kept = deadlines.add(10, lambda: fired.append(10))
+        for _ in range(1000):
+            deadlines.add(10, lambda: fired.append(0)).cancel()
+        self.assertLess(len(deadlines._heap), 200)
+        clock.advance(10)
+        self.assertEqual(fired, [10])
+        kept.cancel()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_expireCancelsOthers(self) -> None:
+        """
+        A deadline's expiry may cancel other deadlines (a download failing
+        ends others'); those that were due fire all the same, once.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        fired: list[str] = []
+        later = deadlines.add(2, lambda: fired.append("later"))
+        deadlines.add(1, lambda: (fired.append("first"), later.cancel()))
+        clock.advance(1)
+        self.assertEqual(fired, ["first"])
+        clock.advance(5)
+        self.assertEqual(fired, ["first"])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_stop(self) -> None:
+        """
+        Stopping forgets every deadline and the timer.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        pending = deadlines.add(1, lambda: None)
+        deadlines.stop()
+        pending.cancel()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        deadlines.add(1, lambda: None)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
