@@ -401,8 +401,8 @@ class DeadlineTests(SynchronousTestCase):
 
     def test_cancel(self) -> None:
         """
-        A cancelled deadline never fires; once none is pending the timer is
-        gone; many cancelled ones do not pile up.
+        A cancelled deadline never fires; many cancelled ones do not pile
+        up.
         """
         clock = Clock()
         deadlines = Deadlines(clock)
@@ -411,14 +411,37 @@ class DeadlineTests(SynchronousTestCase):
         deadlines.add(3, lambda: fired.append(3)).cancel()
         first.cancel()
         first.cancel()
-        self.assertEqual(clock.getDelayedCalls(), [])
         kept = deadlines.add(10, lambda: fired.append(10))
         for _ in range(1000):
             deadlines.add(10, lambda: fired.append(0)).cancel()
         self.assertLess(len(deadlines._heap), 200)
-        clock.advance(10)
+        clock.advance(1)
+        self.assertEqual(fired, [])
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(9)
         self.assertEqual(fired, [10])
         kept.cancel()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_idleTimer(self) -> None:
+        """
+        Once nothing is pending the timer stays armed (the next wave of
+        downloads needs no new one) and fires for nothing; a shorter
+        deadline arms it sooner.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        fired: list[int] = []
+        deadlines.add(10, lambda: fired.append(10)).cancel()
+        calls = clock.getDelayedCalls()
+        self.assertEqual(len(calls), 1)
+        deadlines.add(20, lambda: fired.append(20))
+        self.assertEqual(clock.getDelayedCalls(), calls)
+        deadlines.add(1, lambda: fired.append(1))
+        clock.advance(1)
+        self.assertEqual(fired, [1])
+        clock.advance(19)
+        self.assertEqual(fired, [1, 20])
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_expireCancelsOthers(self) -> None:

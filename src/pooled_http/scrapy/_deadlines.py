@@ -52,9 +52,8 @@ class Deadline:
 
 class Deadlines:
     """
-    Deadlines on one reactor timer, armed for the earliest pending one and
-    cancelled as soon as none is pending (nothing is left on the reactor
-    between downloads).
+    Deadlines on one reactor timer, armed for the earliest pending one (or
+    for one that was pending: it then fires for nothing) until L{stop}.
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -91,10 +90,10 @@ class Deadlines:
         self._pending -= 1
         heap = self._heap
         if not self._pending:
+            # The timer stays: a crawl's downloads come in waves, and
+            # arming it again for each would cost what this saves.  When it
+            # fires with nothing pending it is gone; L{stop} cancels it.
             heap.clear()
-            timer, self._timer = self._timer, None
-            if timer is not None and timer.active():
-                timer.cancel()
             return
         if len(heap) > _COMPACT_MIN and self._pending < len(heap) // 2:
             heap[:] = [d for d in heap if d.expire is not None]
