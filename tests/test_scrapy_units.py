@@ -6,6 +6,7 @@ request, the mapping of failures to Scrapy's exceptions, and the stats.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
 import warnings
@@ -44,6 +45,7 @@ try:
     from pooled_http.scrapy._body import responseClass
     from pooled_http.scrapy._config import HandlerConfig, normalizeBindAddress
     from pooled_http.scrapy._deadlines import Deadlines
+    from pooled_http.scrapy._download import FutureResult
     from pooled_http.scrapy._errors import scrapyError
     from pooled_http.scrapy._routing import routeOf
     from pooled_http.scrapy._shared import statsValues
@@ -472,3 +474,38 @@ class DeadlineTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
         deadlines.add(1, lambda: None)
         self.assertEqual(len(clock.getDelayedCalls()), 1)
+
+
+class FutureResultTests(SynchronousTestCase):
+    """
+    L{FutureResult}, what C{download_request} awaits on the asyncio
+    reactor.
+    """
+
+    skip = SKIP
+
+    def test_cancelCancelsDownload(self) -> None:
+        """
+        Cancelling the future (Scrapy cancelling the download's task)
+        cancels the download, once; a future already done cancels nothing.
+        """
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        cancelled: list[str] = []
+
+        class FakeDownload:
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            def cancel(self) -> None:
+                cancelled.append(self.name)
+
+        future = FutureResult(loop=loop)
+        future.download = FakeDownload("a")  # type: ignore[assignment]
+        self.assertTrue(future.cancel())
+        self.assertFalse(future.cancel())
+        done = FutureResult(loop=loop)
+        done.download = FakeDownload("b")  # type: ignore[assignment]
+        done.set_result(None)
+        self.assertFalse(done.cancel())
+        self.assertEqual(cancelled, ["a"])

@@ -103,14 +103,19 @@ class PooledDownloadHandler(BaseDownloadHandler):
         @raise Exception: The exceptions of C{scrapy.exceptions} Scrapy's
             own handlers raise.
         """
-        result: Any
+        loop = None
         if self._asyncio:
-            result = FutureResult(loop=asyncio.get_running_loop())
-            download = result.download = Download(self, request, result)
-        else:
-            download = Download(self, request, None)
-            result = download._result = Deferred(lambda _: download.cancel())
-        return cast("Response", await download.start())
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # pragma: no cover - driven outside the loop
+                pass
+        if loop is not None:
+            future = FutureResult(loop=loop)
+            future.download = Download(self, request, future)
+            return cast("Response", await future.download.start())
+        download = Download(self, request, None)
+        download._result = Deferred(lambda _: download.cancel())
+        return cast("Response", await maybe_deferred_to_future(download.start()))
 
     def _warnDataLoss(self, url: str) -> None:
         if not self._dataLossWarned:
