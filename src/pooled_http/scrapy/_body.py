@@ -290,10 +290,13 @@ class BodyReader(Protocol):
         """
         if self._finished.called:
             return
-        if reason.check(ResponseDone):
+        # isinstance, not Failure.check: that compares qualified names
+        # built anew for each class asked about.
+        ended = reason.value
+        if isinstance(ended, ResponseDone):
             self._finish()
             return
-        if reason.check(PotentialDataLoss):
+        if isinstance(ended, PotentialDataLoss):
             self._finish(flags=["partial"])
             return
         if _isDataLoss(reason):
@@ -313,7 +316,7 @@ def _isDataLoss(reason: Failure) -> bool:
     Whether a body ended because the connection closed before the length
     its framing announced (Twisted's C{_DataLoss} inside C{ResponseFailed}).
     """
-    if not reason.check(ResponseFailed):
+    if not isinstance(reason.value, ResponseFailed):
         return False
     return any(
         type(inner.value).__name__ == "_DataLoss"
