@@ -82,8 +82,11 @@ def checkStopDownload(
     signal: object, crawler: Any, request: Any, **kwargs: Any
 ) -> StopDownload | None:
     """
-    Send C{signal} and return the C{StopDownload} a handler raised, if any.
+    Send C{signal} and return the C{StopDownload} a handler raised, if any
+    (nothing is sent when nobody listens).
     """
+    if not _hasReceivers(crawler, signal):
+        return None
     results = crawler.signals.send_catch_log(
         signal=signal, request=request, spider=crawler.spider, **kwargs
     )
@@ -326,12 +329,22 @@ def _isDataLoss(reason: Failure) -> bool:
 
 def _hasReceivers(crawler: Any, signal: object) -> bool:
     """
-    Whether anything listens to C{signal}: sending a signal per body chunk
-    costs more than reading the chunk, so an unwatched one is not sent.
+    Whether anything may listen to C{signal} from the crawler's signals:
+    the tables C{pydispatch}'s C{getAllReceivers} reads (this sender or
+    any, this signal or any) hold no receiver.  Sending a signal nobody
+    listens to costs a walk through them for nothing (and per body chunk,
+    more than reading the chunk), so an unwatched one is not sent.  A
+    dead receiver still counts: the signal is then sent, which finds
+    nobody, as before.
     """
     try:
         from pydispatch import dispatcher
     except ImportError:  # pragma: no cover - pydispatch comes with Scrapy
         return True
-    sender = crawler.signals.sender
-    return bool(list(dispatcher.getAllReceivers(sender, signal)))
+    sender = getattr(crawler.signals, "sender", dispatcher.Anonymous)
+    connections = dispatcher.connections
+    anySignal = dispatcher.Any
+    for table in (connections.get(id(sender)), connections.get(id(anySignal))):
+        if table and (table.get(signal) or table.get(anySignal)):
+            return True
+    return False
