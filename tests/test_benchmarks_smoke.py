@@ -179,7 +179,7 @@ class ScrapyCrawlSmokeTests(SynchronousTestCase):
     every page, and the summary names them all.
     """
 
-    def test_crawl(self) -> None:
+    def runCrawl(self, *extra: str) -> dict[str, Any]:
         if not installed("scrapy"):
             raise self.skipTest("Scrapy is not installed")
         command = [
@@ -193,12 +193,29 @@ class ScrapyCrawlSmokeTests(SynchronousTestCase):
             "1",
             "--server",
             "nginx" if nginxInstalled() else "twisted",
+            *extra,
         ]
         completed = subprocess.run(
             command, capture_output=True, text=True, timeout=300, check=False
         )
         self.assertIn(completed.returncode, (0, 1), completed.stderr)
-        summary = json.loads(completed.stdout)
+        summary: dict[str, Any] = json.loads(completed.stdout)
+        return summary
+
+    def test_handlerOnly(self) -> None:
+        """
+        With C{--handler-only} every handler downloads every page without
+        a crawl, and the exit status says nothing of the target.
+        """
+        summary = self.runCrawl("--handler-only", "--handlers", "pooled_http,memory")
+        self.assertEqual(summary["mode"], "handler only")
+        for name in ("pooled_http", "memory"):
+            figures = summary["handlers"][name]
+            self.assertEqual(figures.get("errors"), 0, (name, figures))
+            self.assertEqual(len(figures["runs"]), 1, name)
+
+    def test_crawl(self) -> None:
+        summary = self.runCrawl()
         handlers = summary["handlers"]
         self.assertIn("http11", handlers)
         self.assertIn("pooled_http", handlers)

@@ -19,8 +19,80 @@ from twisted.web._newclient import Request
 from twisted.web.client import URI
 from twisted.web.http_headers import Headers
 
-from pooled_http._routes import _Route, newRequest
+from pooled_http._routes import _Route, newRequest, parseURI
 from pooled_http._sending import sendNow
+
+
+def _slowParse(uri: bytes) -> tuple[Any, ...]:
+    """
+    What L{URI.fromBytes} (through C{urlparse}) makes of a URI without
+    user info, as L{parseURI}'s fields.
+    """
+    parsed = URI.fromBytes(uri.strip(), defaultPort=443 if uri.strip()[:6] == b"https:" else 80)
+    return (
+        parsed.scheme,
+        parsed.netloc,
+        parsed.host,
+        parsed.port,
+        parsed.path,
+        parsed.params,
+        parsed.query,
+        parsed.fragment,
+        parsed.originForm,
+    )
+
+
+class ParseURITests(SynchronousTestCase):
+    """
+    L{parseURI}'s one-expression parse of plain URIs gives what
+    L{URI.fromBytes} gives.
+    """
+
+    def test_sameAsURI(self) -> None:
+        """
+        Plain URIs and the near misses that take the slow way (parameters,
+        a path starting with C{//}, an empty query, an empty port, a
+        fragment, uppercase schemes, IPv6 hosts) parse alike.
+        """
+        for uri in [
+            b"http://127.0.0.1:8080/?page=1",
+            b"https://example.com",
+            b"https://example.com:443/a/b.html?x=1&y=%20",
+            b"http://h?q",
+            b"http://h/a?",
+            b"http://h:/x",
+            b"http://h:0080/x",
+            b"http://h/a;p?q",
+            b"http://h//x",
+            b"http://h/a#f",
+            b"HTTP://h/x",
+            b"http://[::1]:80/",
+            b" http://h/x ",
+            b"ws://h/x",
+        ]:
+            parsed = parseURI(uri)
+            self.assertEqual(
+                (
+                    parsed.scheme,
+                    parsed.netloc,
+                    parsed.host,
+                    parsed.port,
+                    parsed.path,
+                    parsed.params,
+                    parsed.query,
+                    parsed.fragment,
+                    parsed.originForm,
+                ),
+                _slowParse(uri),
+                uri,
+            )
+
+    def test_invalid(self) -> None:
+        """
+        A URI with a byte that is not printable ASCII is refused either way.
+        """
+        for uri in [b"http://h/\xc3\xa9", b"http://h/a b", b"http://h/\x01"]:
+            self.assertRaises(ValueError, parseURI, uri)
 
 
 class SendNowTests(SynchronousTestCase):

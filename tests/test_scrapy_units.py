@@ -6,11 +6,14 @@ request, the mapping of failures to Scrapy's exceptions, and the stats.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import random
 import warnings
 from typing import Any
 
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import ResponseNeverReceived
@@ -35,9 +38,14 @@ try:
         DownloadFailedError,
         DownloadTimeoutError,
     )
+    from scrapy.http import Headers
+    from scrapy.responsetypes import responsetypes
     from scrapy.settings import Settings
 
+    from pooled_http.scrapy._body import responseClass
     from pooled_http.scrapy._config import HandlerConfig, normalizeBindAddress
+    from pooled_http.scrapy._deadlines import Deadlines
+    from pooled_http.scrapy._download import FutureResult
     from pooled_http.scrapy._errors import scrapyError
     from pooled_http.scrapy._routing import routeOf
     from pooled_http.scrapy._shared import statsValues
@@ -61,8 +69,10 @@ class ConfigTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         """
-        With Scrapy's defaults: 8 connections per host, 16 in all, every
-        phase bounded by C{DOWNLOAD_TIMEOUT} (180 s), lenient heads.
+        With Scrapy's defaults: 8 connections per host, 16 in all,
+        connecting bounded by C{DOWNLOAD_TIMEOUT} (180 s; the handler's
+        deadline bounds the whole download, so the pool needs no response
+        and read timers), lenient heads.
         """
         c = config()
         self.assertEqual(
@@ -72,8 +82,6 @@ class ConfigTests(SynchronousTestCase):
                 "maxPersistentPerHost": 8,
                 "maxConnections": 16,
                 "connectTimeout": 180.0,
-                "responseTimeout": 180.0,
-                "readTimeout": 180.0,
                 "lenientHeaders": True,
             },
         )
@@ -300,3 +308,204 @@ class StatsTests(SynchronousTestCase):
         self.assertEqual(values["pooled_http/wait_time_max"], 3.0)
         self.assertEqual(values["pooled_http/wait_time_mean"], 1.0)
         self.assertEqual(values["pooled_http/closed/idle_timeout"], 3)
+
+
+class ResponseClassTests(SynchronousTestCase):
+    """
+    L{responseClass} picks the class Scrapy's C{responsetypes.from_args}
+    picks.
+    """
+
+    skip = SKIP
+
+    def test_sameAsScrapy(self) -> None:
+        """
+        For headers, URLs and bodies of every kind (text, markup, control
+        characters, long bodies with a control character past the part
+        Scrapy looks at), the class is Scrapy's.
+        """
+        chooser = random.Random(16)
+        types = [
+            None,
+            b"application/octet-stream",
+            b"text/html",
+            b"text/plain; charset=utf-8",
+            b"application/json",
+            b"image/png",
+            b"APPLICATION/XML",
+        ]
+        urls = ["http://h/a", "http://h/a.html", "http://h/b.json", "http://h/c.png"]
+        bodies = [
+            b"",
+            b"plain",
+            b"<HTML>x",
+            b"<?xml v",
+            b"<!DOCTYPE html><p>",
+            b"\x00\x01abc",
+            b"\x7f\x80\xff",
+            bytes(range(256)),
+            b"a" * 6000 + b"\x01",
+            b"\t\r\n ok",
+            b"\x1f",
+        ]
+        for _ in range(3000):
+            headers = Headers()
+            contentType = chooser.choice(types)
+            if contentType is not None:
+                headers[b"Content-Type"] = contentType
+            if chooser.random() < 0.1:
+                headers[b"Content-Encoding"] = b"gzip"
+            if chooser.random() < 0.1:
+                headers[b"Content-Disposition"] = b"attachment; filename=x.html"
+            url = chooser.choice(urls)
+            body = chooser.choice(bodies)
+            if chooser.random() < 0.3:
+                body = bytes(chooser.randrange(256) for _ in range(chooser.randrange(20)))
+            self.assertIs(
+                responseClass(headers, url, body),
+                responsetypes.from_args(headers=headers, url=url, body=body),
+                (headers, url, body),
+            )
+
+    def test_customTypes(self) -> None:
+        """
+        A C{responsetypes} whose C{from_body} was replaced is asked as it
+        is.
+        """
+        self.patch(responsetypes, "from_body", lambda body: Headers)
+        self.assertIs(responseClass(Headers(), "http://h/", b"x"), Headers)
+
+
+class DeadlineTests(SynchronousTestCase):
+    """
+    L{Deadlines}: whole-download deadlines on one reactor timer.
+    """
+
+    skip = SKIP
+
+    def test_expireInOrder(self) -> None:
+        """
+        Each deadline fires once, at its time, in order of time; one timer
+        is armed at a time, none once nothing is pending.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        fired: list[str] = []
+        deadlines.add(5, lambda: fired.append("a"))
+        deadlines.add(2, lambda: fired.append("b"))
+        deadlines.add(5, lambda: fired.append("c"))
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(2)
+        self.assertEqual(fired, ["b"])
+        clock.advance(3)
+        self.assertEqual(fired, ["b", "a", "c"])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_cancel(self) -> None:
+        """
+        A cancelled deadline never fires; many cancelled ones do not pile
+        up.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        fired: list[int] = []
+        first = deadlines.add(1, lambda: fired.append(1))
+        deadlines.add(3, lambda: fired.append(3)).cancel()
+        first.cancel()
+        first.cancel()
+        kept = deadlines.add(10, lambda: fired.append(10))
+        for _ in range(1000):
+            deadlines.add(10, lambda: fired.append(0)).cancel()
+        self.assertLess(len(deadlines._heap), 200)
+        clock.advance(1)
+        self.assertEqual(fired, [])
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(9)
+        self.assertEqual(fired, [10])
+        kept.cancel()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_idleTimer(self) -> None:
+        """
+        Once nothing is pending the timer stays armed (the next wave of
+        downloads needs no new one) and fires for nothing; a shorter
+        deadline arms it sooner.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        fired: list[int] = []
+        deadlines.add(10, lambda: fired.append(10)).cancel()
+        calls = clock.getDelayedCalls()
+        self.assertEqual(len(calls), 1)
+        deadlines.add(20, lambda: fired.append(20))
+        self.assertEqual(clock.getDelayedCalls(), calls)
+        deadlines.add(1, lambda: fired.append(1))
+        clock.advance(1)
+        self.assertEqual(fired, [1])
+        clock.advance(19)
+        self.assertEqual(fired, [1, 20])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_expireCancelsOthers(self) -> None:
+        """
+        A deadline's expiry may cancel other deadlines (a download failing
+        ends others'); those that were due fire all the same, once.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        fired: list[str] = []
+        later = deadlines.add(2, lambda: fired.append("later"))
+        deadlines.add(1, lambda: (fired.append("first"), later.cancel()))
+        clock.advance(1)
+        self.assertEqual(fired, ["first"])
+        clock.advance(5)
+        self.assertEqual(fired, ["first"])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_stop(self) -> None:
+        """
+        Stopping forgets every deadline and the timer.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        pending = deadlines.add(1, lambda: None)
+        deadlines.stop()
+        pending.cancel()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        deadlines.add(1, lambda: None)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+
+
+class FutureResultTests(SynchronousTestCase):
+    """
+    L{FutureResult}, what C{download_request} awaits on the asyncio
+    reactor.
+    """
+
+    skip = SKIP
+
+    def test_cancelCancelsDownload(self) -> None:
+        """
+        Cancelling the future (Scrapy cancelling the download's task)
+        cancels the download, once; a future already done cancels nothing.
+        """
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        cancelled: list[str] = []
+
+        class FakeDownload:
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            def cancel(self) -> None:
+                cancelled.append(self.name)
+
+        future = FutureResult(loop=loop)
+        future.download = FakeDownload("a")  # type: ignore[assignment]
+        self.assertTrue(future.cancel())
+        self.assertFalse(future.cancel())
+        done = FutureResult(loop=loop)
+        done.download = FakeDownload("b")  # type: ignore[assignment]
+        done.set_result(None)
+        self.assertFalse(done.cancel())
+        self.assertEqual(cancelled, ["a"])

@@ -18,41 +18,20 @@ exceptions of C{scrapy.exceptions} its handlers raise).
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import logging
-from time import monotonic
 from typing import Any, cast
-from urllib.parse import urldefrag
 
-from scrapy import signals
 from scrapy.core.downloader.handlers.base import BaseDownloadHandler
-from scrapy.exceptions import (
-    DownloadCancelledError,
-    DownloadTimeoutError,
-    NotConfigured,
-)
+from scrapy.exceptions import NotConfigured
 from scrapy.http import Response
 from scrapy.utils.defer import maybe_deferred_to_future
-from twisted.internet import ssl
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
-from twisted.web.http_headers import Headers as TxHeaders
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 
-from ._body import (
-    BodyReader,
-    BytesProducer,
-    checkStopDownload,
-    makeResponse,
-    maxSizeMessage,
-    scrapyHeaders,
-    warnSizeMessage,
-)
-from ._config import HandlerConfig, normalizeBindAddress
-from ._errors import scrapyError
-from ._routing import routeOf
+from ._config import HandlerConfig
+from ._download import Download, FutureResult
 from ._shared import SharedPools, sharedPoolsFor, statsValues
-from ._tls import contextFactoryFor, logTLS
+from ._tls import contextFactoryFor
 
 __all__ = ["PooledDownloadHandler", "statsValues"]
 
@@ -110,6 +89,8 @@ class PooledDownloadHandler(BaseDownloadHandler):
         self.pool = self._shared.pool
         self._agents = self._shared.agents
         self._transports = self._shared.transports
+        self._deadlines = self._shared.deadlines
+        self._asyncio = _asyncioAvailable()
         self._dataLossWarned = False
         self._closing: Deferred[None] | None = None
 
@@ -122,151 +103,19 @@ class PooledDownloadHandler(BaseDownloadHandler):
         @raise Exception: The exceptions of C{scrapy.exceptions} Scrapy's
             own handlers raise.
         """
-        return await maybe_deferred_to_future(self._download(request))
-
-    def _download(self, request: Any) -> Deferred[Response]:
-        config = self._config
-        url = urldefrag(request.url)[0]
-        timeout = request.meta.get("download_timeout") or config.downloadTimeout
-        try:
-            route = routeOf(
-                request, config.bindAddress, config.proxyAuthEncoding, normalizeBindAddress
-            )
-            agent = self._agents.agentFor(route)
-            headers = TxHeaders(request.headers)
-            if route.proxy is not None and not route.forwardsProxyAuthorization:
-                # Its credentials went into the proxy URL: the header must
-                # never reach the target.
-                headers.removeHeader(b"Proxy-Authorization")
-            body = request.body
-            start = monotonic()
-            d: Deferred[Any] = agent.request(
-                request.method.encode("ascii"),
-                url.encode("ascii"),
-                headers,
-                cast("IBodyProducer", BytesProducer(body)) if body else None,
-            )
-        except Exception as e:
-            failed: Deferred[Response] = Deferred()
-            failed.errback(Failure(scrapyError(e)))
-            return failed
-        meta = request.meta
-
-        def latency(txresponse: Any) -> Any:
-            meta["download_latency"] = monotonic() - start
-            return txresponse
-
-        d.addCallback(latency)
-        d.addCallback(self._bodyReady, request, url)
-        if not timeout:
-            return d.addErrback(_failed)
-        timedOut: list[bool] = []
-
-        def expire() -> None:
-            timedOut.append(True)
-            d.cancel()
-
-        timer = self._reactor.callLater(timeout, expire)
-
-        def stopTimer(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            if timedOut and isinstance(result, Failure):
-                error = DownloadTimeoutError(
-                    f"Getting {url} took longer than {timeout} seconds."
-                )
-                error.__cause__ = result.value
-                return Failure(error)
-            return result
-
-        d.addBoth(stopTimer)
-        return d.addErrback(_failed)
-
-    def _connectionInfo(self, txresponse: Any, request: Any) -> tuple[Any, Any]:
-        transport = self._transports.pop(txresponse, None)
-        if transport is None:
-            return None, None
-        certificate = None
-        getPeerCertificate = getattr(transport, "getPeerCertificate", None)
-        if getPeerCertificate is not None:
-            peer = getPeerCertificate()
-            if peer is not None:
-                certificate = ssl.Certificate(peer)
-            if self._config.tlsVerboseLogging:
-                logTLS(transport, request)
-        address = None
-        try:
-            address = ipaddress.ip_address(transport.getPeer().host)
-        except (AttributeError, ValueError):
-            pass
-        return certificate, address
-
-    def _bodyReady(self, txresponse: Any, request: Any, url: str) -> Any:
-        config = self._config
-        meta = request.meta
-        headers = scrapyHeaders(txresponse)
-        certificate, address = self._connectionInfo(txresponse, request)
-        version = txresponse.version
-        protocol = f"{version[0].decode('ascii')}/{version[1]}.{version[2]}"
-        length = txresponse.length
-        expected = -1 if length is UNKNOWN_LENGTH else int(length)
-
-        def finish(
-            body: bytes, flags: list[str] | None = None, stop: Any = None
-        ) -> Response:
-            return makeResponse(
-                url=url,
-                status=int(txresponse.code),
-                headers=headers,
-                body=body,
-                flags=flags,
-                certificate=certificate,
-                ipAddress=address,
-                protocol=protocol,
-                stopDownload=stop,
-            )
-
-        stop = checkStopDownload(
-            signals.headers_received,
-            self.crawler,
-            request,
-            headers=headers,
-            body_length=length,
-        )
-        if stop is not None:
-            _abandon(txresponse)
-            return finish(b"", stop=stop)
-        if expected == 0:
-            return finish(b"")
-        maxSize = meta.get("download_maxsize", config.maxSize)
-        warnSize = meta.get("download_warnsize", config.warnSize)
-        if maxSize and expected > maxSize:
-            message = maxSizeMessage(expected, maxSize, request, expected=True)
-            logger.warning(message)
-            _abandon(txresponse)
-            raise DownloadCancelledError(message)
-        warned = bool(warnSize and expected > warnSize)
-        if warned:
-            logger.warning(warnSizeMessage(expected, warnSize, request, expected=True))
-
-        reader: BodyReader
-
-        def cancel(_: Deferred[Any]) -> None:
-            reader.abort()
-
-        finished: Deferred[Any] = Deferred(cancel)
-        reader = BodyReader(
-            finished,
-            request,
-            self.crawler,
-            maxSize,
-            warnSize,
-            meta.get("download_fail_on_dataloss", config.failOnDataLoss),
-            warned,
-            lambda: self._warnDataLoss(url),
-        )
-        txresponse.deliverBody(reader)
-        return finished.addCallback(lambda result: finish(*result))
+        loop = None
+        if self._asyncio:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # pragma: no cover - driven outside the loop
+                pass
+        if loop is not None:
+            future = FutureResult(loop=loop)
+            future.download = Download(self, request, future)
+            return cast("Response", await future.download.start())
+        download = Download(self, request, None)
+        download._result = Deferred(lambda _: download.cancel())
+        return cast("Response", await maybe_deferred_to_future(download.start()))
 
     def _warnDataLoss(self, url: str) -> None:
         if not self._dataLossWarned:
@@ -288,13 +137,18 @@ class PooledDownloadHandler(BaseDownloadHandler):
         await maybe_deferred_to_future(self._closing)
 
 
-def _failed(failure: Failure) -> Failure:
+def _asyncioAvailable() -> bool:
     """
-    A download's failure, as the Scrapy exception for it.
+    Whether C{download_request} must give asyncio something to await
+    (Scrapy on the asyncio reactor), rather than a Deferred.
     """
-    error = failure.value
-    assert error is not None
-    return Failure(scrapyError(error))
+    try:
+        from scrapy.utils.asyncio import is_asyncio_available
+    except ImportError:  # pragma: no cover - a Scrapy without it
+        from scrapy.utils.reactor import is_asyncio_reactor_installed
+
+        return bool(is_asyncio_reactor_installed())
+    return bool(is_asyncio_available())
 
 
 def _installIDNAFallbacks() -> None:
@@ -310,21 +164,3 @@ def _installIDNAFallbacks() -> None:
     except ImportError:  # pragma: no cover - a Scrapy without it
         return
     _install_twisted_idna_fallbacks()
-
-
-def _abandon(txresponse: Any) -> None:
-    """
-    Drop a response's connection without reading its body.
-    """
-
-    class _Drop:
-        def makeConnection(self, transport: Any) -> None:
-            transport.stopProducing()
-
-        def dataReceived(self, data: bytes) -> None:
-            pass
-
-        def connectionLost(self, reason: Any) -> None:
-            pass
-
-    txresponse.deliverBody(_Drop())

@@ -18,6 +18,7 @@ from scrapy.exceptions import (
     StopDownload,
 )
 from scrapy.http import Headers, Response
+from scrapy.responsetypes import ResponseTypes
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -31,6 +32,7 @@ __all__ = [
     "BytesProducer",
     "checkStopDownload",
     "makeResponse",
+    "responseClass",
     "maxSizeMessage",
     "scrapyHeaders",
     "warnSizeMessage",
@@ -80,8 +82,11 @@ def checkStopDownload(
     signal: object, crawler: Any, request: Any, **kwargs: Any
 ) -> StopDownload | None:
     """
-    Send C{signal} and return the C{StopDownload} a handler raised, if any.
+    Send C{signal} and return the C{StopDownload} a handler raised, if any
+    (nothing is sent when nobody listens).
     """
+    if not _hasReceivers(crawler, signal):
+        return None
     results = crawler.signals.send_catch_log(
         signal=signal, request=request, spider=crawler.spider, **kwargs
     )
@@ -94,6 +99,46 @@ def checkStopDownload(
             )
             return result.value
     return None
+
+
+#: The bytes Scrapy's C{binary_is_text} takes for binary: the control
+#: characters but NUL, tab, line feed and carriage return.
+_BINARY = bytes([*range(1, 9), 11, 12, *range(14, 32)])
+
+_STOCK = (ResponseTypes.from_args, ResponseTypes.from_body)
+
+
+def responseClass(headers: Headers, url: str, body: bytes) -> type[Response]:
+    """
+    The Scrapy response class of a download, as
+    C{responsetypes.from_args(headers=..., url=..., body=...)} picks it;
+    without Scrapy's byte-by-byte scan of the body when its stock
+    C{ResponseTypes} is in use (a body whose headers and URL say nothing,
+    as C{application/octet-stream}, would cost a scan of up to 5,000 bytes
+    in Python per page).
+    """
+    types = responsetypes.responsetypes
+    kind = type(types)
+    if (kind.from_args, kind.from_body) != _STOCK or "from_args" in vars(types) or (
+        "from_body" in vars(types)
+    ):
+        return types.from_args(headers=headers, url=url, body=body)
+    cls = types.from_headers(headers)
+    if cls is Response:
+        cls = types.from_filename(url)
+    if cls is not Response:
+        return cls
+    chunk = body[:5000]
+    if len(chunk.translate(None, _BINARY)) != len(chunk):
+        return types.from_mimetype("application/octet-stream")
+    lowered = chunk.lower()
+    if b"<html>" in lowered:
+        return types.from_mimetype("text/html")
+    if b"<?xml" in lowered:
+        return types.from_mimetype("text/xml")
+    if b"<!doctype html>" in lowered:
+        return types.from_mimetype("text/html")
+    return types.from_mimetype("text")
 
 
 def makeResponse(
@@ -113,10 +158,7 @@ def makeResponse(
     C{download_stopped} and, if the stop is a failure, raised with the
     response attached.
     """
-    responseClass = responsetypes.responsetypes.from_args(
-        headers=headers, url=url, body=body
-    )
-    response = responseClass(
+    response = responseClass(headers, url, body)(
         url=url,
         status=status,
         headers=headers,
@@ -251,10 +293,13 @@ class BodyReader(Protocol):
         """
         if self._finished.called:
             return
-        if reason.check(ResponseDone):
+        # isinstance, not Failure.check: that compares qualified names
+        # built anew for each class asked about.
+        ended = reason.value
+        if isinstance(ended, ResponseDone):
             self._finish()
             return
-        if reason.check(PotentialDataLoss):
+        if isinstance(ended, PotentialDataLoss):
             self._finish(flags=["partial"])
             return
         if _isDataLoss(reason):
@@ -274,7 +319,7 @@ def _isDataLoss(reason: Failure) -> bool:
     Whether a body ended because the connection closed before the length
     its framing announced (Twisted's C{_DataLoss} inside C{ResponseFailed}).
     """
-    if not reason.check(ResponseFailed):
+    if not isinstance(reason.value, ResponseFailed):
         return False
     return any(
         type(inner.value).__name__ == "_DataLoss"
@@ -284,12 +329,22 @@ def _isDataLoss(reason: Failure) -> bool:
 
 def _hasReceivers(crawler: Any, signal: object) -> bool:
     """
-    Whether anything listens to C{signal}: sending a signal per body chunk
-    costs more than reading the chunk, so an unwatched one is not sent.
+    Whether anything may listen to C{signal} from the crawler's signals:
+    the tables C{pydispatch}'s C{getAllReceivers} reads (this sender or
+    any, this signal or any) hold no receiver.  Sending a signal nobody
+    listens to costs a walk through them for nothing (and per body chunk,
+    more than reading the chunk), so an unwatched one is not sent.  A
+    dead receiver still counts: the signal is then sent, which finds
+    nobody, as before.
     """
     try:
         from pydispatch import dispatcher
     except ImportError:  # pragma: no cover - pydispatch comes with Scrapy
         return True
-    sender = crawler.signals.sender
-    return bool(list(dispatcher.getAllReceivers(sender, signal)))
+    sender = getattr(crawler.signals, "sender", dispatcher.Anonymous)
+    connections = dispatcher.connections
+    anySignal = dispatcher.Any
+    for table in (connections.get(id(sender)), connections.get(id(anySignal))):
+        if table and (table.get(signal) or table.get(anySignal)):
+            return True
+    return False

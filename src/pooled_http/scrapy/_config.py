@@ -80,8 +80,9 @@ class HandlerConfig:
         C{CONCURRENT_REQUESTS_PER_IP} (when not 0) or else
         C{CONCURRENT_REQUESTS_PER_DOMAIN} caps the connections per pool key,
         C{CONCURRENT_REQUESTS} those over all keys, C{DOWNLOAD_TIMEOUT}
-        every phase of a request; the C{POOLED_HTTP_*} settings override
-        or add to these.
+        the whole of each download (the handler's deadline) and each
+        connection attempt; the C{POOLED_HTTP_*} settings override or add
+        to these.
 
         @param settings: The crawler's C{Settings}.
         @raise ValueError: Naming the setting, for a value that is not a
@@ -97,9 +98,14 @@ class HandlerConfig:
             "maxConnectionsPerHost": max(perKey, 1),
             "maxPersistentPerHost": max(perKey, 1),
             "maxConnections": max(total, perKey, 1),
+            # The handler's own deadline bounds each download as a whole
+            # (C{meta["download_timeout"]} or this), as Scrapy's handler
+            # does: response and read timers of the pool, of the same
+            # length and started later, could never fire first, but would
+            # cost two timers per request (and cut a request whose meta
+            # asks for longer).  A connection attempt may outlive the
+            # request that started it, so it keeps its own bound.
             "connectTimeout": downloadTimeout,
-            "responseTimeout": downloadTimeout,
-            "readTimeout": downloadTimeout,
             "lenientHeaders": True,
         }
         for name, attribute in POOLED_HTTP_SETTINGS.items():

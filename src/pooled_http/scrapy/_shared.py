@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from .._pool import HTTPConnectionPool
 from ..stats import PoolStats
 from ._config import HandlerConfig
+from ._deadlines import Deadlines
 from ._routing import Agents
 
 __all__ = ["SharedPools", "sharedPoolsFor", "statsValues"]
@@ -59,6 +60,7 @@ class SharedPools:
     @ivar pool: The pool of direct requests.
     @ivar agents: The agents of every (proxy, bind address).
     @ivar transports: Response -> the transport it came on.
+    @ivar deadlines: The whole-download deadlines of the crawl's downloads.
     @ivar users: Handlers not closed yet.
     """
 
@@ -71,6 +73,7 @@ class SharedPools:
         self.agents = Agents(
             reactor, contextFactory, self.pool, self.proxyPool, self.transports
         )
+        self.deadlines = Deadlines(reactor)
         self.users = 0
         self._closing: Deferred[None] | None = None
 
@@ -109,9 +112,15 @@ class SharedPools:
                 snapshot = statsValues([p.stats() for p in self.pools()])
                 for name, value in snapshot.items():
                     stats.set_value(name, value)
+            deadlines = self.deadlines
+
+            def closed(_: Any) -> None:
+                # Every download is over: no deadline is left to keep.
+                deadlines.stop()
+
             self._closing = DeferredList(
                 [p.close(timeout=p.closeGracePeriod) for p in self.pools()]
-            ).addCallback(lambda _: None)
+            ).addCallback(closed)
         closing: Deferred[None] = Deferred()
 
         def done(result: Any) -> Any:
