@@ -27,8 +27,8 @@ try:
     from h2.settings import SettingCodes
     from hpack import NeverIndexedHeaderTuple
 
-    from pooled_http._http2 import STREAM_WINDOW, HTTP2Connection
     from pooled_http._h2headers import requestHeaders
+    from pooled_http._http2 import STREAM_WINDOW, HTTP2Connection
 except ImportError:  # pragma: no cover - h2 missing
     SKIP = "h2 is not installed"
 else:
