@@ -107,15 +107,8 @@ def __getattr__(name: str) -> Any:
     @raise AttributeError: If there is no such attribute.
     """
     if name in _TREQ_NAMES:
-        try:
-            from . import treq
-        except ImportError as e:
-            if e.name is None or e.name.split(".")[0] != "treq":
-                raise
-            raise ImportError(
-                f"pooled_http.{name} needs treq: pip install 'pooled_http[treq]'",
-                name="treq",
-            ) from e
+        # Without treq this fails with an ImportError naming the extra.
+        from . import treq
 
         value = getattr(treq, name)
         globals()[name] = value

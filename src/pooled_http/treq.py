@@ -4,20 +4,31 @@ C{treq.HTTPClient} over a L{PooledAgent} and a new L{HTTPConnectionPool}.
 
 The only module of the library that imports treq; the package loads it when
 L{pooled_http.treqClient} or L{pooled_http.PooledHTTPClient} is first used,
-so that C{import pooled_http} does not need treq.
+so that C{import pooled_http} does not need treq.  Without treq, importing
+this module fails with an L{ImportError} naming the extra to install.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.web.iweb import IAgent
 
 from ._agent import PooledAgent, _defaultPolicy
 from ._pool import HTTPConnectionPool
 from ._proxy import ProxySelector, ProxyURL
+
+try:
+    from treq.client import HTTPClient
+except ImportError as e:
+    if e.name is None or e.name.split(".")[0] != "treq":
+        raise
+    raise ImportError(
+        "pooled_http.treqClient and PooledHTTPClient need treq: "
+        "pip install 'pooled_http[treq]'",
+        name="treq",
+    ) from e
 
 __all__ = ["PooledHTTPClient", "treqClient"]
 
