@@ -25,6 +25,7 @@ import pstats
 import sys
 import time
 import warnings
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,14 +132,49 @@ def profileReport(
     return [out.getvalue(), byModule(stats, total)]
 
 
-def runLine(i: int, cpu: float, wall: float, total: int) -> str:
+async def measured(
+    runtime: Runtime,
+    urls: list[Any],
+    job: dict[str, Any],
+    profiler: cProfile.Profile | None,
+) -> tuple[float, float]:
     """
-    @return: One timed run, as printed.
+    Warm up (connections open, code paths loaded), then run the workload
+    once, under C{profiler} if given.
+
+    @return: The CPU and wall seconds of the measured run.
     """
-    return (
-        f"run {i + 1}: {cpu / total * 1e6:.1f} us CPU per request, "
-        f"{total / wall:.0f} req/s"
-    )
+    await runWorkload(runtime, urls, {**job, "total": job["concurrency"] * 2})
+    cpu, wall = time.process_time(), time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    await runWorkload(runtime, urls, job)
+    if profiler is not None:
+        profiler.disable()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+async def runAll(
+    args: argparse.Namespace,
+    once: Callable[[cProfile.Profile | None], Awaitable[tuple[float, float]]],
+    total: int,
+    lines: list[str],
+) -> None:
+    """
+    The timed runs, then the profiled one: what both runtimes print.
+
+    @param once: Runs the workload once with a fresh client.
+    """
+    for i in range(args.repeats):
+        cpu, wall = await once(None)
+        lines.append(
+            f"run {i + 1}: {cpu / total * 1e6:.1f} us CPU per request, "
+            f"{total / wall:.0f} req/s"
+        )
+    if not args.no_profile:
+        profiler = cProfile.Profile()
+        await once(profiler)
+        lines.extend(profileReport(args, profiler, total))
 
 
 def runTwisted(
@@ -150,35 +186,18 @@ def runTwisted(
     from twisted.internet import reactor as installed
 
     reactor: Any = installed
-    total, concurrency = job["total"], job["concurrency"]
 
     async def once(profiler: cProfile.Profile | None) -> tuple[float, float]:
         pool = makePool(reactor, args.client, job)
         agent = makeAgent(reactor, args.client, pool, job)
         runtime = twistedRuntime(reactor, agent)
-        # Warm up: connections open, code paths loaded.
-        await runWorkload(runtime, urls, {**job, "total": concurrency * 2})
-        cpu, wall = time.process_time(), time.perf_counter()
-        if profiler is not None:
-            profiler.enable()
-        await runWorkload(runtime, urls, job)
-        if profiler is not None:
-            profiler.disable()
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        await closePool(pool)
-        return cpu, wall
-
-    async def run() -> None:
-        for i in range(args.repeats):
-            cpu, wall = await once(None)
-            lines.append(runLine(i, cpu, wall, total))
-        if not args.no_profile:
-            profiler = cProfile.Profile()
-            await once(profiler)
-            lines.extend(profileReport(args, profiler, total))
+        try:
+            return await measured(runtime, urls, job, profiler)
+        finally:
+            await closePool(pool)
 
     def start() -> None:
-        d = ensureDeferred(run())
+        d = ensureDeferred(runAll(args, once, job["total"], lines))
         d.addErrback(lambda f: lines.append(f.getTraceback()))
         d.addBoth(lambda _: reactor.stop())
 
@@ -195,7 +214,6 @@ def runAsyncio(
     """
     import asyncio
 
-    total, concurrency = job["total"], job["concurrency"]
     textURLs = [url.decode("ascii") for url in urls]
     job = {**job, "client": args.client}
 
@@ -205,28 +223,11 @@ def runAsyncio(
         )
         runtime = Runtime(session.get, gatherAll, asyncio.sleep, serverStatus)
         try:
-            await runWorkload(runtime, textURLs, {**job, "total": concurrency * 2})
-            cpu, wall = time.process_time(), time.perf_counter()
-            if profiler is not None:
-                profiler.enable()
-            await runWorkload(runtime, textURLs, job)
-            if profiler is not None:
-                profiler.disable()
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            return await measured(runtime, textURLs, job, profiler)
         finally:
             await session.close()
-        return cpu, wall
 
-    async def run() -> None:
-        for i in range(args.repeats):
-            cpu, wall = await once(None)
-            lines.append(runLine(i, cpu, wall, total))
-        if not args.no_profile:
-            profiler = cProfile.Profile()
-            await once(profiler)
-            lines.extend(profileReport(args, profiler, total))
-
-    asyncio.run(run())
+    asyncio.run(runAll(args, once, job["total"], lines))
 
 
 def main(argv: list[str] | None = None) -> None:
