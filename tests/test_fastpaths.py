@@ -95,6 +95,25 @@ class ParseURITests(SynchronousTestCase):
             self.assertRaises(ValueError, parseURI, uri)
 
 
+def connectedTCP(test: Any, protocol: Any) -> Any:
+    """
+    A connected Twisted TCP transport for C{protocol} over one end of a
+    socket pair, on C{test.reactor} (a L{MemoryReactorClock}, made if the
+    test has none); the other end is C{test.peer}.  Both are closed at
+    cleanup.
+    """
+    ours, theirs = socket.socketpair()
+    test.addCleanup(ours.close)
+    test.addCleanup(theirs.close)
+    theirs.settimeout(5)
+    test.peer = theirs
+    if not hasattr(test, "reactor"):
+        test.reactor = MemoryReactorClock()
+    transport = tcp.Connection(ours, protocol, test.reactor)
+    transport.connected = True
+    return transport
+
+
 class SendNowTests(SynchronousTestCase):
     """
     L{sendNow} writes to the socket at once only when nothing is buffered,
@@ -102,15 +121,7 @@ class SendNowTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.addCleanup(theirs.close)
-        theirs.settimeout(5)
-        self.peer = theirs
-        self.reactor = MemoryReactorClock()
-        transport = tcp.Connection(ours, Protocol(), self.reactor)
-        transport.connected = True
-        self.transport: Any = transport
+        self.transport: Any = connectedTCP(self, Protocol())
 
     def received(self) -> bytes:
         return self.peer.recv(65536)
@@ -230,11 +241,6 @@ class SendNowTLSOverTCPTests(SynchronousTestCase):
         from twisted.internet.ssl import optionsForClientTLS
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.addCleanup(theirs.close)
-        theirs.settimeout(5)
-        self.peer = theirs
         self.reactor = MemoryReactorClock()
         factory = TLSMemoryBIOFactory(
             optionsForClientTLS("localhost"),
@@ -243,8 +249,7 @@ class SendNowTLSOverTCPTests(SynchronousTestCase):
             clock=self.reactor,
         )
         self.protocol: Any = factory.buildProtocol(None)
-        self.tcp: Any = tcp.Connection(ours, self.protocol, self.reactor)
-        self.tcp.connected = True
+        self.tcp: Any = connectedTCP(self, self.protocol)
         self.protocol.makeConnection(self.tcp)
         # The ClientHello, written the TCP transport's own way.
         self.tcp.doWrite()
