@@ -850,23 +850,39 @@ class FaultMatrixTests(_Case):
         await self.settled()
         self.assertEqual(self.script.resets, [(0, 1, ErrorCodes.CANCEL)])
 
-    async def test_closeLetsStreamsFinish(self) -> None:
+    async def threeHeld(self) -> tuple[Hold, Any, list[Any]]:
         """
-        close() with three streams in flight: they finish, then the
-        connection is closed and close()'s Deferred fires.
+        Three requests whose streams the server holds unanswered.
+
+        @return: The script, the agent and the requests' Deferreds.
         """
         script = Hold()
         self.serve(script)
         agent = self.agent()
         attempts = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(3)]
         await self.waitHeld(script, 3)
-        closed = self.pool.close()
+        return script, agent, attempts
+
+    async def answerHeld(self, script: Hold, attempts: list[Any]) -> None:
+        """
+        A moment later, answer the held streams; each request gets its own
+        response.
+        """
         await task.deferLater(reactor, 0.05, lambda: None)
         for proto, streamId in script.held:
             proto.respond(streamId)
         self.assertEqual(
             await defer.gatherResults(attempts), [b"GET /%d 0" % i for i in range(3)]
         )
+
+    async def test_closeLetsStreamsFinish(self) -> None:
+        """
+        close() with three streams in flight: they finish, then the
+        connection is closed and close()'s Deferred fires.
+        """
+        script, agent, attempts = await self.threeHeld()
+        closed = self.pool.close()
+        await self.answerHeld(script, attempts)
         await closed
         await self.settled()
         self.assertTrue(script.connections[0].lost)
@@ -877,11 +893,7 @@ class FaultMatrixTests(_Case):
         timeout they fail with ResponseNeverReceived and the connection is
         aborted.
         """
-        script = Hold()
-        self.serve(script)
-        agent = self.agent()
-        attempts = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(3)]
-        await self.waitHeld(script, 3)
+        _, _, attempts = await self.threeHeld()
         await self.pool.close(timeout=0.2)
         for attempt in attempts:
             await self.assertFailure(attempt, ResponseNeverReceived)
@@ -892,18 +904,9 @@ class FaultMatrixTests(_Case):
         closeCachedConnections() with streams in flight: they finish, the
         connection is then closed and not reused; the pool goes on.
         """
-        script = Hold()
-        self.serve(script)
-        agent = self.agent()
-        attempts = [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(3)]
-        await self.waitHeld(script, 3)
+        script, agent, attempts = await self.threeHeld()
         closed = self.pool.closeCachedConnections()
-        await task.deferLater(reactor, 0.05, lambda: None)
-        for proto, streamId in script.held:
-            proto.respond(streamId)
-        self.assertEqual(
-            await defer.gatherResults(attempts), [b"GET /%d 0" % i for i in range(3)]
-        )
+        await self.answerHeld(script, attempts)
         await closed
         later = defer.ensureDeferred(self.get(agent, b"/later"))
         await self.waitHeld(script, 4)
