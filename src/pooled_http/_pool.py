@@ -318,13 +318,7 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         @raise TypeError: If C{key} is not hashable or C{endpoint} is not an
             endpoint.
         """
-        dispatch = self._dispatch
-        trace = None if dispatch is None else RequestTrace(dispatch, key)
-        if not self._core.closed:
-            lease = self._takeLease(key, endpoint, trace)
-            if lease is not None:
-                return succeed(lease)
-        return self._wait(key, endpoint, 0, trace)
+        return self._send(key, endpoint, None)
 
     def _send(
         self, key: Hashable, endpoint: IStreamClientEndpoint, request: Any
@@ -334,15 +328,17 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         followed by the lease's C{request()} does, with one Deferred for
         the whole (L{PooledAgent} sends this way).  Cancelling it while the
         request waits takes it out of the queue; once sent, cancels the
-        request.
+        request.  With C{request} L{None}, this is L{getConnection}.
 
-        @return: The Deferred of the response.
+        @return: The Deferred of the response, or of the lease.
         """
         dispatch = self._dispatch
         trace = None if dispatch is None else RequestTrace(dispatch, key)
         if not self._core.closed:
             lease = self._takeLease(key, endpoint, trace)
             if lease is not None:
+                if request is None:
+                    return succeed(lease)
                 return lease.request(request)
         return self._wait(key, endpoint, 0, trace, request)
 
