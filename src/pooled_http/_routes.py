@@ -75,7 +75,6 @@ class TLSPolicyIdentity:
         return f"<{type(self.policy).__name__} at {id(self.policy):#x}>"
 
 
-
 def directEndpoint(
     reactor: Any,
     scheme: bytes,
