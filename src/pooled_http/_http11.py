@@ -50,7 +50,7 @@ from ._http11reading import _SERVER_CLOSE, ResponseReading
 from ._http11request import _BodyWriter, serializeHead
 from ._http11response import BODY_BUFFER_LIMIT, _Response
 from ._lifecycle import Lifecycle
-from ._sending import sendNow
+from ._sending import sendNow, turnBatch
 from .errors import (
     FramingError,
     ReadTimeoutError,
@@ -76,6 +76,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
     # Slots keep an idle connection small (no per-instance dictionary).
     __slots__ = (
         "_aborting",
+        "_batch",
         "_closeDelimited",
         "_control",
         "_deferred",
@@ -144,6 +145,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         # IReactorTime's methods, typed for zope, confuse mypy: keep it Any.
         reactor: Any = owner.reactor
         self._reactor = reactor
+        self._batch = turnBatch(reactor)
         if lenientHeaders is None:
             lenientHeaders = bool(getattr(owner, "lenientHeaders", False))
         self.lenientHeaders = lenientHeaders
@@ -236,6 +238,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         self.requestsServed += 1
         self._state = "TRANSMITTING"
         self._request = request
+        self._batch.busy += 1
         self._persistent = request.persistent
         self._headOnly = request.method == b"HEAD"
         self._received = False
@@ -260,7 +263,10 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         except BaseException:
             self._writeFailed(Failure())
             return d
-        sendNow(transport, head)
+        if producer is None:
+            self._batch.send(transport, head, self._headWanted)
+        else:
+            sendNow(transport, head)
         if self.trace is not None:
             self.trace.headersSent()
         if producer is None:
@@ -273,6 +279,28 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
                 writer._done = True
                 self._writeFailed(Failure())
         return d
+
+    def _headWanted(self, transport: Any) -> bool:
+        """
+        Whether a request head kept for the end of the reactor's turn is
+        still to be written to C{transport}: the request is neither over
+        nor cancelled, and the connection is not closing.
+        """
+        return (
+            self.transport is transport
+            and self._request is not None
+            and not self._aborting
+            and not self._givenUp
+            and not transport.disconnecting
+        )
+
+    def _requestEnded(self) -> None:
+        """
+        The request on the connection is over (answered, failed or lost).
+        """
+        if self._request is not None:
+            self._request = None
+            self._batch.busy -= 1
 
     def _cancelRequest(self, d: Deferred[IResponse]) -> None:
         """
@@ -399,6 +427,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
             cause = Failure(ConnectionAborted())
         d, self._deferred = self._deferred, None
         response, self._response = self._response, None
+        self._requestEnded()
         if d is not None:
             if timeoutError is not None:
                 failure = cause
@@ -425,7 +454,6 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
                 response._end(
                     Failure(ResponseFailed([cause, Failure(_DataLoss())], response))
                 )
-        self._request = None
         previous = self.lifecycle
         if previous is not Lifecycle.CLOSED:
             self.moveTo(Lifecycle.CLOSED)

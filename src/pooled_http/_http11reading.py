@@ -112,6 +112,7 @@ class ResponseReading:
 
         def _runHandOff(self) -> None: ...
         def _stopRequestTimers(self) -> None: ...
+        def _requestEnded(self) -> None: ...
         def _noteKeepAlive(self, values: Iterable[bytes] | None) -> None: ...
         def _deliverResponse(self, response: _Response) -> None: ...
         def _giveUp(self, reason: Failure) -> None: ...
@@ -415,7 +416,7 @@ class ResponseReading:
         d: Deferred[Any] | None = self._deferred
         self._deferred = None
         transmitting = self._state == "TRANSMITTING"
-        self._request = None
+        self._requestEnded()
         reusable = (
             self._persistent
             and not transmitting
@@ -482,7 +483,7 @@ class ResponseReading:
         response, self._response = self._response, None
         d: Deferred[Any] | None = self._deferred
         self._deferred = None
-        self._request = None
+        self._requestEnded()
         deliver = d is not None and response is not None and self._state == "WAITING"
         self._giveUp(reason)
         failed = Failure(ResponseFailed([reason], response))

@@ -21,6 +21,16 @@ This is the one module that knows the inside of Twisted's transports (the
 TCP buffers and C{writeSomeData}, the TLS layer's write aggregator); it
 checks each class once for what it reads and falls back to C{write()}
 otherwise.
+
+L{TurnBatch} sends the heads of one reactor turn together when several
+requests are in flight: the first at once, the others when the turn's
+events are all handled.  A client that reads several responses in one turn
+(its connections all busy) would otherwise write each next request as it
+goes, and a server that answers faster than the client reads wakes for
+every one of them (in the kernel, the dearest part of a send on loopback);
+written back to back, they find it awake.  With fewer requests in flight
+the gain is smaller than the zero-delay timer that ends a turn, and heads
+go at once.
 """
 
 from __future__ import annotations
@@ -28,8 +38,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+from weakref import WeakKeyDictionary
 
-__all__ = ["sendNow"]
+__all__ = ["TurnBatch", "sendNow", "turnBatch"]
 
 _TCP = "tcp"
 _TLS = "tls"
@@ -167,3 +178,88 @@ def sendNow(transport: Any, data: bytes) -> None:
                 tcp.doWrite()
             return
     transport.write(data)
+
+
+class TurnBatch:
+    """
+    The request heads written to real transports in one turn of a reactor:
+    the first goes at once (L{sendNow}), the rest together when the turn
+    ends (a zero-delay timer, which runs once the events the reactor polled
+    are handled).
+
+    Only a head after which nothing else is written to the transport until
+    its response (a request without a body, on HTTP/1.1) may be kept: bytes
+    written to the transport meanwhile would go out before it.  Transports
+    L{sendNow} does not know (in-memory ones in tests) are written at once.
+
+    @ivar busy: How many requests are in flight on the reactor's
+        HTTP/1.1 connections (each counts itself in and out).
+    """
+
+    #: Below this many requests in flight, heads go at once.
+    threshold = 4
+
+    __slots__ = ("_reactor", "_kept", "_open", "busy", "__weakref__")
+
+    def __init__(self, reactor: Any) -> None:
+        """
+        @param reactor: The reactor whose turns these are.
+        """
+        self._reactor = reactor
+        self._kept: list[tuple[Any, bytes, Callable[[Any], bool]]] = []
+        self._open = False
+        self.busy = 0
+
+    def send(
+        self, transport: Any, data: bytes, wanted: Callable[[Any], bool]
+    ) -> None:
+        """
+        Write a request head to C{transport}: now if it is the first of this
+        turn, else when the turn ends, if C{wanted(transport)} says it still
+        is (the request may have been cancelled meanwhile).
+
+        @param transport: The connection's transport.
+        @param data: The whole request (nothing follows it on C{transport}
+            before its response).
+        @param wanted: Asked at the turn's end whether to write it.
+        """
+        if self._open:
+            if _kind(transport) is not None:
+                self._kept.append((transport, data, wanted))
+                return
+        elif self.busy >= self.threshold and _kind(transport) is not None:
+            self._open = True
+            self._reactor.callLater(0, self._endTurn)
+        sendNow(transport, data)
+
+    def _endTurn(self) -> None:
+        """
+        The turn is over: send what it kept and is still wanted, in order.
+        """
+        self._open = False
+        kept = self._kept
+        if not kept:
+            return
+        self._kept = []
+        for transport, data, wanted in kept:
+            if wanted(transport):
+                sendNow(transport, data)
+
+
+# Reactor -> its batch.
+_BATCHES: WeakKeyDictionary[Any, TurnBatch] = WeakKeyDictionary()
+
+
+def turnBatch(reactor: Any) -> TurnBatch:
+    """
+    The L{TurnBatch} of C{reactor} (one per reactor, made on first use).
+
+    @param reactor: An L{IReactorTime} provider.
+    """
+    try:
+        return _BATCHES[reactor]
+    except KeyError:
+        batch = _BATCHES[reactor] = TurnBatch(reactor)
+        return batch
+    except TypeError:  # pragma: no cover - a reactor that cannot be weakly kept
+        return TurnBatch(reactor)
