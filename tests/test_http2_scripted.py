@@ -248,6 +248,32 @@ class FaultTests(_Case):
         self.assertEqual(await self.get(agent, b"/x", b"POST"), b"POST /x 0")
         self.assertEqual(len(self.script.connections), 2)
 
+    async def test_refusedOverItsLoad(self) -> None:
+        """
+        A server that refuses streams beyond what it can take at once (as
+        nginx counts streams it is still finishing) without saying so in
+        its settings: the connection learns from the refusals to hold new
+        streams until others finish, and every request gets its answer on
+        the one connection allowed.
+        """
+
+        class Busy(Script):
+            def requestComplete(self, proto: H2ServerProtocol, streamId: int) -> None:
+                if len(proto.open) > 4:
+                    proto.reset(streamId, ErrorCodes.REFUSED_STREAM)
+                else:
+                    reactor.callLater(0.01, proto.respond, streamId)
+
+        self.serve(Busy())
+        agent = self.agent(maxConnectionsPerHost=1)
+        bodies = await defer.gatherResults(
+            [defer.ensureDeferred(self.get(agent, b"/%d" % i)) for i in range(20)]
+        )
+        self.assertEqual(bodies, [b"GET /%d 0" % i for i in range(20)])
+        self.assertEqual(len(self.script.connections), 1)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertQuiet()
+
     async def test_oneByteWindow(self) -> None:
         """
         With a send window of one byte the request body still goes out

@@ -42,6 +42,7 @@ from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 from ._connbase import ConnectionBase
 from ._contract import ConnectionOwner
 from ._h2headers import CheckedHeaders
+from ._h2load import LearntLimit
 from ._h2machine import _H2Connection
 from ._hpackcache import CachingDecoder, CachingEncoder
 from ._http2stream import Stream
@@ -102,6 +103,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         self.goingAway = False
         self._streams: dict[int, Stream] = {}
         self._waiting: deque[Stream] = deque()
+        self._learnt = LearntLimit()
         self._ready: Deferred[HTTP2Connection] | None = Deferred()
         self._announced = False
         self._settingsSeen = False
@@ -308,7 +310,22 @@ class HTTP2Connection(ConnectionBase, Protocol):
             self._settingsSeen = True
 
     def _serverLimit(self) -> int:
-        return int(self.h2.remote_settings.max_concurrent_streams)
+        return self._learnt.applied(
+            int(self.h2.remote_settings.max_concurrent_streams)
+        )
+
+    def _refused(self, stream: Stream) -> bool:
+        """
+        The server refused C{stream}: learn from it (L{LearntLimit}).
+
+        @return: Whether it was refused while busy with older streams (the
+            retry may then go on this connection).
+        """
+        older = sum(1 for streamId in self._streams if streamId < stream.streamId)
+        if not self._learnt.refused(older):
+            return False
+        self._updateCapacity()
+        return True
 
     def _updateCapacity(self) -> None:
         if self.goingAway:
@@ -374,6 +391,10 @@ class HTTP2Connection(ConnectionBase, Protocol):
         """
         if self._streams.get(stream.streamId) is stream:
             del self._streams[stream.streamId]
+            if stream.response is not None and self._learnt.answered(
+                int(self.h2.remote_settings.max_concurrent_streams)
+            ):
+                self._updateCapacity()
         else:
             try:
                 self._waiting.remove(stream)
@@ -401,7 +422,10 @@ class HTTP2Connection(ConnectionBase, Protocol):
         if code == ErrorCodes.REFUSED_STREAM and stream.response is None:
             failure = Failure(
                 UnprocessedStreamError(
-                    self.key, "the server refused the stream", stream.bodyStarted
+                    self.key,
+                    "the server refused the stream",
+                    stream.bodyStarted,
+                    refused=self._refused(stream),
                 )
             )
         else:

@@ -471,14 +471,18 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         """
         A lease's request failed and its policy allows a retry: count it
         and ask for a connection opened after the failure (like Twisted:
-        the other idle ones may have been timed out by the server as well).
+        the other idle ones may have been timed out by the server as well);
+        a stream the server refused while busy with others may go on any
+        connection (the one that refused it goes on, holding new streams
+        until others finish).
         """
         if self._core.closed:
             return None
         self._counters.retried += 1
         emit("retry", key, reason.getErrorMessage())
         retry = None if trace is None else trace.retried(reason)
-        return self._wait(key, endpoint, self._serial + 1, retry)
+        refused = getattr(reason.value, "refused", False) is True
+        return self._wait(key, endpoint, 0 if refused else self._serial + 1, retry)
 
     def _cancelWaiter(self, waiter: Waiter) -> None:
         started = waiter.started

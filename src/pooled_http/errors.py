@@ -233,18 +233,29 @@ class UnprocessedStreamError(PoolError, ResponseNeverReceived):
     C{GOAWAY} with a last stream id below the request's, or refused the
     stream (C{REFUSED_STREAM}), or the connection was going away before
     the request could start.  The retry policy sends such a request again
-    on a new connection whatever its method (unless a body producer had
-    started writing).
+    whatever its method (unless a body producer had started writing): on
+    a new connection, or on any when the server refused the stream while
+    busy with others (the connection goes on, holding new streams until
+    others finish).
 
     @ivar bodyStarted: Whether the request's body producer had started.
+    @ivar refused: Whether the server refused the stream (C{REFUSED_STREAM})
+        while busy with other streams of the connection.
     """
 
-    def __init__(self, key: Hashable, why: str, bodyStarted: bool = False) -> None:
+    def __init__(
+        self,
+        key: Hashable,
+        why: str,
+        bodyStarted: bool = False,
+        refused: bool = False,
+    ) -> None:
         ResponseNeverReceived.__init__(self, [])
         PoolError.__init__(
             self, f"the HTTP/2 request to {key!r} was not processed: {why}", key
         )
         self.bodyStarted = bodyStarted
+        self.refused = refused
 
 
 class HTTP2ProtocolError(PoolError, ResponseFailed):
