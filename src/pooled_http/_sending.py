@@ -23,8 +23,7 @@ checks each class once for what it reads and falls back to C{write()}
 otherwise.
 
 L{TurnBatch} sends the heads of one reactor turn together when several
-requests are in flight: the first at once, the others when the turn's
-events are all handled.  A client that reads several responses in one turn
+requests are in flight, once the turn's events are all handled.  A client that reads several responses in one turn
 (its connections all busy) would otherwise write each next request as it
 goes, and a server that answers faster than the client reads wakes for
 every one of them (in the kernel, the dearest part of a send on loopback);
@@ -182,10 +181,9 @@ def sendNow(transport: Any, data: bytes) -> None:
 
 class TurnBatch:
     """
-    The request heads written to real transports in one turn of a reactor:
-    the first goes at once (L{sendNow}), the rest together when the turn
-    ends (a zero-delay timer, which runs once the events the reactor polled
-    are handled).
+    The request heads written to real transports in one turn of a reactor,
+    sent together (L{sendNow}, each) when the turn ends: a zero-delay timer,
+    which runs once the events the reactor polled are handled.
 
     Only a head after which nothing else is written to the transport until
     its response (a request without a body, on HTTP/1.1) may be kept: bytes
@@ -214,9 +212,10 @@ class TurnBatch:
         self, transport: Any, data: bytes, wanted: Callable[[Any], bool]
     ) -> None:
         """
-        Write a request head to C{transport}: now if it is the first of this
-        turn, else when the turn ends, if C{wanted(transport)} says it still
-        is (the request may have been cancelled meanwhile).
+        Write a request head to C{transport}: when the turn ends, if
+        C{wanted(transport)} says it still is (the request may have been
+        cancelled meanwhile); now with fewer than C{threshold} requests in
+        flight, or to a transport L{sendNow} does not know.
 
         @param transport: The connection's transport.
         @param data: The whole request (nothing follows it on C{transport}
@@ -230,6 +229,8 @@ class TurnBatch:
         elif self.busy >= self.threshold and _kind(transport) is not None:
             self._open = True
             self._reactor.callLater(0, self._endTurn)
+            self._kept.append((transport, data, wanted))
+            return
         sendNow(transport, data)
 
     def _endTurn(self) -> None:
