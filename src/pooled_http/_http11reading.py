@@ -64,6 +64,16 @@ _EARLY_RESPONSE = Failure(
 )
 
 
+def _handOver(d: Deferred[Any], response: _Response | None) -> None:
+    """
+    Fire C{d} with a response whose body is already over, then let its
+    C{connectionTransport} go.
+    """
+    d.callback(response)
+    if response is not None:
+        response.connectionTransport = None
+
+
 class ResponseReading:
     """
     The reading half of L{pooled_http._http11.HTTP11Connection}: what it
@@ -77,6 +87,7 @@ class ResponseReading:
         lifecycle: Lifecycle
         lenientHeaders: bool
         reusable: bool
+        transport: Any
         timeoutError: PoolError | None
         _reactor: Any
         _state: str
@@ -395,7 +406,14 @@ class ResponseReading:
             self._responseTimer = None
         this: Any = self
         self._response = _Response(
-            this, version, code, self._phrase, headers, length, self._request
+            this,
+            version,
+            code,
+            self._phrase,
+            headers,
+            length,
+            self._request,
+            self.transport,
         )
         trace = self.trace
         if trace is not None:
@@ -465,9 +483,9 @@ class ResponseReading:
                 why = _SERVER_CLOSE
             self._giveUp(why)
             if response is not None:
-                response._end(_DONE)
+                response._end(_DONE, handedOver=d is None)
             if d is not None:
-                d.callback(response)
+                _handOver(d, response)
             return
         assert response is not None
         self._finishing = True
@@ -486,9 +504,9 @@ class ResponseReading:
                         "while reporting {connection!r} quiescent", connection=self
                     )
                     self._giveUp(Failure())
-            response._end(_DONE)
+            response._end(_DONE, handedOver=d is None)
             if d is not None:
-                d.callback(response)
+                _handOver(d, response)
         finally:
             self._finishing = False
         self._runHandOff()

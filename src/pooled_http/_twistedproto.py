@@ -131,6 +131,9 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         self._state = "QUIESCENT"
         self._initConnection(owner, key)
         self._awaitingHeaders = False
+        # Inside Twisted's allHeadersReceived (which may end the body
+        # before it fires the request's Deferred).
+        self._inHead = False
         self._headBytes = 0
         self._requestParser: Any = None
 
@@ -172,7 +175,19 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
             def framedHeadersReceived() -> None:
                 if not _refuseUnsureFraming(parser):
                     self.reusable = False
-                allHeadersReceived()
+                response = getattr(parser, "response", None)
+                if response is not None:
+                    # See pooled_http._http11response.connectionTransport.
+                    response.connectionTransport = self.transport
+                self._inHead = True
+                try:
+                    allHeadersReceived()
+                finally:
+                    self._inHead = False
+                if response is not None and parser.state == "DONE":
+                    # The body was over before the Deferred fired (and
+                    # its callbacks have run by now).
+                    response.connectionTransport = None
                 trace = self.trace
                 if trace is not None:
                     # None after a 1xx head: the parser starts over.
@@ -298,6 +313,10 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         if parser is not None:
             self._noteKeepAlive(parser.connHeaders.getRawHeaders(b"keep-alive"))
             response = getattr(parser, "response", None)
+            if response is not None and not self._inHead:
+                # Handed over already (else framedHeadersReceived lets
+                # it go).
+                response.connectionTransport = None
             if response is not None and tuple(response.version[1:]) < (1, 1):
                 # HTTP/1.0 keeps a connection only when asked to.
                 tokens = b",".join(

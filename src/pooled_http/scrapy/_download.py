@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers as TxHeaders
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 
+from .._http11response import connectionTransport
 from ._body import (
     BodyReader,
     BytesProducer,
@@ -237,7 +238,7 @@ class Download:
             self._fail(scrapyError(error))
 
     def _connectionInfo(self, txresponse: Any) -> tuple[Any, Any]:
-        transport = self._handler._transports.pop(txresponse, None)
+        transport = connectionTransport(txresponse)
         if transport is None:
             return None, None
         certificate = None
