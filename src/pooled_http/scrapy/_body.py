@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pydispatch import dispatcher
 from scrapy import responsetypes, signals
 from scrapy.exceptions import (
     DownloadCancelledError,
@@ -391,10 +392,6 @@ def _hasReceivers(crawler: Any, signal: object) -> bool:
     dead receiver still counts: the signal is then sent, which finds
     nobody, as before.
     """
-    try:
-        from pydispatch import dispatcher
-    except ImportError:  # pragma: no cover - pydispatch comes with Scrapy
-        return True
     sender = getattr(crawler.signals, "sender", dispatcher.Anonymous)
     connections = dispatcher.connections
     anySignal = dispatcher.Any

@@ -63,6 +63,11 @@ def _ipAddress(host: str) -> Any:
     return address
 
 
+#: A response's version tuple -> Scrapy's C{protocol} text (the few
+#: versions servers answer with).
+_PROTOCOLS: dict[Any, str] = {}
+
+
 class FutureResult(asyncio.Future[Any]):
     """
     What C{download_request} awaits on the asyncio reactor: cancelling it
@@ -273,7 +278,11 @@ class Download:
         headers = scrapyHeaders(txresponse)
         certificate, address = self._connectionInfo(txresponse)
         version = txresponse.version
-        protocol = f"{version[0].decode('ascii')}/{version[1]}.{version[2]}"
+        protocol = _PROTOCOLS.get(version)
+        if protocol is None:
+            protocol = f"{version[0].decode('ascii')}/{version[1]}.{version[2]}"
+            if len(_PROTOCOLS) < 16:
+                _PROTOCOLS[version] = protocol
         length = txresponse.length
         expected = -1 if length is UNKNOWN_LENGTH else int(length)
         self._parts = (int(txresponse.code), headers, certificate, address, protocol)
