@@ -82,6 +82,7 @@ _PLAIN_HEADERS = issubclass(Headers, dict) and (
 _setItem = dict.__setitem__
 _update = dict.update
 
+
 def scrapyHeaders(txresponse: Any) -> Headers:
     """
     A Twisted response's headers as Scrapy's C{Headers}, with the
@@ -94,8 +95,8 @@ def scrapyHeaders(txresponse: Any) -> Headers:
     headers = Headers()
     length = txresponse.length
     raw = txresponse.headers
-    merged: dict[bytes, list[bytes]] = {}
     if type(raw) is TxHeaders and _PLAIN_HEADERS:
+        merged: dict[bytes, list[bytes]] = {}
         for name, values in raw.getAllRawHeaders():
             key = name.title()
             kept = merged.get(key)
@@ -200,29 +201,21 @@ def makeResponse(
     response attached.
     """
     cls = responseClass(headers, url, body)
-    if cls in _STOCK_CLASSES:
-        # Their constructors would only copy the headers, name by name.
-        response = cls(
-            url=url,
-            status=status,
-            body=body,
-            flags=flags,
-            certificate=certificate,
-            ip_address=ipAddress,
-            protocol=protocol,
-        )
+    # The constructors of Scrapy's own classes would only copy the
+    # headers, name by name: they get them as they are.
+    stock = cls in _STOCK_CLASSES
+    response = cls(
+        url=url,
+        status=status,
+        headers=None if stock else headers,
+        body=body,
+        flags=flags,
+        certificate=certificate,
+        ip_address=ipAddress,
+        protocol=protocol,
+    )
+    if stock:
         response.headers = headers
-    else:
-        response = cls(
-            url=url,
-            status=status,
-            headers=headers,
-            body=body,
-            flags=flags,
-            certificate=certificate,
-            ip_address=ipAddress,
-            protocol=protocol,
-        )
     if stopDownload is not None:
         response.flags.append("download_stopped")
         if stopDownload.fail:
