@@ -454,6 +454,26 @@ class PooledAgentUnitTests(SynchronousTestCase):
         self.assertEqual(endpoint._timeout, 7)
         self.assertEqual(endpoint._bindAddress, ("127.0.0.1", 0))
 
+    def test_bindAddressInKey(self) -> None:
+        """
+        An agent's bind address is part of its pool keys (before an
+        HTTP/2 key's closing C{b"h2"}), so that agents sharing a pool with
+        other bind addresses never share connections.
+        """
+        bound = ("127.0.0.1", 0)
+        plain = PooledAgent(self.reactor, pool=self.pool)
+        agent = PooledAgent(self.reactor, pool=self.pool, bindAddress=bound)
+        for uri in (b"http://example.com/", b"https://example.com/"):
+            key, _ = agent.endpointFor(uri)
+            plainKey, _ = plain.endpointFor(uri)
+            self.assertEqual(key, (*plainKey, ("bind", bound)))
+        h2 = HTTPConnectionPool(self.reactor)
+        self.addCleanup(h2.close)
+        key, _ = PooledAgent(
+            self.reactor, pool=h2, bindAddress=bound, http2=True
+        ).endpointFor(b"https://example.com/")
+        self.assertEqual(key[-2:], (("bind", bound), b"h2"))
+
     def test_repr(self) -> None:
         """
         The repr tells how many endpoints are cached.

@@ -46,7 +46,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from pooled_http._http11 import BODY_BUFFER_LIMIT, FramingError, HTTP11Connection
-from pooled_http._http11head import _buildHeaders
+from pooled_http._http11head import _buildHeaders, _lenientHead
 from pooled_http._http11request import InvalidHeaderName
 from pooled_http._lifecycle import Lifecycle
 from pooled_http.errors import (
@@ -902,6 +902,72 @@ class FramingTests(ConnectionTestCase):
             self.assertEqual(response.headers.getRawHeaders(b"x-after"), [b"works"])
             self.assertEqual(self.body(response)[0], b"abc")
         self.assertEqual(set(self.owner.names()), {"quiescent"})
+
+    def _headOutcome(self, pieces: list[bytes], **options: Any) -> Any:
+        """
+        What a connection made with C{options} makes of C{pieces} (a GET,
+        or a HEAD for C{head=True}): the code, headers and body, or the
+        error.
+        """
+        method = b"HEAD" if options.pop("head", False) else b"GET"
+        self.connect(maxHeaderBytes=512, **options)
+        d = self.send(request(method=method))
+        for piece in pieces:
+            self.conn.dataReceived(piece)
+        if not d.called:
+            return "waiting"
+        if isinstance(d.result, Failure):
+            failure = self.failureResultOf(d)
+            reasons = getattr(failure.value, "reasons", [failure])
+            return type(failure.value), [type(r.value) for r in reasons]
+        response = self.successResultOf(d)
+        return (
+            response.code,
+            sorted(response.headers.getAllRawHeaders()),
+            self.body(response)[0],
+        )
+
+    def test_lenientHeadsAsCleaned(self) -> None:
+        """
+        With C{lenientHeaders}, every head (clean, or with lines without a
+        colon, folds, bare LFs, a bad status line, an interim response
+        first, many lines to drop, to GET or to
+        HEAD), whole or split anywhere, ends as the same head cleaned by
+        L{_lenientHead} ends on a connection without it.
+        """
+        filler = b"".join(b"nocolon%d %s\r\n" % (i, b"v" * 40) for i in range(5))
+        heads = [
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc",
+            b"HTTP/1.1 200 OK\r\nbogus\r\nContent-Length: 3\r\n\r\nabc",
+            b"HTTP/1.1 200 OK\r\nX-F: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 3\n\nabc",
+            b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 abc OK\r\nbogus\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nbogus\r\n"
+            b"Content-Length: 1\r\n\r\na",
+            b"HTTP/1.1 200 OK\r\n" + filler + b"Content-Length: 1\r\n\r\na",
+            b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\nHTTP/1.1 200",
+        ]
+        for data in heads:
+            cleaned = b""
+            rest = data
+            while rest.startswith(b"HTTP/1.1 1"):  # each interim head too
+                found = _lenientHead(rest)
+                assert found is not None
+                cleaned, rest = cleaned + found[0], found[1]
+            found = _lenientHead(rest)
+            assert found is not None
+            cleaned += b"".join(found)
+            for head in (False, True):
+                expected = self._headOutcome([cleaned], head=head)
+                for split in range(len(data) + 1):
+                    pieces = [p for p in (data[:split], data[split:]) if p]
+                    self.assertEqual(
+                        self._headOutcome(pieces, head=head, lenientHeaders=True),
+                        expected,
+                        (data, split, head),
+                    )
 
     def test_lenientHeadersFromOwner(self) -> None:
         """

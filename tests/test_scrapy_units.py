@@ -18,6 +18,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import ResponseNeverReceived
 from twisted.web.client import ResponseFailed
+from twisted.web.http_headers import Headers as TxHeaders
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 from pooled_http.errors import (
     ConnectTimeoutError,
@@ -42,7 +44,7 @@ try:
     from scrapy.responsetypes import responsetypes
     from scrapy.settings import Settings
 
-    from pooled_http.scrapy._body import responseClass
+    from pooled_http.scrapy._body import makeResponse, responseClass, scrapyHeaders
     from pooled_http.scrapy._config import HandlerConfig, normalizeBindAddress
     from pooled_http.scrapy._deadlines import Deadlines
     from pooled_http.scrapy._download import FutureResult
@@ -374,6 +376,69 @@ class ResponseClassTests(SynchronousTestCase):
         """
         self.patch(responsetypes, "from_body", lambda body: Headers)
         self.assertIs(responseClass(Headers(), "http://h/", b"x"), Headers)
+
+
+class _TxResponse:
+    def __init__(self, headers: TxHeaders, length: Any) -> None:
+        self.headers = headers
+        self.length = length
+
+
+class ScrapyHeadersTests(SynchronousTestCase):
+    """
+    L{scrapyHeaders} and L{makeResponse} give a response the headers
+    Scrapy's C{Headers.update} and the response's constructor make.
+    """
+
+    skip = SKIP
+
+    def test_sameAsScrapy(self) -> None:
+        """
+        Names that title-case alike, repeated names, a C{Content-Length}
+        header beside the length Twisted keeps apart, an unknown length and
+        no headers at all give what Scrapy's own path gives, keys in the
+        same order.
+        """
+        heads = [
+            [],
+            [(b"content-type", [b"text/html"]), (b"Set-Cookie", [b"a=1", b"b=2"])],
+            [(b"x-xss-protection", [b"1"]), (b"X-XSS-Protection", [b"0"])],
+            [(b"content-length", [b"7"]), (b"etag", [b'"x"'])],
+            [(b"WWW-Authenticate", [b"Basic"]), (b"dnt", [b"1"])],
+        ]
+        for raw in heads:
+            for length in (UNKNOWN_LENGTH, 0, 12):
+                tx = TxHeaders()
+                for name, values in raw:
+                    tx.setRawHeaders(name, values)
+                expected = Headers()
+                if length is not UNKNOWN_LENGTH:
+                    expected[b"Content-Length"] = str(length).encode()
+                expected.update(tx.getAllRawHeaders())
+                made = scrapyHeaders(_TxResponse(tx, length))
+                self.assertEqual(list(made.items()), list(expected.items()))
+                self.assertIs(type(made), Headers)
+
+    def test_responseKeepsThem(self) -> None:
+        """
+        A stock response class gets the headers as they are; any other
+        class gets them through its constructor, as before.
+        """
+        headers = Headers({b"Content-Type": b"text/html"})
+        response = makeResponse("http://h/", 200, headers, b"<html>")
+        self.assertIs(response.headers, headers)
+        self.assertEqual(type(response).__name__, "HtmlResponse")
+        seen: list[Any] = []
+
+        class Custom(scrapy.http.Response):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                seen.append(kwargs.get("headers"))
+                super().__init__(*args, **kwargs)
+
+        self.patch(responsetypes, "from_args", lambda **kwargs: Custom)
+        response = makeResponse("http://h/", 200, headers, b"x")
+        self.assertEqual(seen, [headers])
+        self.assertEqual(response.headers, headers)
 
 
 class DeadlineTests(SynchronousTestCase):

@@ -171,7 +171,10 @@ class PooledAgent:
             https connections; agents that pass different objects never do.
         @param connectTimeout: Passed to L{twisted.internet.endpoints.HostnameEndpoint} as its
             C{timeout}, as L{twisted.web.client.Agent} does.
-        @param bindAddress: The local address client sockets bind to.
+        @param bindAddress: The local address client sockets bind to; it
+            is part of this agent's pool keys, so that agents sharing a
+            pool with other bind addresses (or none) never share
+            connections.
         @param maxCachedEndpoints: How many destinations to remember.
         @param proxy: The proxy every request goes through: a URL (str or
             bytes; C{http://}, C{https://}, C{socks5://} or C{socks5h://},
@@ -431,6 +434,17 @@ class PooledAgent:
                 route = self._newRoute(parsedURI)
             else:
                 route = self._newProxyRoute(parsedURI, proxy)
+            bindAddress = self._endpointArgs.get("bindAddress")
+            if bindAddress is not None:
+                # Sockets bound to another local address are other
+                # connections: agents sharing a pool keep theirs apart.
+                key: Any = route.key
+                bound = ("bind", bindAddress)
+                route.key = (
+                    (*key[:-1], bound, b"h2")
+                    if key[-1] == b"h2"
+                    else (*key, bound)
+                )
             routes[routeKey] = route
             if len(routes) > self.maxCachedEndpoints:
                 routes.popitem(last=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from httptools import HttpParserError, HttpParserUpgrade
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
@@ -64,6 +64,16 @@ _EARLY_RESPONSE = Failure(
 )
 
 
+def _handOver(d: Deferred[Any], response: _Response | None) -> None:
+    """
+    Fire C{d} with a response whose body is already over, then let its
+    C{connectionTransport} go.
+    """
+    d.callback(response)
+    if response is not None:
+        response.connectionTransport = None
+
+
 class ResponseReading:
     """
     The reading half of L{pooled_http._http11.HTTP11Connection}: what it
@@ -77,6 +87,7 @@ class ResponseReading:
         lifecycle: Lifecycle
         lenientHeaders: bool
         reusable: bool
+        transport: Any
         timeoutError: PoolError | None
         _reactor: Any
         _state: str
@@ -196,27 +207,52 @@ class ResponseReading:
 
     def _feedLenient(self, data: bytes) -> None:
         """
-        Keep the head until it is whole, then feed it cleaned (see
-        L{_lenientHead}); what follows goes on as usual.
+        Keep the head until it is whole, then feed it: as it came when
+        llhttp takes it so (the common case: a clean head), else cleaned
+        (see L{_lenientHead}) by a new parser; what follows goes on as
+        usual.
         """
         buffered = self._headBuffer + data
         limit = self._maxHeaderBytes
         while not self._headComplete:
-            found = _lenientHead(buffered)
-            if found is None:
-                if len(buffered) > limit:
-                    self._headBuffer = b""
-                    raise ResponseHeadersTooLargeError(self.key, limit)
-                self._headBuffer = buffered
-                return
-            head, buffered = found
+            end = buffered.find(b"\r\n\r\n")
+            if end >= 0 and self._feedCleanHead(buffered[: end + 4]):
+                buffered = buffered[end + 4 :]
+            else:
+                found = _lenientHead(buffered)
+                if found is None:
+                    if len(buffered) > limit:
+                        self._headBuffer = b""
+                        raise ResponseHeadersTooLargeError(self.key, limit)
+                    self._headBuffer = buffered
+                    return
+                head, buffered = found
+                self._feed(head)
             self._headBuffer = b""
-            self._feed(head)
             if self._messageDone:
                 self._extraData = self._extraData or bool(buffered.strip(b"\r\n"))
                 return
         if buffered:
             self._feed(buffered)
+
+    def _feedCleanHead(self, head: bytes) -> bool:
+        """
+        Feed a whole head as it came; if llhttp (or a callback, before the
+        head is in) refuses it, undo what its parse counted, give the
+        connection a new parser and return C{False}: the head is then fed
+        cleaned, which decides the outcome as if it had come first.  A head
+        llhttp takes whole is one cleaning leaves as it is.
+        """
+        headSize = self._headSize
+        try:
+            self._feed(head)
+        except (HttpParserError, ParseError):
+            if self._headComplete:
+                raise
+            self._headSize = headSize
+            self._parser = HttpResponseParser(self)
+            return False
+        return True
 
     def _feed(self, data: bytes) -> None:
         parser = self._parser
@@ -371,7 +407,14 @@ class ResponseReading:
             self._responseTimer = None
         this: Any = self
         self._response = _Response(
-            this, version, code, self._phrase, headers, length, self._request
+            this,
+            version,
+            code,
+            self._phrase,
+            headers,
+            length,
+            self._request,
+            self.transport,
         )
         trace = self.trace
         if trace is not None:
@@ -441,9 +484,9 @@ class ResponseReading:
                 why = _SERVER_CLOSE
             self._giveUp(why)
             if response is not None:
-                response._end(_DONE)
+                response._end(_DONE, handedOver=d is None)
             if d is not None:
-                d.callback(response)
+                _handOver(d, response)
             return
         assert response is not None
         self._finishing = True
@@ -462,9 +505,9 @@ class ResponseReading:
                         "while reporting {connection!r} quiescent", connection=self
                     )
                     self._giveUp(Failure())
-            response._end(_DONE)
+            response._end(_DONE, handedOver=d is None)
             if d is not None:
-                d.callback(response)
+                _handOver(d, response)
         finally:
             self._finishing = False
         self._runHandOff()

@@ -21,7 +21,7 @@ from zope.interface import implementer
 if TYPE_CHECKING:
     from ._http11 import HTTP11Connection
 
-__all__ = ["BODY_BUFFER_LIMIT", "RESPONSE_DONE"]
+__all__ = ["BODY_BUFFER_LIMIT", "RESPONSE_DONE", "connectionTransport"]
 
 _log = Logger()
 
@@ -33,6 +33,22 @@ BODY_BUFFER_LIMIT = 65536
 #: traceback and nothing in it changes, so every response may be told with
 #: the same object.
 RESPONSE_DONE = Failure(ResponseDone("Response body fully received"))
+
+
+def connectionTransport(response: IResponse) -> Any:
+    """
+    The transport of the connection a response of a pooled_http connection
+    came on (HTTP/1.1 on llhttp or on Twisted's protocol, or HTTP/2), for
+    its peer's address and certificate: readable from when the request's
+    Deferred fires with the response until its body is over (for a
+    response whose body was over before it came, while that Deferred's
+    callbacks run), so that no response keeps a closed connection's
+    transport alive.
+
+    @return: The transport, or L{None} after that, or for a response of
+        something else.
+    """
+    return getattr(response, "connectionTransport", None)
 
 
 @implementer(IResponse, IPushProducer)
@@ -53,6 +69,7 @@ class _Response:
         "length",
         "request",
         "previousResponse",
+        "connectionTransport",
         "_connection",
         "_protocol",
         "_buffer",
@@ -77,6 +94,7 @@ class _Response:
         headers: Headers,
         length: int | object,
         request: Any,
+        transport: Any = None,
     ) -> None:
         self.version = version
         self.code = code
@@ -85,6 +103,7 @@ class _Response:
         self.length = length
         self.request = request
         self.previousResponse: IResponse | None = None
+        self.connectionTransport: Any = transport
         self._connection: HTTP11Connection | None = connection
         self._protocol: Any = None
         self._buffer: list[bytes] = []
@@ -142,11 +161,17 @@ class _Response:
         if self._buffered > BODY_BUFFER_LIMIT:
             self._updateReading()
 
-    def _end(self, reason: Failure) -> None:
+    def _end(self, reason: Failure, handedOver: bool = True) -> None:
         """
         The body is over, for C{reason}: tell the protocol, or keep the
         reason for L{deliverBody}.
+
+        @param handedOver: Whether the request's Deferred has fired with
+            this response; if not, its caller lets C{connectionTransport}
+            go once it has.
         """
+        if handedOver:
+            self.connectionTransport = None
         if self._connection is None:
             return
         self._connection = None

@@ -239,6 +239,7 @@ class Stream:
             fields,
             length,
             self.request,
+            self._connection.transport,
         )
         self.response = response
         if self.trace is not None:

@@ -131,6 +131,9 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         self._state = "QUIESCENT"
         self._initConnection(owner, key)
         self._awaitingHeaders = False
+        # Inside Twisted's allHeadersReceived (which may end the body
+        # before it fires the request's Deferred).
+        self._inHead = False
         self._headBytes = 0
         self._requestParser: Any = None
 
@@ -172,7 +175,19 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
             def framedHeadersReceived() -> None:
                 if not _refuseUnsureFraming(parser):
                     self.reusable = False
-                allHeadersReceived()
+                response = getattr(parser, "response", None)
+                if response is not None:
+                    # See pooled_http._http11response.connectionTransport.
+                    response.connectionTransport = self.transport
+                self._inHead = True
+                try:
+                    allHeadersReceived()
+                finally:
+                    self._inHead = False
+                if response is not None and parser.state == "DONE":
+                    # The body was over before the Deferred fired (and
+                    # its callbacks have run by now).
+                    response.connectionTransport = None
                 trace = self.trace
                 if trace is not None:
                     # None after a 1xx head: the parser starts over.
@@ -278,6 +293,7 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
             parser.bodyDecoder = None
             parser.state = "DONE"  # twisted.web._newclient.DONE
             response._bodyDataFinished(Failure(error))
+            self._dropTransport(parser)
         self._timedOut(error)
 
     def _stopRequestTimers(self) -> None:
@@ -297,6 +313,7 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         parser: Any = self._parser
         if parser is not None:
             self._noteKeepAlive(parser.connHeaders.getRawHeaders(b"keep-alive"))
+            self._dropTransport(parser)
             response = getattr(parser, "response", None)
             if response is not None and tuple(response.version[1:]) < (1, 1):
                 # HTTP/1.0 keeps a connection only when asked to.
@@ -322,6 +339,17 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
         self._runHandOff()
 
     _finishResponse_TRANSMITTING = _finishResponse_WAITING
+
+    def _dropTransport(self, parser: Any) -> None:
+        """
+        The body of the parser's response is over: let its
+        C{connectionTransport} go, unless the request's Deferred has not
+        fired yet (then L{request}'s C{framedHeadersReceived} does, once it
+        has).
+        """
+        response = getattr(parser, "response", None)
+        if response is not None and not self._inHead:
+            response.connectionTransport = None
 
     def _giveUp(self, reason: Failure) -> None:
         """
@@ -352,6 +380,8 @@ class TwistedHTTP11Connection(ConnectionBase, HTTP11ClientProtocol):
             # PotentialDataLoss; a length still owed makes it a data loss,
             # as on our own protocol.
             decoder.contentLength = 1
+        if parser is not None:
+            self._dropTransport(parser)
         HTTP11ClientProtocol.connectionLost(self, reason)
         if self.trace is not None:
             self._traceLost(reason)

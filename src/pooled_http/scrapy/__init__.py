@@ -88,7 +88,6 @@ class PooledDownloadHandler(BaseDownloadHandler):
         )
         self.pool = self._shared.pool
         self._agents = self._shared.agents
-        self._transports = self._shared.transports
         self._deadlines = self._shared.deadlines
         self._asyncio = _asyncioAvailable()
         self._dataLossWarned = False

@@ -11,19 +11,28 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pydispatch import dispatcher
 from scrapy import responsetypes, signals
 from scrapy.exceptions import (
     DownloadCancelledError,
     ResponseDataLossError,
     StopDownload,
 )
-from scrapy.http import Headers, Response
+from scrapy.http import (
+    Headers,
+    HtmlResponse,
+    JsonResponse,
+    Response,
+    TextResponse,
+    XmlResponse,
+)
 from scrapy.responsetypes import ResponseTypes
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers as TxHeaders
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
@@ -65,16 +74,43 @@ def warnSizeMessage(size: int, limit: int, request: Any, *, expected: bool) -> s
     )
 
 
+#: Whether Scrapy's C{Headers} is the plain dictionary of title-cased byte
+#: names to lists of byte values that L{scrapyHeaders} fills directly.
+_PLAIN_HEADERS = issubclass(Headers, dict) and (
+    Headers().normkey(b"x-content-md5") == b"X-Content-Md5"
+)
+_setItem = dict.__setitem__
+_update = dict.update
+
+
 def scrapyHeaders(txresponse: Any) -> Headers:
     """
     A Twisted response's headers as Scrapy's C{Headers}, with the
-    C{Content-Length} Twisted keeps apart put back.
+    C{Content-Length} Twisted keeps apart put back: what
+    C{Headers.update} makes of them (names title-cased, the values of
+    names that title-case alike joined in one list, a C{Content-Length}
+    among them replacing the one put back), filled in one go when they
+    come as Twisted's C{Headers} keeps them (byte names and values).
     """
     headers = Headers()
     length = txresponse.length
+    raw = txresponse.headers
+    if type(raw) is TxHeaders and _PLAIN_HEADERS:
+        merged: dict[bytes, list[bytes]] = {}
+        for name, values in raw.getAllRawHeaders():
+            key = name.title()
+            kept = merged.get(key)
+            if kept is None:
+                merged[key] = list(values)
+            else:
+                kept.extend(values)
+        if length is not UNKNOWN_LENGTH:
+            _setItem(headers, b"Content-Length", [str(length).encode()])
+        _update(headers, merged)
+        return headers
     if length is not UNKNOWN_LENGTH:
         headers[b"Content-Length"] = str(length).encode()
-    headers.update(txresponse.headers.getAllRawHeaders())
+    headers.update(raw.getAllRawHeaders())
     return headers
 
 
@@ -106,6 +142,12 @@ def checkStopDownload(
 _BINARY = bytes([*range(1, 9), 11, 12, *range(14, 32)])
 
 _STOCK = (ResponseTypes.from_args, ResponseTypes.from_body)
+
+#: The response classes Scrapy ships, whose constructors only copy the
+#: headers they are given: L{makeResponse} hands them theirs instead.
+_STOCK_CLASSES = frozenset(
+    {Response, TextResponse, HtmlResponse, XmlResponse, JsonResponse}
+)
 
 
 def responseClass(headers: Headers, url: str, body: bytes) -> type[Response]:
@@ -158,16 +200,22 @@ def makeResponse(
     C{download_stopped} and, if the stop is a failure, raised with the
     response attached.
     """
-    response = responseClass(headers, url, body)(
+    cls = responseClass(headers, url, body)
+    # The constructors of Scrapy's own classes would only copy the
+    # headers, name by name: they get them as they are.
+    stock = cls in _STOCK_CLASSES
+    response = cls(
         url=url,
         status=status,
-        headers=headers,
+        headers=None if stock else headers,
         body=body,
         flags=flags,
         certificate=certificate,
         ip_address=ipAddress,
         protocol=protocol,
     )
+    if stock:
+        response.headers = headers
     if stopDownload is not None:
         response.flags.append("download_stopped")
         if stopDownload.fail:
@@ -337,10 +385,6 @@ def _hasReceivers(crawler: Any, signal: object) -> bool:
     dead receiver still counts: the signal is then sent, which finds
     nobody, as before.
     """
-    try:
-        from pydispatch import dispatcher
-    except ImportError:  # pragma: no cover - pydispatch comes with Scrapy
-        return True
     sender = getattr(crawler.signals, "sender", dispatcher.Anonymous)
     connections = dispatcher.connections
     anySignal = dispatcher.Any

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers as TxHeaders
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 
+from .._http11response import connectionTransport
 from ._body import (
     BodyReader,
     BytesProducer,
@@ -60,6 +61,11 @@ def _ipAddress(host: str) -> Any:
             _ADDRESSES.clear()
         _ADDRESSES[host] = address
     return address
+
+
+#: A response's version tuple -> Scrapy's C{protocol} text (the few
+#: versions servers answer with).
+_PROTOCOLS: dict[Any, str] = {}
 
 
 class FutureResult(asyncio.Future[Any]):
@@ -237,7 +243,7 @@ class Download:
             self._fail(scrapyError(error))
 
     def _connectionInfo(self, txresponse: Any) -> tuple[Any, Any]:
-        transport = self._handler._transports.pop(txresponse, None)
+        transport = connectionTransport(txresponse)
         if transport is None:
             return None, None
         certificate = None
@@ -272,7 +278,11 @@ class Download:
         headers = scrapyHeaders(txresponse)
         certificate, address = self._connectionInfo(txresponse)
         version = txresponse.version
-        protocol = f"{version[0].decode('ascii')}/{version[1]}.{version[2]}"
+        protocol = _PROTOCOLS.get(version)
+        if protocol is None:
+            protocol = f"{version[0].decode('ascii')}/{version[1]}.{version[2]}"
+            if len(_PROTOCOLS) < 16:
+                _PROTOCOLS[version] = protocol
         length = txresponse.length
         expected = -1 if length is UNKNOWN_LENGTH else int(length)
         self._parts = (int(txresponse.code), headers, certificate, address, protocol)

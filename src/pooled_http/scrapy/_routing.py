@@ -2,9 +2,9 @@
 Which agent and pool a Scrapy request goes through: its proxy (from
 C{meta["proxy"]} and the C{Proxy-Authorization} header Scrapy's proxy
 middleware sets) and its local bind address, each combination with a
-L{PooledAgent} of its own over a shared pool; and the pool view that keeps
-connections bound to different addresses apart and notes the transport
-every response came on.
+L{PooledAgent} of its own over a shared pool (an agent's bind address is
+part of its pool keys, which keeps connections bound to different
+addresses apart).
 """
 
 from __future__ import annotations
@@ -12,95 +12,15 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import OrderedDict
-from collections.abc import Hashable
 from typing import Any
-from weakref import WeakKeyDictionary
-
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IStreamClientEndpoint
 
 from .._agent import PooledAgent
 from .._proxyurl import ProxyURL, parseProxy
 
-__all__ = ["PoolView", "RequestRoute", "routeOf"]
+__all__ = ["Agents", "RequestRoute", "routeOf"]
 
 #: How many (proxy, bind address) combinations keep an agent.
 MAX_AGENTS = 256
-
-
-class _NotingLease:
-    """
-    A pool lease that notes, for each response, the transport it came on
-    (for the peer's address and certificate).
-    """
-
-    __slots__ = ("_lease", "_transports")
-
-    def __init__(self, lease: Any, transports: WeakKeyDictionary[Any, Any]) -> None:
-        self._lease = lease
-        self._transports = transports
-
-    def request(self, request: Any) -> Deferred[Any]:
-        """
-        Send C{request} on the lease's connection.
-        """
-        transport = self._lease.transport
-        transports = self._transports
-
-        def note(response: Any) -> Any:
-            transports[response] = transport
-            return response
-
-        d: Deferred[Any] = self._lease.request(request)
-        return d.addCallback(note)
-
-    def abort(self) -> Any:
-        """
-        Abort the connection.
-        """
-        return self._lease.abort()
-
-
-class PoolView:
-    """
-    A pool as one agent sees it: the pool keys get C{suffix} (the bind
-    address), and every response's transport is noted in C{transports}.
-
-    @ivar pool: The pool underneath.
-    """
-
-    def __init__(
-        self,
-        pool: Any,
-        suffix: tuple[Hashable, ...],
-        transports: WeakKeyDictionary[Any, Any],
-    ) -> None:
-        self.pool = pool
-        self._suffix = suffix
-        self._transports = transports
-
-    @property
-    def persistent(self) -> bool:
-        """
-        Whether the pool keeps connections.
-        """
-        return bool(self.pool.persistent)
-
-    @persistent.setter
-    def persistent(self, value: bool) -> None:
-        self.pool.persistent = value
-
-    def getConnection(
-        self, key: Hashable, endpoint: IStreamClientEndpoint
-    ) -> Deferred[Any]:
-        """
-        A lease from the pool, under C{key} plus this view's suffix.
-        """
-        if self._suffix:
-            key = (*key, *self._suffix) if isinstance(key, tuple) else (key, *self._suffix)
-        transports = self._transports
-        d: Deferred[Any] = self.pool.getConnection(key, endpoint)
-        return d.addCallback(lambda lease: _NotingLease(lease, transports))
 
 
 class RequestRoute:
@@ -200,13 +120,11 @@ class Agents:
         contextFactory: Any,
         pool: Any,
         proxyPool: Any,
-        transports: WeakKeyDictionary[Any, Any],
     ) -> None:
         self._reactor = reactor
         self._contextFactory = contextFactory
         self._pool = pool
         self._proxyPool = proxyPool
-        self._transports = transports
         self._agents: OrderedDict[tuple[Any, ...], PooledAgent] = OrderedDict()
 
     def agentFor(self, route: RequestRoute) -> PooledAgent:
@@ -220,12 +138,9 @@ class Agents:
             agents.move_to_end(cacheKey)
             return agent
         pool = self._pool if route.proxy is None else self._proxyPool()
-        suffix: tuple[Hashable, ...] = ()
-        if route.bindAddress is not None:
-            suffix = (("bind", route.bindAddress),)
         agent = PooledAgent(
             self._reactor,
-            pool=PoolView(pool, suffix, self._transports),
+            pool=pool,
             contextFactory=self._contextFactory,
             bindAddress=route.bindAddress,
             proxy=route.proxy,

@@ -54,12 +54,11 @@ def statsValues(stats: list[PoolStats]) -> dict[str, float | int]:
 class SharedPools:
     """
     The pool of direct requests, the pool of proxied ones (made when the
-    first proxied request comes), the agents over them, and the transport
-    each response came on; with a count of the handlers using them.
+    first proxied request comes) and the agents over them; with a count of
+    the handlers using them.
 
     @ivar pool: The pool of direct requests.
     @ivar agents: The agents of every (proxy, bind address).
-    @ivar transports: Response -> the transport it came on.
     @ivar deadlines: The whole-download deadlines of the crawl's downloads.
     @ivar users: Handlers not closed yet.
     """
@@ -69,10 +68,7 @@ class SharedPools:
         self._config = config
         self.pool = HTTPConnectionPool(reactor, **config.poolArgs)
         self._proxyPool: HTTPConnectionPool | None = None
-        self.transports: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
-        self.agents = Agents(
-            reactor, contextFactory, self.pool, self.proxyPool, self.transports
-        )
+        self.agents = Agents(reactor, contextFactory, self.pool, self.proxyPool)
         self.deadlines = Deadlines(reactor)
         self.users = 0
         self._closing: Deferred[None] | None = None
