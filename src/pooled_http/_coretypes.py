@@ -43,6 +43,8 @@ class Waiter:
         handed over (the pool's C{_send}), or L{None} when the caller is
         given the lease itself (C{getConnection}).
     @ivar started: The Deferred of that request's response once sent.
+    @ivar canceller: Called with the waiter when its Deferred is cancelled
+        (see L{cancel}).
     """
 
     __slots__ = (
@@ -62,6 +64,7 @@ class Waiter:
         "trace",
         "request",
         "started",
+        "canceller",
     )
 
     def __init__(self, key: Hashable, minSerial: int = 0) -> None:
@@ -81,6 +84,14 @@ class Waiter:
         self.trace: Any = None
         self.request: Any = None
         self.started: Any = None
+        self.canceller: Any = None
+
+    def cancel(self, d: Any) -> None:
+        """
+        The canceller of its Deferred (a bound method: no closure to make
+        for every waiter): tell C{canceller}.
+        """
+        self.canceller(self)
 
 
 class ActionKind(Enum):

@@ -202,6 +202,8 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         self._reactor: Any = reactor
         self._core = PoolCore(8, 256, 8)
         self._counters = Counters()
+        # Made once: every waiter's Deferred calls it when cancelled.
+        self._waiterCanceller = self._cancelWaiter
         self._serial = 0
         self._live: set[PoolConnection] = set()
         # Connections in use that are closed when they come back.
@@ -407,7 +409,8 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         waiter.mayMultiplex = getattr(endpoint, "mayMultiplex", False) is True
         waiter.endpoint = endpoint
         waiter.enqueuedAt = self._reactor.seconds()
-        waiter.deferred = Deferred(lambda d: self._cancelWaiter(waiter))
+        waiter.canceller = self._waiterCanceller
+        waiter.deferred = Deferred(waiter.cancel)
         d: Deferred[Any] = waiter.deferred
         waiter.trace = trace
         waiter.request = request
