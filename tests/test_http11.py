@@ -271,6 +271,32 @@ class ReuseTests(ConnectionTestCase):
         self.assertEqual(self.conn.requestsServed, 3)
         self.assertFalse(self.transport.closing)
 
+    def test_parserKeptOnlyForTheNextRequest(self) -> None:
+        """
+        A request made while the previous response is being finished with
+        (from the owner's report, as a waiting request is, or from the
+        body's callbacks) parses its response with the same llhttp parser;
+        an idle connection keeps none.
+        """
+        self.connect()
+        ok = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+        self.respond(ok)
+        self.assertIsNone(self.conn._parser)
+        self.assertIsNone(self.conn._spareParser)
+        d = self.send()
+        first = self.conn._parser
+        following: list[Deferred[IResponse]] = []
+        self.owner.onQuiescent = lambda connection: following.append(self.send())
+        self.conn.dataReceived(ok)
+        self.successResultOf(d)
+        self.assertIs(self.conn._parser, first)
+        self.assertIsNone(self.conn._spareParser)
+        self.owner.onQuiescent = None
+        self.conn.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(self.successResultOf(following[0]).code, 204)
+        self.assertIsNone(self.conn._parser)
+        self.assertIsNone(self.conn._spareParser)
+
     def test_oneWriteForBodylessRequest(self) -> None:
         """
         A request without a body is one write of its whole head.

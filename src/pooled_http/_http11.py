@@ -96,6 +96,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         "_maxHeaderBytes",
         "_messageDone",
         "_parser",
+        "_spareParser",
         "_pending",
         "_pendingHandOff",
         "_persistent",
@@ -151,6 +152,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         self.lenientHeaders = lenientHeaders
         self._state = "QUIESCENT"
         self._parser: Any = None
+        self._spareParser: Any = None
         self._request: Any = None
         self._persistent = True
         self._headOnly = False
@@ -244,7 +246,12 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
         self._received = False
         self._framingBytes = self._headRaw = self._headSize = 0
         self._maxHeaderBytes = self.owner.maxHeaderBytes
-        self._parser = HttpResponseParser(self)
+        parser = self._spareParser
+        if parser is None:
+            parser = HttpResponseParser(self)
+        else:
+            self._spareParser = None
+        self._parser = parser
         d: Deferred[IResponse] = Deferred(self._cancelRequest)
         self._deferred = d
         producer = request.bodyProducer

@@ -92,6 +92,7 @@ class ResponseReading:
         _reactor: Any
         _state: str
         _parser: Any
+        _spareParser: Any
         _request: Any
         _deferred: Deferred[IResponse] | None
         _response: _Response | None
@@ -449,9 +450,12 @@ class ResponseReading:
         if trace is not None:
             self.trace = None
             trace.responseDone()
-        # A parser holds about a kilobyte: an idle connection keeps none, and
-        # the next request makes a new one (a fraction of a microsecond).
-        self._parser = None
+        # A parser holds about a kilobyte: an idle connection keeps none.  A
+        # request made on this connection before this returns (one waiting
+        # for it, or one made from the body's callbacks) parses its response
+        # with the same one, which llhttp has made ready for the next
+        # message; it is dropped below otherwise.
+        self._spareParser, self._parser = self._parser, None
         if self._readTimer is not None:
             cancelCall(self._readTimer)
             self._readTimer = None
@@ -482,6 +486,7 @@ class ResponseReading:
                 why = _EARLY_RESPONSE
             else:
                 why = _SERVER_CLOSE
+            self._spareParser = None
             self._giveUp(why)
             if response is not None:
                 response._end(_DONE, handedOver=d is None)
@@ -511,6 +516,7 @@ class ResponseReading:
         finally:
             self._finishing = False
         self._runHandOff()
+        self._spareParser = None
 
     def _parseFailed(self, reason: Failure) -> None:
         """
