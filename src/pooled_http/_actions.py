@@ -6,7 +6,7 @@ the L{pooled_http._core.PoolCore} decides, and hears how an opening went.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ class CoreActions:
     _dispatch: Dispatch | None
     _owner: PoolOwner
     _serial: int
+    _handedTo: Callable[[Waiter, Deferred[Any], Lease], None]
     closeGracePeriod: float
     connectTimeout: float | None
     connectionFactory: ConnectionFactory
@@ -111,7 +112,7 @@ class CoreActions:
         # waiter): nothing of a served request is left in a reference cycle
         # for the garbage collector.
         d, waiter.deferred = waiter.deferred, None
-        connection.handOff(partial(self._handed, waiter, d, lease))
+        connection.handOff(partial(self._handedTo, waiter, d, lease))
 
     def _handed(self, waiter: Waiter, d: Deferred[Any], lease: Lease) -> None:
         """

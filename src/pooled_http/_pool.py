@@ -202,8 +202,12 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         self._reactor: Any = reactor
         self._core = PoolCore(8, 256, 8)
         self._counters = Counters()
-        # Made once: every waiter's Deferred calls it when cancelled.
+        # Bound once (not per request): every waiter's Deferred calls the
+        # first when cancelled, every lease asks the second for a retry, and
+        # every hand-off to a waiting request ends in the third.
         self._waiterCanceller = self._cancelWaiter
+        self._retrier = self._retry
+        self._handedTo = self._handed
         self._serial = 0
         self._live: set[PoolConnection] = set()
         # Connections in use that are closed when they come back.
@@ -462,7 +466,7 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         policy = self.retryPolicy if self.retryAutomatically else None
         if trace is not None:
             trace.acquired(connection.serial, reused)
-        return Lease(connection, endpoint, reused, policy, self._retry, trace)
+        return Lease(connection, endpoint, reused, policy, self._retrier, trace)
 
     def _retry(
         self,
