@@ -255,7 +255,7 @@ def turnBatch(reactor: Any) -> TurnBatch:
     """
     The L{TurnBatch} of C{reactor} (one per reactor, made on first use).
 
-    @param reactor: An L{IReactorTime} provider.
+    @param reactor: An L{twisted.internet.interfaces.IReactorTime} provider.
     """
     try:
         return _BATCHES[reactor]
