@@ -7,6 +7,11 @@ benchmark nginx: the CPU time per request, and where it goes.
     python benchmarks/hotpath.py --client pooled_http --no-profile --repeats 5
     python benchmarks/hotpath.py --client pooled_http+h2 --scenario burst-h2
     python benchmarks/hotpath.py --client aiohttp --no-profile   # the reference
+    python benchmarks/hotpath.py --src /elsewhere/src     # another tree's code
+
+C{--src} picks the pooled_http measured (this checkout's C{src/} by
+default, which comes before C{PYTHONPATH}): for alternating runs of two
+trees, run one process per tree.
 
 Without C{--no-profile} the workload runs once more under cProfile and the
 top entries (by own time) are printed; the CPU microseconds per request are
@@ -29,7 +34,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-for path in (HERE, os.path.join(os.path.dirname(HERE), "src")):
+SRC = os.path.join(os.path.dirname(HERE), "src")
+for path in (HERE, SRC):
     if path not in sys.path:
         sys.path.insert(0, path)
 
@@ -110,6 +116,12 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sort", default="tottime", help="pstats sort key")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument(
+        "--src",
+        default=SRC,
+        help="directory holding the pooled_http package to measure "
+        "(default: this checkout's src/)",
+    )
     addPoolOptions(parser)
     args = parser.parse_args(argv)
     args.poolOptions = poolOptions(parser, args)
@@ -230,12 +242,28 @@ def runAsyncio(
     asyncio.run(runAll(args, once, job["total"], lines))
 
 
+def useSource(src: str) -> None:
+    """
+    Import pooled_http from C{src} (before anything has imported it).
+    """
+    src = os.path.abspath(src)
+    if src == SRC:
+        return
+    if "pooled_http" in sys.modules:
+        raise SystemExit("--src: pooled_http was imported before it could be chosen")
+    while SRC in sys.path:
+        sys.path.remove(SRC)
+    sys.path.insert(0, src)
+    print(f"pooled_http from {src}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     Start nginx, run the workload and print what it cost.
     """
     warnings.simplefilter("ignore", DeprecationWarning)
     args = parseArguments(argv)
+    useSource(args.src)
     mode, total, concurrency, tls = SCENARIOS[args.scenario]
     total = max(1, int(total * args.scale))
     server = startServer("nginx", 1, 0)

@@ -12,6 +12,7 @@ Usage (bounded: a fixed number of pages per crawl, each with a timeout)::
     python benchmarks/scrapy_crawl.py                   # 3,000 pages, 3 repeats
     python benchmarks/scrapy_crawl.py --pages 500 --repeats 1
     python benchmarks/scrapy_crawl.py --handler-only    # the handlers alone
+    python benchmarks/scrapy_crawl.py --src /elsewhere/src  # another tree's code
 
 With C{--handler-only} no crawl runs: each handler's C{download_request}
 is awaited straight, as many at once as the concurrency, with no engine,
@@ -38,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import run  # noqa: E402
 from _servers import startServer  # noqa: E402
 from run import runSubprocess  # noqa: E402
 
@@ -80,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="await each handler's download_request directly, without a crawl",
     )
+    parser.add_argument(
+        "--src",
+        default=run.SRC,
+        help="directory holding the pooled_http package to measure "
+        "(default: this checkout's src/, which comes before PYTHONPATH)",
+    )
     options = parser.parse_args(argv)
+    run.SOURCE[0] = os.path.abspath(options.src)
     if options.pages <= 0 or options.concurrency <= 0 or options.repeats <= 0:
         parser.error("--pages, --concurrency and --repeats must be positive")
     if importlib.util.find_spec("scrapy") is None:
