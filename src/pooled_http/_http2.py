@@ -309,10 +309,11 @@ class HTTP2Connection(ConnectionBase, Protocol):
         if self._ready is not None:
             self._settingsSeen = True
 
+    def _advertisedLimit(self) -> int:
+        return int(self.h2.remote_settings.max_concurrent_streams)
+
     def _serverLimit(self) -> int:
-        return self._learnt.applied(
-            int(self.h2.remote_settings.max_concurrent_streams)
-        )
+        return self._learnt.applied(self._advertisedLimit())
 
     def _refused(self, stream: Stream) -> bool:
         """
@@ -392,7 +393,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         if self._streams.get(stream.streamId) is stream:
             del self._streams[stream.streamId]
             if stream.response is not None and self._learnt.answered(
-                int(self.h2.remote_settings.max_concurrent_streams)
+                self._advertisedLimit()
             ):
                 self._updateCapacity()
         else:
