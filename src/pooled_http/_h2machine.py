@@ -3,24 +3,38 @@ Our subclasses of C{h2}'s client connection and stream state machines, for
 L{pooled_http._http2}: a cheaper count of open streams, a connection kept
 open after a C{GOAWAY} for the streams it still completes, frames taken in
 without a trace log line formatted for each, request header blocks framed
-without re-encoding, and no I{Content-Length} checks of C{h2}'s own (a
+without re-encoding, no I{Content-Length} checks of C{h2}'s own (a
 malformed response is a stream error, checked by
-L{pooled_http._http2stream.Stream}).  They lean on C{h2}'s internals and
-are tested against the C{h2} releases declared.
+L{pooled_http._http2stream.Stream}), and the common C{DATA} frame taken in
+without C{h2}'s frame and event objects.  They lean on C{h2}'s internals
+and are tested against the C{h2} releases declared.
 """
 
 from __future__ import annotations
 
+from struct import Struct
 from typing import Any
 
 from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import StreamClosedError, StreamIDTooLowError
-from h2.stream import H2Stream, StreamInputs
+from h2.stream import H2Stream, StreamInputs, StreamState
 from h2.utilities import HeaderValidationFlags
-from hyperframe.frame import ContinuationFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import RstStreamFrame
 
 __all__: list[str] = []
+
+#: A frame header: length (24 bits, as 16 + 8), type, flags, stream id.
+_FRAME_HEADER = Struct(">HBBBL")
+
+#: Frame types and flags (RFC 9113, section 6).
+_HEADERS = 0x1
+_CONTINUATION = 0x9
+_END_STREAM = 0x1
+_END_HEADERS = 0x4
+
+#: The states in which a stream takes the server's C{DATA} frames.
+_RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 
 #: How many streams (open, or closed and not yet forgotten) the state
 #: machine may keep before it counts the open ones exactly.
@@ -32,6 +46,22 @@ _COUNT_AT = 128
 _NO_FLAGS = HeaderValidationFlags(
     is_client=True, is_trailer=False, is_response_header=False, is_push_promise=False
 )
+
+
+class _Framed:
+    """
+    A frame already serialized, as C{h2} takes the frames a stream's
+    C{send_headers} returns (their C{serialize()} and C{body_len}).
+    """
+
+    __slots__ = ("body_len", "_frame")
+
+    def __init__(self, frame: bytes, bodyLength: int) -> None:
+        self._frame = frame
+        self.body_len = bodyLength
+
+    def serialize(self) -> bytes:
+        return self._frame
 
 
 class _H2Stream(H2Stream):
@@ -60,8 +90,9 @@ class _H2Stream(H2Stream):
         self, headers: Any, encoder: Any, end_stream: bool = False
     ) -> list[Any]:
         """
-        The frames of a request's header block, as C{h2} makes them, for
-        the one kind of block sent here: a client's request headers from
+        The frames of a request's header block, as C{h2} makes them but
+        serialized at once, for the one kind of block sent here: a
+        client's request headers from
         L{pooled_http._http2stream.requestHeaders}, already bytes, in lower
         case, C{:method} first and C{:authority} third, never trailers.
         (C{h2} re-encodes every block to bytes, checks for an informational
@@ -72,17 +103,32 @@ class _H2Stream(H2Stream):
         machine.process_input(StreamInputs.SEND_HEADERS)
         block = encoder.encode(headers)
         size = self.max_outbound_frame_size or len(block) or 1
-        first = HeadersFrame(self.stream_id)
-        first.data = block[:size]
-        frames: list[Any] = [first]
-        for start in range(size, len(block), size):
-            more = ContinuationFrame(self.stream_id)
-            more.data = block[start : start + size]
-            frames.append(more)
-        frames[-1].flags.add("END_HEADERS")
+        streamId = self.stream_id
         if end_stream:
             machine.process_input(StreamInputs.SEND_END_STREAM)
-            first.flags.add("END_STREAM")
+        frames: list[Any] = []
+        kind, flags = _HEADERS, _END_STREAM if end_stream else 0
+        start = 0
+        while True:
+            piece = block[start : start + size]
+            start += size
+            last = start >= len(block)
+            frames.append(
+                _Framed(
+                    _FRAME_HEADER.pack(
+                        len(piece) >> 8,
+                        len(piece) & 0xFF,
+                        kind,
+                        flags | _END_HEADERS if last else flags,
+                        streamId,
+                    )
+                    + piece,
+                    len(piece),
+                )
+            )
+            if last:
+                break
+            kind, flags = _CONTINUATION, 0
         self.request_method = headers[0][1]
         if self._authority is None:
             self._authority = headers[2][1]
@@ -110,6 +156,81 @@ class _H2Connection(H2Connection):
     forgets the closed ones), so at most L{_COUNT_AT} closed streams are
     kept a little longer than they would be.
     """
+
+    #: The start of a frame not all read yet (see L{receiveFrames}).
+    _unread = b""
+
+    def receiveFrames(self, data: bytes) -> list[Any]:
+        """
+        What C{receive_data} does, the same frames in the same order, but a
+        C{DATA} frame without padding on a stream that may take it, within
+        both flow-control windows, is taken in here: for it the list holds
+        C{(streamId, data, flowControlledLength, endStream)} where C{h2}
+        would put a C{DataReceived} (and a C{StreamEnded}) event.  The
+        other frames, and any frame the checks below are not sure of, go to
+        C{receive_data}, which raises what it raises.  A frame not all read
+        waits here for the rest.
+
+        @param data: Bytes from the server.
+        @return: C{h2}'s events and those tuples, in frame order.
+        """
+        if self._unread:
+            data = self._unread + data
+            self._unread = b""
+        size = len(data)
+        found: list[Any] = []
+        given = at = 0  # data[given:at] is still to go to h2
+        # As h2: the limit in force when the bytes came.
+        maxSize = self.max_inbound_frame_size
+        while size - at >= 9:
+            high, low, kind, flags, streamId = _FRAME_HEADER.unpack_from(data, at)
+            length = high << 8 | low
+            if length > maxSize:
+                # h2 refuses it as soon as it reads its header.
+                found.extend(self.receive_data(data[given:]))
+                return found
+            end = at + 9 + length
+            if end > size:
+                break
+            if kind == 0 and not flags & 0xFE and streamId in self.streams:
+                if at > given:
+                    found.extend(self.receive_data(data[given:at]))
+                    given = at
+                stream = self.streams.get(streamId)
+                if stream is not None and self._takesData(stream, length):
+                    ended = flags == 1
+                    stream._inbound_window_manager.window_consumed(length)
+                    self._inbound_flow_control_window_manager.window_consumed(length)
+                    if ended:
+                        stream.state_machine.process_input(StreamInputs.RECV_END_STREAM)
+                    found.append((streamId, data[at + 9 : end], length, ended))
+                    given = end
+            at = end
+        if at > given:
+            found.extend(self.receive_data(data[given:at]))
+        if at < size:
+            self._unread = data[at:]
+        return found
+
+    def _takesData(self, stream: H2Stream, length: int) -> bool:
+        """
+        Whether a C{DATA} frame of C{length} bytes on C{stream} is one
+        C{h2} would take without an error and with no other effect than
+        its windows shrinking, the stream's state machine seeing its end,
+        and its events: the connection open, no header block half read,
+        the stream's head in, the stream open on the server's side, and
+        room in both windows.
+        """
+        machine = stream.state_machine
+        return bool(
+            self.state_machine.state is ConnectionState.CLIENT_OPEN
+            and not self.incoming_buffer._headers_buffer
+            and machine.headers_received
+            and machine.state in _RECEIVING
+            and length <= stream._inbound_window_manager.current_window_size
+            and length
+            <= self._inbound_flow_control_window_manager.current_window_size
+        )
 
     @property
     def open_outbound_streams(self) -> int:

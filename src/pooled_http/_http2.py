@@ -219,7 +219,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
         """
         receiving, self._receiving = self._receiving, True
         try:
-            events = self.h2.receive_data(data)
+            events = self.h2.receiveFrames(data)
         except ProtocolError as e:
             self._receiving = receiving
             self.flush()
@@ -264,6 +264,20 @@ class HTTP2Connection(ConnectionBase, Protocol):
             stream.dataReceived(event.data or b"", event.flow_controlled_length)
         else:
             self.acknowledge(streamId, event.flow_controlled_length)
+
+    def _onDataFrame(self, frame: tuple[int, bytes, int, bool]) -> None:
+        # A DATA frame taken in by _H2Connection.receiveFrames: what
+        # _onData, then (at its end) _onEnded do with h2's events.
+        streamId, data, length, ended = frame
+        stream = self._streams.get(streamId)
+        if stream is None:
+            self.acknowledge(streamId, length)
+            return
+        stream.dataReceived(data, length)
+        if ended and self.lifecycle is not Lifecycle.CLOSED:
+            stream = self._streams.get(streamId)
+            if stream is not None:
+                stream.ended()
 
     def _onResponse(self, event: Any) -> None:
         stream = self._streams.get(event.stream_id)
@@ -550,6 +564,7 @@ class HTTP2Connection(ConnectionBase, Protocol):
 #: informational responses, are ignored).
 _HANDLERS: dict[type, Any] = {
     ev.DataReceived: HTTP2Connection._onData,
+    tuple: HTTP2Connection._onDataFrame,
     ev.ResponseReceived: HTTP2Connection._onResponse,
     ev.StreamEnded: HTTP2Connection._onEnded,
     ev.WindowUpdated: HTTP2Connection._onWindow,
