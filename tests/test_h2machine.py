@@ -43,15 +43,23 @@ def _config(client: bool) -> Any:
     )
 
 
-def _pair(streams: int = 2, streamWindow: int | None = None) -> tuple[Any, Any]:
+def _pair(
+    streams: int = 2,
+    streamWindow: int | None = None,
+    headerListSize: int | None = None,
+) -> tuple[Any, Any]:
     """
     A client (ours) and a server with the settings exchanged and
     C{streams} requests sent (streams 1, 3, ...), none answered.
 
     @param streamWindow: The window the client grants each stream, if not
         C{h2}'s default (the connection's stays the default).
+    @param headerListSize: The largest header list the client decodes, if
+        not C{h2}'s default.
     """
     client = _H2Connection(config=_config(True))
+    if headerListSize is not None:
+        client.decoder.max_header_list_size = headerListSize
     server = H2Connection(config=_config(False))
     client.initiate_connection()
     if streamWindow is not None:
@@ -86,7 +94,13 @@ def _normal(found: list[Any]) -> list[tuple[Any, ...]]:
         elif isinstance(item, StreamEnded):
             out.append(("end", item.stream_id))
         else:
-            out.append((type(item).__name__, getattr(item, "stream_id", None)))
+            out.append(
+                (
+                    type(item).__name__,
+                    getattr(item, "stream_id", None),
+                    getattr(item, "headers", None),
+                )
+            )
     return out
 
 
@@ -120,7 +134,7 @@ def _outcome(
     return (_normal(found), error, _state(client))
 
 
-class ReceiveFramesTests(SynchronousTestCase):
+class _SameOutcome(SynchronousTestCase):
     """
     Each script of server frames gives the same outcome through
     C{receiveFrames} as through C{receive_data}, fed whole and split at
@@ -131,7 +145,7 @@ class ReceiveFramesTests(SynchronousTestCase):
         skip = SKIP
 
     def assertSameOutcome(
-        self, script: Callable[[Any], object], streamWindow: int | None = None
+        self, script: Callable[[Any], object], **pairOptions: Any
     ) -> None:
         """
         Run C{script(server)} against two like client/server pairs; feed
@@ -140,7 +154,7 @@ class ReceiveFramesTests(SynchronousTestCase):
         byte (at most 600 places: a long script is split at every
         M{n}th byte and around every frame header) on fresh pairs.
         """
-        _, server = _pair(streamWindow=streamWindow)
+        _, server = _pair(**pairOptions)
         script(server)
         wire = server.data_to_send()
         self.assertTrue(wire)
@@ -153,11 +167,18 @@ class ReceiveFramesTests(SynchronousTestCase):
         for chunks in splits:
             outcomes = []
             for feed in (_H2Connection.receiveFrames, H2Connection.receive_data):
-                client, peer = _pair(streamWindow=streamWindow)
+                client, peer = _pair(**pairOptions)
                 script(peer)
                 self.assertEqual(peer.data_to_send(), wire)
                 outcomes.append(_outcome(feed, client, chunks))
             self.assertEqual(outcomes[0], outcomes[1], f"split {len(chunks[0])}")
+
+
+class ReceiveFramesTests(_SameOutcome):
+    """
+    C{DATA} frames: bodies, ends, padding, windows, and the frames that
+    are h2's to refuse.
+    """
 
     def test_bodiesAndEnds(self) -> None:
         """
@@ -295,10 +316,103 @@ class ReceiveFramesTests(SynchronousTestCase):
         self.assertSameOutcome(script)
 
 
-def _dataFrame(streamId: int, data: bytes, flags: int = 0) -> bytes:
+def _frame(kind: int, streamId: int, data: bytes, flags: int = 0) -> bytes:
     return (
         len(data).to_bytes(3, "big")
-        + bytes([0, flags])
+        + bytes([kind, flags])
         + streamId.to_bytes(4, "big")
         + data
     )
+
+
+def _dataFrame(streamId: int, data: bytes, flags: int = 0) -> bytes:
+    return _frame(0, streamId, data, flags)
+
+
+class ReceiveHeadsTests(_SameOutcome):
+    """
+    The same for response heads: interim, ending the stream, trailers,
+    split in C{CONTINUATION} frames, too large, undecodable.
+    """
+
+    def test_interimThenFinal(self) -> None:
+        """
+        A 103 then the response, with the body.
+        """
+
+        def script(server: Any) -> None:
+            server.send_headers(1, [(b":status", b"103"), (b"link", b"</a>")])
+            server.send_headers(1, [(b":status", b"200"), (b"x-a", b"1")])
+            server.send_data(1, b"body", end_stream=True)
+
+        self.assertSameOutcome(script)
+
+    def test_headEndsStream(self) -> None:
+        """
+        A head with C{END_STREAM}: a response without a body.
+        """
+
+        def script(server: Any) -> None:
+            server.send_headers(1, [(b":status", b"204")], end_stream=True)
+            server.send_headers(3, [(b":status", b"304")], end_stream=True)
+
+        self.assertSameOutcome(script)
+
+    def test_interimEndsStream(self) -> None:
+        """
+        An interim head with C{END_STREAM} is a protocol error.
+        """
+
+        def script(server: Any) -> None:
+            block = server.encoder.encode([(b":status", b"100")])
+            server._data_to_send += _frame(1, 1, block, 0x5)
+
+        self.assertSameOutcome(script)
+
+    def test_trailers(self) -> None:
+        """
+        Trailers after a body (left to h2).
+        """
+
+        def script(server: Any) -> None:
+            server.send_headers(1, [(b":status", b"200")])
+            server.send_data(1, b"abc")
+            server.send_headers(1, [(b"x-checksum", b"1")], end_stream=True)
+
+        self.assertSameOutcome(script)
+
+    def test_continuation(self) -> None:
+        """
+        A head split over C{HEADERS} and C{CONTINUATION} (left to h2).
+        """
+
+        def script(server: Any) -> None:
+            block = server.encoder.encode(
+                [(b":status", b"200"), (b"x-long", b"v" * 300)]
+            )
+            server._data_to_send += _frame(1, 1, block[:100]) + _frame(
+                9, 1, block[100:], 0x4
+            )
+            server.send_data(1, b"", end_stream=True)
+
+        self.assertSameOutcome(script)
+
+    def test_pastHeaderListSize(self) -> None:
+        """
+        A head past the header list size the client announced.
+        """
+
+        def script(server: Any) -> None:
+            server.send_headers(1, [(b":status", b"200"), (b"x-big", b"v" * 70000)])
+
+        self.assertSameOutcome(script, headerListSize=1000)
+
+    def test_undecodable(self) -> None:
+        """
+        A header block HPACK cannot decode.
+        """
+
+        def script(server: Any) -> None:
+            server._data_to_send += _frame(1, 1, b"\xff\xff\xff\xff", 0x4)
+
+        self.assertSameOutcome(script)

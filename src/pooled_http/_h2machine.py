@@ -15,9 +15,9 @@ from __future__ import annotations
 from struct import Struct
 from typing import Any
 
-from h2.connection import ConnectionState, H2Connection
+from h2.connection import ConnectionState, H2Connection, _decode_headers
 from h2.errors import ErrorCodes
-from h2.exceptions import StreamClosedError, StreamIDTooLowError
+from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
 from h2.stream import H2Stream, StreamInputs, StreamState
 from h2.utilities import HeaderValidationFlags
 from hyperframe.frame import RstStreamFrame
@@ -28,10 +28,14 @@ __all__: list[str] = []
 _FRAME_HEADER = Struct(">HBBBL")
 
 #: Frame types and flags (RFC 9113, section 6).
+_DATA = 0x0
 _HEADERS = 0x1
 _CONTINUATION = 0x9
 _END_STREAM = 0x1
 _END_HEADERS = 0x4
+#: The flags of a C{HEADERS} frame that holds a whole block, with
+#: C{END_STREAM} added.
+_WHOLE_HEAD = _END_HEADERS | _END_STREAM
 
 #: The states in which a stream takes the server's C{DATA} frames.
 _RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
@@ -162,12 +166,15 @@ class _H2Connection(H2Connection):
 
     def receiveFrames(self, data: bytes) -> list[Any]:
         """
-        What C{receive_data} does, the same frames in the same order, but a
-        C{DATA} frame without padding on a stream that may take it, within
-        both flow-control windows, is taken in here: for it the list holds
-        C{(streamId, data, flowControlledLength, endStream)} where C{h2}
-        would put a C{DataReceived} (and a C{StreamEnded}) event.  The
-        other frames, and any frame the checks below are not sure of, go to
+        What C{receive_data} does, the same frames in the same order, but
+        the common frames of a response are taken in here, without C{h2}'s
+        frame objects (L{_takes} says which): a C{DATA} frame without
+        padding, for which the list holds C{(streamId, data,
+        flowControlledLength, endStream)} where C{h2} would put a
+        C{DataReceived} (and a C{StreamEnded}) event; and a response's
+        C{HEADERS} frame holding its whole block, without padding or
+        priority, for which it holds C{h2}'s events (L{_head}).  The other
+        frames, and any frame the checks are not sure of, go to
         C{receive_data}, which raises what it raises.  A frame not all read
         waits here for the rest.
 
@@ -192,18 +199,28 @@ class _H2Connection(H2Connection):
             end = at + 9 + length
             if end > size:
                 break
-            if kind == 0 and not flags & 0xFE and streamId in self.streams:
+            if (
+                (kind == _DATA and flags | _END_STREAM == _END_STREAM)
+                or (kind == _HEADERS and flags | _END_STREAM == _WHOLE_HEAD)
+            ) and streamId in self.streams:
                 if at > given:
                     found.extend(self.receive_data(data[given:at]))
                     given = at
                 stream = self.streams.get(streamId)
-                if stream is not None and self._takesData(stream, length):
-                    ended = flags == 1
-                    stream._inbound_window_manager.window_consumed(length)
-                    self._inbound_flow_control_window_manager.window_consumed(length)
-                    if ended:
-                        stream.state_machine.process_input(StreamInputs.RECV_END_STREAM)
-                    found.append((streamId, data[at + 9 : end], length, ended))
+                if stream is not None and self._takes(stream, kind, length):
+                    ended = flags & _END_STREAM == _END_STREAM
+                    if kind == _DATA:
+                        stream._inbound_window_manager.window_consumed(length)
+                        self._inbound_flow_control_window_manager.window_consumed(
+                            length
+                        )
+                        if ended:
+                            stream.state_machine.process_input(
+                                StreamInputs.RECV_END_STREAM
+                            )
+                        found.append((streamId, data[at + 9 : end], length, ended))
+                    else:
+                        found.extend(self._head(stream, data[at + 9 : end], ended))
                     given = end
             at = end
         if at > given:
@@ -212,25 +229,49 @@ class _H2Connection(H2Connection):
             self._unread = data[at:]
         return found
 
-    def _takesData(self, stream: H2Stream, length: int) -> bool:
+    def _takes(self, stream: H2Stream, kind: int, length: int) -> bool:
         """
-        Whether a C{DATA} frame of C{length} bytes on C{stream} is one
-        C{h2} would take without an error and with no other effect than
-        its windows shrinking, the stream's state machine seeing its end,
-        and its events: the connection open, no header block half read,
-        the stream's head in, the stream open on the server's side, and
-        room in both windows.
+        Whether L{receiveFrames} may take in a frame of C{kind} and
+        C{length} on C{stream} (whose flags it checked) as C{h2} would:
+        the connection open, no header block half read, the stream open on
+        the server's side; for C{DATA}, the stream's head in and room in
+        both windows (so C{h2} would raise nothing, and do nothing else
+        than shrink them and see the stream's end); for C{HEADERS}, the
+        stream's head not in yet (trailers are left to C{h2}).
         """
         machine = stream.state_machine
-        return bool(
+        if not (
             self.state_machine.state is ConnectionState.CLIENT_OPEN
             and not self.incoming_buffer._headers_buffer
-            and machine.headers_received
             and machine.state in _RECEIVING
+        ):
+            return False
+        if kind == _HEADERS:
+            return not machine.headers_received
+        return bool(
+            machine.headers_received
             and length <= stream._inbound_window_manager.current_window_size
-            and length
-            <= self._inbound_flow_control_window_manager.current_window_size
+            and length <= self._inbound_flow_control_window_manager.current_window_size
         )
+
+    def _head(self, stream: H2Stream, block: bytes, ended: bool) -> list[Any]:
+        """
+        A whole header block for C{stream}, taken in as C{h2} takes a
+        C{HEADERS} frame (the stream decides what it is: a response, or an
+        interim one), and its errors treated as C{receive_data} treats
+        them: the connection is ended with the error's code.
+
+        @return: C{h2}'s events for it.
+        """
+        try:
+            headers = _decode_headers(self.decoder, block)
+            events: list[Any] = stream.receive_headers(
+                headers, ended, self.config.header_encoding
+            )[1]
+        except ProtocolError as e:
+            self._terminate_connection(e.error_code)
+            raise
+        return events
 
     @property
     def open_outbound_streams(self) -> int:
