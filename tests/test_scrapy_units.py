@@ -40,7 +40,7 @@ try:
         DownloadFailedError,
         DownloadTimeoutError,
     )
-    from scrapy.http import Headers
+    from scrapy.http import Headers, HtmlResponse, TextResponse, XmlResponse
     from scrapy.responsetypes import responsetypes
     from scrapy.settings import Settings
 
@@ -312,6 +312,16 @@ class StatsTests(SynchronousTestCase):
         self.assertEqual(values["pooled_http/closed/idle_timeout"], 3)
 
 
+def _replaceMethod(case: SynchronousTestCase, name: str, replacement: Any) -> None:
+    """
+    Replace a method of Scrapy's C{responsetypes} for one test, and take
+    the replacement away after it (C{patch} would leave the bound method
+    behind as an attribute of the object, which is not what Scrapy has).
+    """
+    setattr(responsetypes, name, replacement)
+    case.addCleanup(delattr, responsetypes, name)
+
+
 class ResponseClassTests(SynchronousTestCase):
     """
     L{responseClass} picks the class Scrapy's C{responsetypes.from_args}
@@ -336,7 +346,18 @@ class ResponseClassTests(SynchronousTestCase):
             b"image/png",
             b"APPLICATION/XML",
         ]
-        urls = ["http://h/a", "http://h/a.html", "http://h/b.json", "http://h/c.png"]
+        urls = [
+            "http://h/a",
+            "http://h/a.html",
+            "http://h/b.json",
+            "http://h/c.png",
+            "http://h/dir.d/page?q=1",
+            "http://h/?q=1.5",
+            "http://h/a.tar.gz",
+            "http://h/a.svgz",
+            "http://h",
+            "data:text/html,x",
+        ]
         bodies = [
             b"",
             b"plain",
@@ -349,6 +370,9 @@ class ResponseClassTests(SynchronousTestCase):
             b"a" * 6000 + b"\x01",
             b"\t\r\n ok",
             b"\x1f",
+            b"x" * 1024,
+            b"xml <?XmL",
+            b"<p>no mark</p>",
         ]
         for _ in range(3000):
             headers = Headers()
@@ -369,12 +393,29 @@ class ResponseClassTests(SynchronousTestCase):
                 (headers, url, body),
             )
 
+    def test_tablesChanged(self) -> None:
+        """
+        What L{responseClass} remembers follows changes to Scrapy's tables
+        made after it was asked: a class mapped anew to a MIME type, and a
+        method of C{responsetypes} replaced.
+        """
+        headers = Headers({b"Content-Type": b"application/x-custom"})
+        url = "http://h/page"
+        body = b"x" * 100
+        self.assertIs(responseClass(headers, url, body), TextResponse)
+        self.patch(responsetypes, "classes", dict(responsetypes.classes))
+        responsetypes.classes["application/x-custom"] = HtmlResponse
+        self.assertIs(responseClass(headers, url, body), HtmlResponse)
+        self.assertIs(responseClass(Headers(), url, body), TextResponse)
+        _replaceMethod(self, "from_filename", lambda name: XmlResponse)
+        self.assertIs(responseClass(Headers(), url, body), XmlResponse)
+
     def test_customTypes(self) -> None:
         """
         A C{responsetypes} whose C{from_body} was replaced is asked as it
         is.
         """
-        self.patch(responsetypes, "from_body", lambda body: Headers)
+        _replaceMethod(self, "from_body", lambda body: Headers)
         self.assertIs(responseClass(Headers(), "http://h/", b"x"), Headers)
 
 
@@ -435,7 +476,7 @@ class ScrapyHeadersTests(SynchronousTestCase):
                 seen.append(kwargs.get("headers"))
                 super().__init__(*args, **kwargs)
 
-        self.patch(responsetypes, "from_args", lambda **kwargs: Custom)
+        _replaceMethod(self, "from_args", lambda **kwargs: Custom)
         response = makeResponse("http://h/", 200, headers, b"x")
         self.assertEqual(seen, [headers])
         self.assertEqual(response.headers, headers)

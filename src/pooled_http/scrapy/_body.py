@@ -150,6 +150,97 @@ _STOCK_CLASSES = frozenset(
 )
 
 
+class _ClassMemo:
+    """
+    What L{responseClass} knows of one C{ResponseTypes}: whether it is
+    Scrapy's own (C{stock}: the body scan may be done here) and whether
+    its class choice from headers and file names is too (C{remembers}: the
+    class C{from_headers} gives for each (C{Content-Type},
+    C{Content-Encoding}, C{Content-Disposition}) and what C{from_filename}
+    gives for a URL whose last path segment has no dot, so no extension,
+    are remembered).  It stands while the object, its methods and the
+    tables they read are the ones it saw (C{classes} compared whole, the
+    C{mimetypes} maps by identity and size).
+    """
+
+    __slots__ = (
+        "types",
+        "state",
+        "classes",
+        "stock",
+        "remembers",
+        "byHeaders",
+        "noExtension",
+    )
+
+    def __init__(self, types: Any) -> None:
+        self.types = types
+        self.state = _state(types)
+        self.classes = dict(types.classes)
+        kind = type(types)
+        overridden = vars(types)
+        self.stock = (kind.from_args, kind.from_body) == _STOCK and not (
+            "from_args" in overridden or "from_body" in overridden
+        )
+        self.remembers = (
+            self.stock
+            and _PLAIN_HEADERS
+            and _methods(kind) == _STOCK_METHODS
+            and not _OVERRIDES.intersection(overridden)
+        )
+        self.byHeaders: dict[tuple[Any, Any, Any], type[Response]] = {}
+        self.noExtension: type[Response] | None = None
+
+    def current(self, types: Any) -> bool:
+        """
+        Whether this memo still describes C{types}.
+        """
+        return (
+            types is self.types
+            and _state(types) == self.state
+            and types.classes == self.classes
+        )
+
+
+def _methods(kind: type) -> tuple[Any, ...]:
+    return (
+        kind.from_args,  # type: ignore[attr-defined]
+        kind.from_body,  # type: ignore[attr-defined]
+        kind.from_headers,  # type: ignore[attr-defined]
+        kind.from_content_type,  # type: ignore[attr-defined]
+        kind.from_content_disposition,  # type: ignore[attr-defined]
+        kind.from_mimetype,  # type: ignore[attr-defined]
+        kind.from_filename,  # type: ignore[attr-defined]
+    )
+
+
+_STOCK_METHODS = _methods(ResponseTypes)
+_OVERRIDES = frozenset(m.__name__ for m in _STOCK_METHODS)
+
+
+def _state(types: Any) -> tuple[Any, ...]:
+    """
+    What a change to C{types} would change: its class's methods, its own
+    attributes, and its C{mimetypes} tables.
+    """
+    mimetypes = types.mimetypes
+    typesMap = mimetypes.types_map[True]
+    return (
+        _methods(type(types)),
+        len(vars(types)),
+        mimetypes,
+        typesMap,
+        len(typesMap),
+        len(mimetypes.suffix_map),
+        len(mimetypes.encodings_map),
+    )
+
+
+#: The memo of the C{ResponseTypes} last asked (Scrapy has one).
+_MEMO: list[_ClassMemo | None] = [None]
+_MEMO_MAX = 256
+
+
 def responseClass(headers: Headers, url: str, body: bytes) -> type[Response]:
     """
     The Scrapy response class of a download, as
@@ -157,29 +248,56 @@ def responseClass(headers: Headers, url: str, body: bytes) -> type[Response]:
     without Scrapy's byte-by-byte scan of the body when its stock
     C{ResponseTypes} is in use (a body whose headers and URL say nothing,
     as C{application/octet-stream}, would cost a scan of up to 5,000 bytes
-    in Python per page).
+    in Python per page), and with what the headers and an extension-less
+    URL give remembered (the same few header values come back page after
+    page).
     """
     types = responsetypes.responsetypes
-    kind = type(types)
-    if (kind.from_args, kind.from_body) != _STOCK or "from_args" in vars(types) or (
-        "from_body" in vars(types)
-    ):
+    memo = _MEMO[0]
+    if memo is None or not memo.current(types):
+        memo = _MEMO[0] = _ClassMemo(types)
+    if not memo.stock:
         return types.from_args(headers=headers, url=url, body=body)
-    cls = types.from_headers(headers)
-    if cls is Response:
-        cls = types.from_filename(url)
+    if memo.remembers and type(headers) is Headers:
+        get = dict.get
+        kept = get(headers, b"Content-Type")
+        contentType = kept[-1] if kept else None
+        kept = get(headers, b"Content-Encoding")
+        encoding = kept[-1] if kept else None
+        kept = get(headers, b"Content-Disposition")
+        key = (contentType, encoding, kept[-1] if kept else None)
+        cls = memo.byHeaders.get(key)
+        if cls is None:
+            cls = types.from_headers(headers)
+            if len(memo.byHeaders) >= _MEMO_MAX:
+                memo.byHeaders.clear()
+            memo.byHeaders[key] = cls
+        if cls is Response:
+            if "." in url[url.rfind("/") + 1 :] or url.startswith("data:"):
+                cls = types.from_filename(url)
+            else:
+                cls = memo.noExtension
+                if cls is None:
+                    cls = memo.noExtension = types.from_filename(url)
+    else:
+        cls = types.from_headers(headers)
+        if cls is Response:
+            cls = types.from_filename(url)
     if cls is not Response:
         return cls
     chunk = body[:5000]
     if len(chunk.translate(None, _BINARY)) != len(chunk):
         return types.from_mimetype("application/octet-stream")
-    lowered = chunk.lower()
-    if b"<html>" in lowered:
-        return types.from_mimetype("text/html")
-    if b"<?xml" in lowered:
-        return types.from_mimetype("text/xml")
-    if b"<!doctype html>" in lowered:
-        return types.from_mimetype("text/html")
+    # Each mark starts with "<", which one memchr finds; the marks' own
+    # searches can be slow (a body of one repeated letter of a mark).
+    if b"<" in chunk:
+        lowered = chunk.lower()
+        if b"<html>" in lowered:
+            return types.from_mimetype("text/html")
+        if b"<?xml" in lowered:
+            return types.from_mimetype("text/xml")
+        if b"<!doctype html>" in lowered:
+            return types.from_mimetype("text/html")
     return types.from_mimetype("text")
 
 
