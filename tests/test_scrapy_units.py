@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import ResponseNeverReceived
-from twisted.web.client import ResponseFailed
+from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.http_headers import Headers as TxHeaders
 from twisted.web.iweb import UNKNOWN_LENGTH
 
@@ -36,6 +36,7 @@ try:
     import scrapy
     from scrapy.exceptions import (
         CannotResolveHostError,
+        DownloadCancelledError,
         DownloadConnectionRefusedError,
         DownloadFailedError,
         DownloadTimeoutError,
@@ -615,3 +616,123 @@ class FutureResultTests(SynchronousTestCase):
         done.set_result(None)
         self.assertFalse(done.cancel())
         self.assertEqual(cancelled, ["a"])
+
+
+class _BodyTransport:
+    """
+    The transport a body protocol is given: records C{stopProducing}.
+    """
+
+    def __init__(self) -> None:
+        self.stopped = 0
+
+    def stopProducing(self) -> None:
+        self.stopped += 1
+
+
+class _SlowResponse:
+    """
+    A response whose body comes when the test says so.
+    """
+
+    version = (b"HTTP", 1, 1)
+    code = 200
+    phrase = b"OK"
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.headers = TxHeaders({b"Content-Type": [b"text/plain"]})
+        self.protocol: Any = None
+        self.transport = _BodyTransport()
+
+    def deliverBody(self, protocol: Any) -> None:
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)
+
+
+class DownloadBodyTests(SynchronousTestCase):
+    """
+    The body stage of a L{Download}: the body read as it comes, and a
+    cancel or deadline mid-body failing the download at once, dropping the
+    connection, with nothing told after.
+    """
+
+    skip = SKIP
+
+    def _start(self, clock: Clock, timeout: float = 0) -> tuple[Any, Any, Any]:
+        from scrapy import Request, Spider
+        from scrapy.utils.test import get_crawler
+        from twisted.internet.defer import Deferred, succeed
+
+        from pooled_http.scrapy._download import Download
+
+        response = _SlowResponse(6)
+
+        class Agent:
+            def request(self, *args: Any) -> Any:
+                return succeed(response)
+
+        class Agents:
+            def agentFor(self, route: Any) -> Agent:
+                return Agent()
+
+        class Handler:
+            _config = HandlerConfig.fromSettings(Settings({"DOWNLOAD_TIMEOUT": timeout}))
+            _agents = Agents()
+            _deadlines = Deadlines(clock)
+            crawler = get_crawler(Spider)
+
+            def _warnDataLoss(self, url: str) -> None:
+                pass
+
+        result: Deferred[Any] = Deferred()
+        download = Download(Handler(), Request("http://127.0.0.1/slow"), result)  # type: ignore[arg-type]
+        outcome: list[Any] = []
+        result.addBoth(outcome.append)
+        download.start()
+        return download, response, outcome
+
+    def test_bodyAsItComes(self) -> None:
+        """
+        A body in parts makes one response, once the body is over.
+        """
+        _, response, outcome = self._start(Clock())
+        response.protocol.dataReceived(b"abc")
+        self.assertEqual(outcome, [])
+        response.protocol.dataReceived(b"def")
+        response.protocol.connectionLost(Failure(ResponseDone()))
+        self.assertEqual(outcome[0].body, b"abcdef")
+        self.assertEqual(response.transport.stopped, 0)
+
+    def test_cancelMidBody(self) -> None:
+        """
+        Cancelling while the body comes fails the download with
+        C{DownloadCancelledError} at once and drops the connection; the
+        body's end, when the connection goes, tells nothing more.
+        """
+        download, response, outcome = self._start(Clock())
+        response.protocol.dataReceived(b"abc")
+        download.cancel()
+        self.assertEqual(len(outcome), 1)
+        outcome[0].trap(DownloadCancelledError)
+        self.assertEqual(response.transport.stopped, 1)
+        response.protocol.dataReceived(b"def")
+        response.protocol.connectionLost(Failure(ResponseDone()))
+        self.assertEqual(len(outcome), 1)
+        download.cancel()
+        self.assertEqual(response.transport.stopped, 1)
+
+    def test_deadlineMidBody(self) -> None:
+        """
+        The download's deadline passing while the body comes fails it with
+        C{DownloadTimeoutError} naming the timeout.
+        """
+        clock = Clock()
+        _, response, outcome = self._start(clock, timeout=5)
+        response.protocol.dataReceived(b"abc")
+        clock.advance(5)
+        self.assertEqual(len(outcome), 1)
+        error = outcome[0].trap(DownloadTimeoutError)
+        self.assertIs(error, DownloadTimeoutError)
+        self.assertIn("5", str(outcome[0].value))
+        self.assertEqual(response.transport.stopped, 1)

@@ -374,18 +374,19 @@ class BytesProducer:
 
 class BodyReader(Protocol):
     """
-    Collects one response body for Scrapy.
-
-    C{finished} fires with C{(body, flags, stopDownload)}: flags
+    Collects one response body for Scrapy, and tells its download how it
+    ended, once: C{done((body, flags, stopDownload))} with flags
     C{["partial"]} for a body the server ended by closing without a length,
-    C{["dataloss"]} for a truncated one when data loss is allowed; or fails
-    with C{DownloadCancelledError} past the maximum size, or
-    C{ResponseDataLossError} for a truncated body when it is not allowed.
+    C{["dataloss"]} for a truncated one when data loss is allowed; or
+    C{failed(error)} with C{DownloadCancelledError} past the maximum size,
+    C{ResponseDataLossError} for a truncated body when it is not allowed,
+    or the connection's own failure.  Nothing is told after L{cancel}.
     """
 
     def __init__(
         self,
-        finished: Deferred[tuple[bytes, list[str] | None, StopDownload | None]],
+        done: Callable[[tuple[bytes, list[str] | None, StopDownload | None]], None],
+        failed: Callable[[BaseException], None],
         request: Any,
         crawler: Any,
         maxSize: int,
@@ -394,7 +395,8 @@ class BodyReader(Protocol):
         warned: bool,
         onDataLoss: Callable[[], None],
     ) -> None:
-        self._finished = finished
+        self._done: Callable[[Any], None] | None = done
+        self._failedWith = failed
         self._request = request
         self._crawler = crawler
         self._maxSize = maxSize
@@ -414,16 +416,32 @@ class BodyReader(Protocol):
         if transport is not None:
             transport.stopProducing()
 
+    def cancel(self) -> None:
+        """
+        The download gave up: drop the connection, and tell nothing more.
+        """
+        self._done = None
+        self._chunks = []
+        self.abort()
+
     def _finish(
         self, flags: list[str] | None = None, stop: StopDownload | None = None
     ) -> None:
-        self._finished.callback((b"".join(self._chunks), flags, stop))
+        done = self._done
+        if done is not None:
+            self._done = None
+            done((b"".join(self._chunks), flags, stop))
+
+    def _fail(self, error: BaseException) -> None:
+        if self._done is not None:
+            self._done = None
+            self._failedWith(error)
 
     def dataReceived(self, data: bytes) -> None:
         """
         Keep C{data}, unless the body is already over for us.
         """
-        if self._finished.called:
+        if self._done is None:
             return
         self._chunks.append(data)
         self._received += len(data)
@@ -443,7 +461,7 @@ class BodyReader(Protocol):
             logger.warning(message)
             self._chunks = []
             self.abort()
-            self._finished.errback(DownloadCancelledError(message))
+            self._fail(DownloadCancelledError(message))
             return
         warnSize = self._warnSize
         if warnSize and not self._warned and self._received > warnSize:
@@ -457,7 +475,7 @@ class BodyReader(Protocol):
         The body is over: complete, ended by the connection's close, or
         cut short.
         """
-        if self._finished.called:
+        if self._done is None:
             return
         # isinstance, not Failure.check: that compares qualified names
         # built anew for each class asked about.
@@ -475,9 +493,10 @@ class BodyReader(Protocol):
             self._onDataLoss()
             error = ResponseDataLossError(str(reason.value))
             error.__cause__ = reason.value
-            self._finished.errback(error)
+            self._fail(error)
             return
-        self._finished.errback(reason)
+        assert ended is not None
+        self._fail(ended)
 
 
 def _isDataLoss(reason: Failure) -> bool:

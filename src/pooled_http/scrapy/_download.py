@@ -19,7 +19,7 @@ from urllib.parse import urldefrag
 from scrapy import signals
 from scrapy.exceptions import DownloadCancelledError, DownloadTimeoutError
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers as TxHeaders
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
@@ -116,6 +116,7 @@ class Download:
         "_url",
         "_result",
         "_stage",
+        "_reader",
         "_deadline",
         "_timeout",
         "_timedOut",
@@ -136,6 +137,7 @@ class Download:
         self._url: str = urldefrag(url)[0] if "#" in url else url
         self._result = result
         self._stage: Deferred[Any] | None = None
+        self._reader: BodyReader | None = None
         self._deadline: Deadline | None = None
         self._timeout: float | None = None
         self._timedOut = False
@@ -187,6 +189,12 @@ class Download:
         stage = self._stage
         if stage is not None:
             stage.cancel()
+            return
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            reader.cancel()
+            self._failedWith(CancelledError())
 
     def _expire(self) -> None:
         self._deadline = None
@@ -233,6 +241,9 @@ class Download:
         self._stage = None
         error = failure.value
         assert error is not None
+        self._failedWith(error)
+
+    def _failedWith(self, error: BaseException) -> None:
         if self._timedOut:
             timeoutError = DownloadTimeoutError(
                 f"Getting {self._url} took longer than {self._timeout} seconds."
@@ -311,15 +322,10 @@ class Download:
         if warned:
             logger.warning(warnSizeMessage(expected, warnSize, request, expected=True))
 
-        reader: BodyReader
-
-        def cancel(_: Deferred[Any]) -> None:
-            reader.abort()
-
-        finished: Deferred[Any] = Deferred(cancel)
         url = self._url
         reader = BodyReader(
-            finished,
+            self._bodyDone,
+            self._bodyFailed,
             request,
             crawler,
             maxSize,
@@ -328,12 +334,15 @@ class Download:
             warned,
             lambda: handler._warnDataLoss(url),
         )
-        self._stage = finished
+        self._reader = reader
         txresponse.deliverBody(reader)
-        finished.addCallbacks(self._bodyDone, self._failed)
+
+    def _bodyFailed(self, error: BaseException) -> None:
+        self._reader = None
+        self._failedWith(error)
 
     def _bodyDone(self, result: tuple[bytes, list[str] | None, Any]) -> None:
-        self._stage = None
+        self._reader = None
         body, flags, stop = result
         status, headers, certificate, address, protocol = self._parts
         try:
