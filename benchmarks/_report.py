@@ -9,6 +9,7 @@ from typing import Any
 
 POOLED = "pooled_http"
 POOLED_AGENT = "pooled_http+PooledAgent"
+POOLED_TUNED = "pooled_http+tuned"
 STOCK = "twisted-default"
 TUNED = "twisted-tuned"
 AIOHTTP = "aiohttp"
@@ -79,6 +80,27 @@ def _heapTarget(results: dict[str, Any]) -> dict[str, Any]:
         return _target(name, None, "memory results missing")
     mine, stock = ours["heapPerConnection"], theirs["heapPerConnection"]
     return _target(name, mine <= stock, f"{mine / 1024:.1f} vs {stock / 1024:.1f} KiB")
+
+
+def equalConnections(results: dict[str, Any]) -> list[str]:
+    """
+    PooledAgent with as many connections as aiohttp, against aiohttp, in
+    the scenarios that ran both.
+
+    @return: One line per scenario.
+    """
+    lines = []
+    for scenario in ("burst", "burst-tls"):
+        ours = _summary(results, scenario, POOLED_TUNED)
+        theirs = _summary(results, scenario, AIOHTTP)
+        if "rps" in ours and "rps" in theirs:
+            lines.append(
+                f"{scenario}: {ours['rps'] / theirs['rps']:.2f}x "
+                f"({ours['rps']:.0f} vs {theirs['rps']:.0f} req/s; "
+                f"{ours.get('opened', 0):.0f} vs {theirs.get('opened', 0):.0f} "
+                "connections opened)"
+            )
+    return lines
 
 
 def _target(name: str, met: bool | None, text: str) -> dict[str, Any]:
@@ -239,6 +261,15 @@ def writeMarkdown(results: dict[str, Any], path: str, plotName: str | None) -> N
         "",
     ]
     lines += [f"- {t['text']}" for t in results.get("targets", [])]
+    equal = equalConnections(results)
+    if equal:
+        lines += [
+            "",
+            "At equal connection counts (informative, not a target): "
+            f"{POOLED_TUNED} opens as many connections as {AIOHTTP}",
+            "",
+        ]
+        lines += [f"- {line}" for line in equal]
     for name, scenario in results["scenarios"].items():
         lines += ["", f"## {scenario['title']}", ""]
         if scenario["mode"] == "poolops":

@@ -7,6 +7,9 @@ Twisted benchmark clients, one per subprocess:
   - C{pooled_http+cache}: the stock C{Agent} on the same pool, built with
     C{Agent.usingEndpointFactory} and L{pooled_http.CachingEndpointFactory};
   - C{pooled_http+h2}: the same pool with C{PooledAgent(http2=True)};
+  - C{pooled_http+tuned}: C{pooled_http+PooledAgent} with
+    C{maxConnectionsPerHost} set to the scenario's concurrency, as many
+    connections as aiohttp opens (our default cap is 8);
   - C{twisted-default}: Twisted's stock pool, C{persistent=True},
     C{maxPersistentPerHost=2} (its defaults);
   - C{twisted-tuned}: Twisted's stock pool with C{maxPersistentPerHost} set to
@@ -49,6 +52,7 @@ TWISTED_CLIENTS = (
     "pooled_http+PooledAgent",
     "pooled_http+cache",
     "pooled_http+h2",
+    "pooled_http+tuned",
     "twisted-default",
     "twisted-tuned",
 )
@@ -83,6 +87,9 @@ def makePool(reactor: Any, client: str, job: dict[str, Any]) -> Any:
         pool: Any = HTTPConnectionPool(reactor, persistent=True)
         for name, value in job.get("poolOptions", {}).items():
             setattr(pool, name, value)
+        if client == "pooled_http+tuned":
+            pool.maxConnectionsPerHost = job["concurrency"]
+            pool.maxPersistentPerHost = job["concurrency"]
         if job.get("globalCap") is not None:
             pool.maxConnections = job["globalCap"]
         if keepIdle is not None:
@@ -116,7 +123,7 @@ def makeAgent(reactor: Any, client: str, pool: Any, job: dict[str, Any]) -> Any:
         kwargs["contextFactory"] = BrowserLikePolicyForHTTPS(trustRoot=trustRoot)
     if client == "pooled_http+h2":
         return pooledAgentClass()(reactor, http2=True, **kwargs)
-    if client == "pooled_http+PooledAgent":
+    if client in ("pooled_http+PooledAgent", "pooled_http+tuned"):
         if job.get("proxy"):
             kwargs["proxy"] = job["proxy"]
         return pooledAgentClass()(reactor, **kwargs)
@@ -240,7 +247,7 @@ async def runJob(
     @param outcome: Where a stall is reported.
     """
     client = job["client"]
-    if client in ("pooled_http+PooledAgent", "pooled_http+h2") and (
+    if client in ("pooled_http+PooledAgent", "pooled_http+tuned", "pooled_http+h2") and (
         pooledAgentClass() is None
     ):
         return {"unavailable": "pooled_http.PooledAgent is not importable"}

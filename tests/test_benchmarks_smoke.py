@@ -40,6 +40,7 @@ H2_ONLY = ("pooled_http+h2", "httpx+h2", "h2load")
 TWISTED_CLIENTS = (
     "pooled_http",
     "pooled_http+PooledAgent",
+    "pooled_http+tuned",
     "twisted-default",
     "twisted-tuned",
 )
@@ -111,6 +112,9 @@ class BenchmarkSmokeTests(SynchronousTestCase):
         with open(os.path.join(output, "smoke.md")) as f:
             markdown = f.read()
         self.assertIn("## Targets", markdown)
+        if "aiohttp" in clients:
+            self.assertIn("At equal connection counts", markdown)
+            self.assertRegex(markdown, r"- burst-tls: [0-9.]+x \(")
         if plot:
             self.assertTrue(os.path.exists(os.path.join(output, "smoke.png")))
         self.checkResults(results, clients, completed.stdout)
@@ -127,7 +131,12 @@ class BenchmarkSmokeTests(SynchronousTestCase):
             if name == "burst-h2":
                 expected = [c for c in clients if c in H2_SCENARIO_CLIENTS]
             else:
-                expected = [c for c in clients if c not in H2_ONLY]
+                expected = [
+                    c
+                    for c in clients
+                    if c not in H2_ONLY
+                    and (c != "pooled_http+tuned" or name in ("burst", "burst-tls"))
+                ]
             self.assertEqual(sorted(scenario["clients"]), sorted(expected), name)
             for client, entry in scenario["clients"].items():
                 where = f"{name}/{client}: {entry}\n{log[-2000:]}"
