@@ -274,3 +274,36 @@ class ProxyBenchmarkSmokeTests(SynchronousTestCase):
         ours = summary["clients"]["pooled_http+PooledAgent"]
         self.assertTrue(ours["connectsAtMostConnections"])
         self.assertGreater(ours["connects"], 0)
+
+
+class TLSLayersSmokeTests(SynchronousTestCase):
+    """
+    Run C{benchmarks/tls_layers.py} at a tiny size: both layers carry the
+    request and response and get figures.
+    """
+
+    def test_bothLayers(self) -> None:
+        if not installed("trustme"):
+            raise self.skipTest("trustme is not installed (the bench extra)")
+        completed = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(ROOT, "benchmarks", "tls_layers.py"),
+                "--rounds",
+                "50",
+                "--handshakes",
+                "3",
+                "--repeats",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        self.assertEqual(completed.returncode, 0, completed.stderr[-2000:])
+        layers = json.loads(completed.stdout)["layers"]
+        self.assertEqual(sorted(layers), ["pyOpenSSL", "ssl"])
+        for name, figures in layers.items():
+            self.assertGreater(figures["usPerRequest"], 0, name)
+            self.assertGreater(figures["msPerClientHandshake"], 0, name)

@@ -1,0 +1,209 @@
+"""
+The TLS layer's own cost, in memory, with no sockets: what one client
+request and response of 1 KiB cost in pyOpenSSL calls, made as Twisted's
+C{TLSMemoryBIOProtocol} makes them, against the standard library's
+C{ssl.MemoryBIO} (what asyncio, and so aiohttp, uses); and a client
+handshake's CPU time with each.
+
+Usage (bounded: a fixed number of rounds)::
+
+    python benchmarks/tls_layers.py                 # 20,000 rounds, 200 handshakes
+    python benchmarks/tls_layers.py --rounds 2000 --handshakes 50
+
+Needs C{trustme} (the C{bench} extra).  Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from OpenSSL import SSL
+
+REQUEST = b"GET /?page=1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n" + b"x" * 1024
+BUFFER = 2**15
+
+
+def _credentials(folder: str) -> tuple[str, str]:
+    import trustme
+
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost")
+    keyAndChain = os.path.join(folder, "server.pem")
+    server.private_key_and_cert_chain_pem.write_to_path(keyAndChain)
+    caPath = os.path.join(folder, "ca.pem")
+    ca.cert_pem.write_to_path(caPath)
+    return keyAndChain, caPath
+
+
+class PyOpenSSLPair:
+    """
+    A pyOpenSSL client and server joined in memory.
+    """
+
+    def __init__(self, keyAndChain: str, caPath: str) -> None:
+        server = SSL.Context(SSL.TLS_METHOD)
+        server.use_privatekey_file(keyAndChain)
+        server.use_certificate_chain_file(keyAndChain)
+        client = SSL.Context(SSL.TLS_METHOD)
+        client.load_verify_locations(caPath)
+        client.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+        self.serverContext, self.clientContext = server, client
+
+    def handshake(self) -> tuple[Any, Any, float]:
+        """
+        @return: The client, the server, and the client's CPU seconds.
+        """
+        server = SSL.Connection(self.serverContext, None)
+        server.set_accept_state()
+        client = SSL.Connection(self.clientContext, None)
+        client.set_connect_state()
+        client.set_tlsext_host_name(b"localhost")
+        spent = 0.0
+        for _ in range(10):
+            for conn in (client, server):
+                started = time.process_time()
+                try:
+                    conn.do_handshake()
+                except SSL.WantReadError:
+                    pass
+                if conn is client:
+                    spent += time.process_time() - started
+            for source, sink in ((client, server), (server, client)):
+                try:
+                    sink.bio_write(source.bio_read(65536))
+                except SSL.WantReadError:
+                    pass
+        return client, server, spent
+
+    def rounds(self, count: int) -> float:
+        """
+        @return: Client seconds per round: write the request and take its
+            record out (then find nothing more to send), put a response
+            record in and read it (then find nothing more to read), each
+            call as Twisted's TLS layer makes it.
+        """
+        client, server, _ = self.handshake()
+        records = []
+        for _ in range(count):
+            server.send(RESPONSE)
+            records.append(server.bio_read(65536))
+        started = time.process_time()
+        for record in records:
+            client.send(REQUEST)
+            client.bio_read(BUFFER)
+            try:
+                client.bio_read(BUFFER)
+            except SSL.WantReadError:
+                pass
+            client.bio_write(record)
+            client.recv(BUFFER)
+            try:
+                client.recv(BUFFER)
+            except SSL.WantReadError:
+                pass
+        return (time.process_time() - started) / count
+
+
+class StdlibPair:
+    """
+    A standard library C{ssl} client and server joined by memory BIOs.
+    """
+
+    def __init__(self, keyAndChain: str, caPath: str) -> None:
+        self.serverContext = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.serverContext.load_cert_chain(keyAndChain)
+        self.clientContext = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.clientContext.load_verify_locations(caPath)
+
+    def handshake(self) -> tuple[Any, float]:
+        """
+        @return: The parts, and the client's CPU seconds.
+        """
+        serverIn, serverOut = ssl.MemoryBIO(), ssl.MemoryBIO()
+        clientIn, clientOut = ssl.MemoryBIO(), ssl.MemoryBIO()
+        server = self.serverContext.wrap_bio(serverIn, serverOut, server_side=True)
+        client = self.clientContext.wrap_bio(
+            clientIn, clientOut, server_hostname="localhost"
+        )
+        spent = 0.0
+        for _ in range(10):
+            for conn in (client, server):
+                started = time.process_time()
+                try:
+                    conn.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+                if conn is client:
+                    spent += time.process_time() - started
+            if clientOut.pending:
+                serverIn.write(clientOut.read())
+            if serverOut.pending:
+                clientIn.write(serverOut.read())
+        return (client, server, clientIn, clientOut, serverOut), spent
+
+    def rounds(self, count: int) -> float:
+        """
+        @return: Client seconds per round, as asyncio's SSL protocol makes
+            the calls.
+        """
+        (client, server, clientIn, clientOut, serverOut), _ = self.handshake()
+        records = []
+        for _ in range(count):
+            server.write(RESPONSE)
+            records.append(serverOut.read())
+        started = time.process_time()
+        for record in records:
+            client.write(REQUEST)
+            clientOut.read()
+            clientIn.write(record)
+            client.read(BUFFER)
+            try:
+                client.read(BUFFER)
+            except ssl.SSLWantReadError:
+                pass
+        return (time.process_time() - started) / count
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    Measure both layers; print the figures as JSON.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=20_000)
+    parser.add_argument("--handshakes", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    options = parser.parse_args(argv)
+    if options.rounds <= 0 or options.handshakes <= 0 or options.repeats <= 0:
+        parser.error("--rounds, --handshakes and --repeats must be positive")
+    with tempfile.TemporaryDirectory() as folder:
+        keyAndChain, caPath = _credentials(folder)
+        layers = {
+            "pyOpenSSL": PyOpenSSLPair(keyAndChain, caPath),
+            "ssl": StdlibPair(keyAndChain, caPath),
+        }
+        figures: dict[str, Any] = {}
+        for name, layer in layers.items():
+            perRound = statistics.median(
+                layer.rounds(options.rounds) for _ in range(options.repeats)
+            )
+            handshake = statistics.median(
+                layer.handshake()[-1] for _ in range(options.handshakes)
+            )
+            figures[name] = {
+                "usPerRequest": round(perRound * 1e6, 2),
+                "msPerClientHandshake": round(handshake * 1e3, 3),
+            }
+    print(json.dumps({"rounds": options.rounds, "layers": figures}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
