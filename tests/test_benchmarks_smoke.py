@@ -307,3 +307,31 @@ class TLSLayersSmokeTests(SynchronousTestCase):
         for name, figures in layers.items():
             self.assertGreater(figures["usPerRequest"], 0, name)
             self.assertGreater(figures["msPerClientHandshake"], 0, name)
+
+
+class ScrapyInMemorySmokeTests(SynchronousTestCase):
+    """
+    Run C{benchmarks/scrapy_inmemory.py} at a tiny size: the handler's
+    downloads of canned responses all succeed and get a figure.
+    """
+
+    def test_downloads(self) -> None:
+        if not installed("scrapy"):
+            raise self.skipTest("Scrapy is not installed")
+        completed = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(ROOT, "benchmarks", "scrapy_inmemory.py"),
+                "--downloads",
+                "200",
+                "--repeats",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        self.assertEqual(completed.returncode, 0, completed.stderr[-2000:])
+        figures = json.loads(completed.stdout)
+        self.assertGreater(figures["usPerDownloadMedian"], 0)
