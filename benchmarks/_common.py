@@ -160,6 +160,23 @@ def loadResult(output: str) -> dict[str, Any]:
     raise ValueError("no result line in client output")
 
 
+#: This checkout's src/: the pooled_http every script measures unless told
+#: otherwise (it comes before PYTHONPATH).
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+def addSourceOption(parser: argparse.ArgumentParser) -> None:
+    """
+    Add C{--src}, the directory holding the pooled_http package to measure.
+    """
+    parser.add_argument(
+        "--src",
+        default=SRC,
+        help="directory holding the pooled_http package to measure "
+        "(default: this checkout's src/, which comes before PYTHONPATH)",
+    )
+
+
 def addPoolOptions(parser: argparse.ArgumentParser) -> None:
     """
     Give a benchmark's command line C{--pool-option NAME=VALUE}.

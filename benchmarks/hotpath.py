@@ -46,7 +46,7 @@ from _aioclients import (  # noqa: E402
     gatherAll,
     serverStatus,
 )
-from _common import addPoolOptions, poolOptions  # noqa: E402
+from _common import addPoolOptions, addSourceOption, poolOptions  # noqa: E402
 from _servers import startServer  # noqa: E402
 from _twclients import (  # noqa: E402
     TWISTED_CLIENTS,
@@ -116,12 +116,7 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sort", default="tottime", help="pstats sort key")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument(
-        "--src",
-        default=SRC,
-        help="directory holding the pooled_http package to measure "
-        "(default: this checkout's src/)",
-    )
+    addSourceOption(parser)
     addPoolOptions(parser)
     args = parser.parse_args(argv)
     args.poolOptions = poolOptions(parser, args)

@@ -32,13 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from _common import fetchStatus, loadResult, raiseFileLimit  # noqa: E402
+from _common import SRC, addSourceOption, fetchStatus, loadResult, raiseFileLimit  # noqa: E402
 from _report import evaluateTargets, writeMarkdown, writePlot  # noqa: E402
 from _servers import Server, startServer  # noqa: E402
 
 from pooled_http.stats import percentiles  # noqa: E402
-
-SRC = os.path.join(os.path.dirname(HERE), "src")
 
 CLIENTS = (
     "pooled_http",
@@ -656,12 +654,7 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds per client run"
     )
-    parser.add_argument(
-        "--src",
-        default=SRC,
-        help="directory holding the pooled_http package to measure "
-        "(default: this checkout's src/)",
-    )
+    addSourceOption(parser)
     parser.add_argument(
         "--rev",
         default=None,

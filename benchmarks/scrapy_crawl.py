@@ -40,6 +40,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import run  # noqa: E402
+from _common import addSourceOption  # noqa: E402
 from _servers import startServer  # noqa: E402
 from run import runSubprocess  # noqa: E402
 
@@ -82,12 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="await each handler's download_request directly, without a crawl",
     )
-    parser.add_argument(
-        "--src",
-        default=run.SRC,
-        help="directory holding the pooled_http package to measure "
-        "(default: this checkout's src/, which comes before PYTHONPATH)",
-    )
+    addSourceOption(parser)
     options = parser.parse_args(argv)
     run.SOURCE[0] = os.path.abspath(options.src)
     if options.pages <= 0 or options.concurrency <= 0 or options.repeats <= 0:

@@ -26,7 +26,10 @@ import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.join(os.path.dirname(HERE), "src")
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from _common import addSourceOption  # noqa: E402
 
 BODY = b"x" * 1024
 
@@ -114,12 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--downloads", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument(
-        "--src",
-        default=SRC,
-        help="directory holding the pooled_http package to measure "
-        "(default: this checkout's src/)",
-    )
+    addSourceOption(parser)
     options = parser.parse_args(argv)
     if options.downloads <= 0 or options.repeats <= 0:
         parser.error("--downloads and --repeats must be positive")

@@ -22,6 +22,7 @@ import ssl
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
@@ -41,6 +42,30 @@ def _credentials(folder: str) -> tuple[str, str]:
     caPath = os.path.join(folder, "ca.pem")
     ca.cert_pem.write_to_path(caPath)
     return keyAndChain, caPath
+
+
+def _handshake(
+    client: Any, server: Any, wantRead: type[Exception], exchange: Callable[[], None]
+) -> float:
+    """
+    Drive a client and a server through their handshake, C{exchange()}
+    carrying what each wrote to the other after every step.
+
+    @param wantRead: What C{do_handshake} raises while it waits for bytes.
+    @return: The client's CPU seconds in its C{do_handshake} calls.
+    """
+    spent = 0.0
+    for _ in range(10):
+        for conn in (client, server):
+            started = time.process_time()
+            try:
+                conn.do_handshake()
+            except wantRead:
+                pass
+            if conn is client:
+                spent += time.process_time() - started
+        exchange()
+    return spent
 
 
 class PyOpenSSLPair:
@@ -66,22 +91,15 @@ class PyOpenSSLPair:
         client = SSL.Connection(self.clientContext, None)
         client.set_connect_state()
         client.set_tlsext_host_name(b"localhost")
-        spent = 0.0
-        for _ in range(10):
-            for conn in (client, server):
-                started = time.process_time()
-                try:
-                    conn.do_handshake()
-                except SSL.WantReadError:
-                    pass
-                if conn is client:
-                    spent += time.process_time() - started
+
+        def exchange() -> None:
             for source, sink in ((client, server), (server, client)):
                 try:
                     sink.bio_write(source.bio_read(65536))
                 except SSL.WantReadError:
                     pass
-        return client, server, spent
+
+        return client, server, _handshake(client, server, SSL.WantReadError, exchange)
 
     def rounds(self, count: int) -> float:
         """
@@ -133,20 +151,14 @@ class StdlibPair:
         client = self.clientContext.wrap_bio(
             clientIn, clientOut, server_hostname="localhost"
         )
-        spent = 0.0
-        for _ in range(10):
-            for conn in (client, server):
-                started = time.process_time()
-                try:
-                    conn.do_handshake()
-                except ssl.SSLWantReadError:
-                    pass
-                if conn is client:
-                    spent += time.process_time() - started
+
+        def exchange() -> None:
             if clientOut.pending:
                 serverIn.write(clientOut.read())
             if serverOut.pending:
                 clientIn.write(serverOut.read())
+
+        spent = _handshake(client, server, ssl.SSLWantReadError, exchange)
         return (client, server, clientIn, clientOut, serverOut), spent
 
     def rounds(self, count: int) -> float:

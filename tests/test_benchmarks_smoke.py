@@ -276,6 +276,24 @@ class ProxyBenchmarkSmokeTests(SynchronousTestCase):
         self.assertGreater(ours["connects"], 0)
 
 
+def _runScript(case: SynchronousTestCase, script: str, *args: str) -> Any:
+    """
+    Run a script of C{benchmarks/} that prints one JSON document, and
+    check that it exits 0.
+
+    @return: The document.
+    """
+    completed = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    case.assertEqual(completed.returncode, 0, completed.stderr[-2000:])
+    return json.loads(completed.stdout)
+
+
 class TLSLayersSmokeTests(SynchronousTestCase):
     """
     Run C{benchmarks/tls_layers.py} at a tiny size: both layers carry the
@@ -285,24 +303,9 @@ class TLSLayersSmokeTests(SynchronousTestCase):
     def test_bothLayers(self) -> None:
         if not installed("trustme"):
             raise self.skipTest("trustme is not installed (the bench extra)")
-        completed = subprocess.run(
-            [
-                sys.executable,
-                os.path.join(ROOT, "benchmarks", "tls_layers.py"),
-                "--rounds",
-                "50",
-                "--handshakes",
-                "3",
-                "--repeats",
-                "1",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        self.assertEqual(completed.returncode, 0, completed.stderr[-2000:])
-        layers = json.loads(completed.stdout)["layers"]
+        layers = _runScript(
+            self, "tls_layers.py", "--rounds", "50", "--handshakes", "3", "--repeats", "1"
+        )["layers"]
         self.assertEqual(sorted(layers), ["pyOpenSSL", "ssl"])
         for name, figures in layers.items():
             self.assertGreater(figures["usPerRequest"], 0, name)
@@ -318,20 +321,7 @@ class ScrapyInMemorySmokeTests(SynchronousTestCase):
     def test_downloads(self) -> None:
         if not installed("scrapy"):
             raise self.skipTest("Scrapy is not installed")
-        completed = subprocess.run(
-            [
-                sys.executable,
-                os.path.join(ROOT, "benchmarks", "scrapy_inmemory.py"),
-                "--downloads",
-                "200",
-                "--repeats",
-                "1",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        figures = _runScript(
+            self, "scrapy_inmemory.py", "--downloads", "200", "--repeats", "1"
         )
-        self.assertEqual(completed.returncode, 0, completed.stderr[-2000:])
-        figures = json.loads(completed.stdout)
         self.assertGreater(figures["usPerDownloadMedian"], 0)
