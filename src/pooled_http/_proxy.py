@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -31,6 +31,7 @@ from zope.interface import implementer
 from ._contract import ConnectionFactory
 from ._negotiate import ALPNCreator, NegotiatingEndpoint
 from ._proxyurl import CREDENTIALS_HINT, ProxyURL, parseProxy
+from ._tls import wrapClientTLS
 from ._tunnel import HTTPTunnelEndpoint, SOCKS5Endpoint, proxyUnreachable
 from .errors import ProxyAuthenticationRequired, isCancellation
 

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.abstract import isIPv6Address
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.web._newclient import Request, _ensureValidURI
 from twisted.web.client import URI
@@ -22,6 +22,7 @@ from twisted.web.http_headers import Headers
 
 from ._http11head import _oneHeader
 from ._proxyurl import basicAuthorization
+from ._tls import wrapClientTLS
 
 __all__ = ["TLSPolicyIdentity", "directEndpoint", "parseURI"]
 

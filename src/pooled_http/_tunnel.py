@@ -8,7 +8,7 @@ C{connect()} fires and then until the target's TLS handshake completes,
 covers the whole way; cancelling it aborts the connection to the proxy at
 whatever step it is.  After that the tunnel protocol only passes bytes
 through: to the protocol above it, the transport is the connection to the
-proxy, and TLS to the target (L{twisted.internet.endpoints.wrapClientTLS}) runs over it as it would
+proxy, and TLS to the target (L{pooled_http._tls.wrapClientTLS}) runs over it as it would
 over TCP.
 """
 
@@ -290,7 +290,7 @@ class HTTPTunnelEndpoint(_TunnelEndpointBase):
     An endpoint to C{host:port} through an HTTP proxy's C{CONNECT}: one
     C{CONNECT} per connection, with C{Proxy-Authorization: Basic} from the
     proxy URL's credentials.  Wrap it with
-    L{twisted.internet.endpoints.wrapClientTLS} for TLS to the
+    L{pooled_http._tls.wrapClientTLS} for TLS to the
     target.
     """
 
