@@ -1,7 +1,8 @@
 """
 The TLS layer's own cost, in memory, with no sockets: what one client
 request and response of 1 KiB cost in pyOpenSSL calls, made as Twisted's
-C{TLSMemoryBIOProtocol} makes them, against the standard library's
+C{TLSMemoryBIOProtocol} makes them, and as pooled_http's layer
+(C{pooled_http._tls}) makes them, against the standard library's
 C{ssl.MemoryBIO} (what asyncio, and so aiohttp, uses); and a client
 handshake's CPU time with each.
 
@@ -9,6 +10,7 @@ Usage (bounded: a fixed number of rounds)::
 
     python benchmarks/tls_layers.py                 # 20,000 rounds, 200 handshakes
     python benchmarks/tls_layers.py --rounds 2000 --handshakes 50
+    python benchmarks/tls_layers.py --src /elsewhere/src   # another tree's layer
 
 Needs C{trustme} (the C{bench} extra).  Prints one JSON document.
 """
@@ -20,12 +22,19 @@ import json
 import os
 import ssl
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from _common import addSourceOption  # noqa: E402
 
 REQUEST = b"GET /?page=1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n" + b"x" * 1024
@@ -130,6 +139,45 @@ class PyOpenSSLPair:
         return (time.process_time() - started) / count
 
 
+class PooledPair(PyOpenSSLPair):
+    """
+    The same pyOpenSSL client and server, with the client's calls made as
+    pooled_http's TLS layer makes them.
+    """
+
+    def rounds(self, count: int) -> float:
+        """
+        @return: Client seconds per round: the same work as
+            L{PyOpenSSLPair.rounds}, each buffer asked how much it holds
+            before it is read.
+        """
+        from pooled_http import _tls
+
+        lib = _tls._LIB
+        if lib is None:
+            raise SystemExit("this pyOpenSSL lacks what pooled_http._tls needs")
+        memData, null = lib.memData, lib.null
+        client, server, _ = self.handshake()
+        records = []
+        for _ in range(count):
+            server.send(RESPONSE)
+            records.append(server.bio_read(65536))
+        response = b""
+        started = time.process_time()
+        for record in records:
+            _tls._send(client, REQUEST)
+            _tls._bioRead(client, int(memData(client._from_ssl, null)))
+            memData(client._from_ssl, null)
+            _tls._bioWrite(client, record)
+            memData(client._into_ssl, null)
+            response = _tls._recv(client)
+            memData(client._into_ssl, null)
+        spent = time.process_time() - started
+        if response != RESPONSE:
+            raise AssertionError("the response did not come through")
+        return spent / count
+
+
 class StdlibPair:
     """
     A standard library C{ssl} client and server joined by memory BIOs.
@@ -186,19 +234,22 @@ class StdlibPair:
 
 def main(argv: list[str] | None = None) -> int:
     """
-    Measure both layers; print the figures as JSON.
+    Measure the three layers; print the figures as JSON.
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20_000)
     parser.add_argument("--handshakes", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    addSourceOption(parser)
     options = parser.parse_args(argv)
     if options.rounds <= 0 or options.handshakes <= 0 or options.repeats <= 0:
         parser.error("--rounds, --handshakes and --repeats must be positive")
+    sys.path.insert(0, os.path.abspath(options.src))
     with tempfile.TemporaryDirectory() as folder:
         keyAndChain, caPath = _credentials(folder)
         layers = {
             "pyOpenSSL": PyOpenSSLPair(keyAndChain, caPath),
+            "pooled_http": PooledPair(keyAndChain, caPath),
             "ssl": StdlibPair(keyAndChain, caPath),
         }
         figures: dict[str, Any] = {}
