@@ -1,6 +1,6 @@
 """
 The TLS layer of the connections L{pooled_http.PooledAgent} opens:
-Twisted's own (L{twisted.protocols.tls.TLSMemoryBIOProtocol}), with its
+Twisted's own (C{twisted.protocols.tls.TLSMemoryBIOProtocol}), with its
 four data calls into OpenSSL made for less.
 
 Per request and response, Twisted's layer encrypts the request
@@ -182,11 +182,11 @@ def _bioWrite(connection: Any, data: bytes) -> None:
 
 class _TLSProtocol(BufferingTLSTransport):
     """
-    The protocol of Twisted's L{TLSMemoryBIOFactory} (which keeps small
+    The protocol of Twisted's C{TLSMemoryBIOFactory} (which keeps small
     writes for the end of the reactor's turn, and L{pooled_http._sending}
     knows), with the data calls of L{_direct} connections made for less
     (see the module's description).  Each method is
-    L{TLSMemoryBIOProtocol}'s, with the calls replaced.
+    C{TLSMemoryBIOProtocol}'s, with the calls replaced.
 
     @ivar _directCalls: Whether the connection is L{_direct}, once it
         exists.
@@ -272,7 +272,7 @@ class _TLSProtocol(BufferingTLSTransport):
 
 class _TLSFactory(TLSMemoryBIOFactory):
     """
-    L{TLSMemoryBIOFactory} of L{_TLSProtocol}s.
+    C{TLSMemoryBIOFactory} of L{_TLSProtocol}s.
     """
 
     protocol = _TLSProtocol
