@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pooled_http import _tls
 from pooled_http._tls import _TLSFactory, _TLSProtocol, wrapClientTLS
@@ -347,3 +347,90 @@ class WrapClientTLSTests(SynchronousTestCase):
         self.assertIs(_kind(pair.clientTLS), _TLS)
         pair.clientTLS.write(b"kept")
         self.assertEqual(pair.clientTLS._aggregator._buffer, [b"kept"])
+
+
+class _Answer(Protocol):
+    """
+    Answers each request with a body of L{LoopbackTests.BODY}.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        body = LoopbackTests.BODY
+        self.transport.write(  # type: ignore[union-attr]
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+
+class LoopbackTests(TestCase):
+    """
+    L{pooled_http.PooledAgent}'s HTTPS connections run on the layer, over
+    loopback sockets, and fail as Twisted's do.
+    """
+
+    timeout = 30
+
+    #: More than a few records' worth.
+    BODY = bytes(range(256)) * 400
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        port = reactor.listenSSL(  # type: ignore[attr-defined]
+            0,
+            Factory.forProtocol(_Answer),
+            _MATERIAL.serverOptions(),
+            interface=LOOPBACK,
+        )
+        self.addCleanup(port.stopListening)
+        self.url = b"https://%s:%d/" % (LOOPBACK.encode(), port.getHost().port)
+
+    async def test_requests(self) -> None:
+        """
+        Two requests on one connection of the layer, with the server's
+        certificate readable.
+        """
+        from twisted.web.client import readBody
+
+        from pooled_http import HTTPConnectionPool, PooledAgent
+        from pooled_http._http11response import connectionTransport
+
+        pool = HTTPConnectionPool(self.reactor)
+        self.addCleanup(pool.close)
+        agent = PooledAgent(
+            self.reactor, pool=pool, contextFactory=_MATERIAL.clientPolicy()
+        )
+        transports = []
+        for _ in range(2):
+            response = await agent.request(b"GET", self.url)
+            transports.append(connectionTransport(response))
+            self.assertEqual(await readBody(response), self.BODY)
+        self.assertIs(transports[0], transports[1])
+        self.assertIsInstance(transports[0], _TLSProtocol)
+        self.assertTrue(transports[0]._directCalls)
+        self.assertIsNotNone(transports[0].getPeerCertificate())
+        self.assertEqual(pool.stats().opened, 1)
+
+    async def test_untrusted(self) -> None:
+        """
+        A certificate of a CA the policy does not trust fails the request
+        as it fails through Twisted's layer (a stock C{Agent} over the same
+        pool builds its own endpoints, with Twisted's C{wrapClientTLS}).
+        """
+        from twisted.web.client import Agent, ResponseNeverReceived
+
+        from pooled_http import HTTPConnectionPool, PooledAgent
+
+        other = TLSMaterial().clientPolicy()
+        pool = HTTPConnectionPool(self.reactor)
+        self.addCleanup(pool.close)
+        failures = []
+        for agent in (
+            PooledAgent(self.reactor, pool=pool, contextFactory=other),
+            Agent(self.reactor, pool=pool, contextFactory=other),
+        ):
+            with self.assertRaises(ResponseNeverReceived) as caught:
+                await agent.request(b"GET", self.url)
+            failures.append([reason.type for reason in caught.exception.reasons])
+        self.assertEqual(failures[0], failures[1])
+        self.assertEqual(failures[0], [Error])
