@@ -122,6 +122,33 @@ def _direct(connection: Any) -> bool:
     return _LIB is not None and type(connection) is Connection
 
 
+def _put(write: Any, handle: Any, data: bytes, fail: Any) -> int:
+    """
+    Hand C{data} to OpenSSL's C{write(handle, data, size)}; a result that
+    is not a success goes to pyOpenSSL's C{fail(handle, result)}, which
+    raises what pyOpenSSL's own method would.
+    """
+    result = int(write(handle, data, len(data)))
+    if result <= 0:
+        fail(handle, result)
+    return result
+
+
+def _take(read: Any, handle: Any, size: int, fail: Any) -> bytes:
+    """
+    Up to C{size} bytes from OpenSSL's C{read(handle, buffer, size)}, into
+    this thread's buffer; a result that is not a success goes to
+    pyOpenSSL's C{fail(handle, result)}, as in L{_put}.
+    """
+    assert _LIB is not None
+    buffer = _LIB.buffer()
+    result = int(read(handle, buffer, size))
+    if result <= 0:
+        fail(handle, result)
+        return b""  # pragma: no cover - it raised
+    return bytes(_LIB.ffi.buffer(buffer, result))
+
+
 def _send(connection: Any, data: bytes) -> int:
     """
     As C{connection.send(data)}, for a L{_direct} connection.
@@ -129,11 +156,7 @@ def _send(connection: Any, data: bytes) -> int:
     if type(data) is not bytes:
         return int(connection.send(data))
     assert _LIB is not None
-    ssl = connection._ssl
-    result = int(_LIB.write(ssl, data, len(data)))
-    if result <= 0:
-        connection._raise_ssl_error(ssl, result)
-    return result
+    return _put(_LIB.write, connection._ssl, data, connection._raise_ssl_error)
 
 
 def _recv(connection: Any) -> bytes:
@@ -141,29 +164,19 @@ def _recv(connection: Any) -> bytes:
     As C{connection.recv(2**15)}, for a L{_direct} connection.
     """
     assert _LIB is not None
-    ssl = connection._ssl
-    buffer = _LIB.buffer()
-    result = int(_LIB.read(ssl, buffer, _READ))
-    if result <= 0:
-        connection._raise_ssl_error(ssl, result)
-        return b""  # pragma: no cover - it raised
-    return bytes(_LIB.ffi.buffer(buffer, result))
+    return _take(_LIB.read, connection._ssl, _READ, connection._raise_ssl_error)
 
 
 def _bioRead(connection: Any, size: int) -> bytes:
     """
     As C{connection.bio_read(size)}, for a L{_direct} connection.
     """
-    assert _LIB is not None
     if size > _READ:
         return bytes(connection.bio_read(size))
-    bio = connection._from_ssl
-    buffer = _LIB.buffer()
-    result = int(_LIB.bioRead(bio, buffer, size))
-    if result <= 0:
-        connection._handle_bio_errors(bio, result)
-        return b""  # pragma: no cover - it raised
-    return bytes(_LIB.ffi.buffer(buffer, result))
+    assert _LIB is not None
+    return _take(
+        _LIB.bioRead, connection._from_ssl, size, connection._handle_bio_errors
+    )
 
 
 def _bioWrite(connection: Any, data: bytes) -> None:
@@ -174,10 +187,7 @@ def _bioWrite(connection: Any, data: bytes) -> None:
         connection.bio_write(data)
         return
     assert _LIB is not None
-    bio = connection._into_ssl
-    result = int(_LIB.bioWrite(bio, data, len(data)))
-    if result <= 0:
-        connection._handle_bio_errors(bio, result)
+    _put(_LIB.bioWrite, connection._into_ssl, data, connection._handle_bio_errors)
 
 
 class _TLSProtocol(BufferingTLSTransport):
