@@ -89,7 +89,6 @@ def makePool(reactor: Any, client: str, job: dict[str, Any]) -> Any:
             setattr(pool, name, value)
         if client == "pooled_http+tuned":
             pool.maxConnectionsPerHost = job["concurrency"]
-            pool.maxPersistentPerHost = job["concurrency"]
         if job.get("globalCap") is not None:
             pool.maxConnections = job["globalCap"]
         if keepIdle is not None:

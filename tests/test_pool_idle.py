@@ -84,6 +84,40 @@ class IdleTests(PoolTestCase):
         self.assertEqual(len(closing), 2)
         self.assertEqual(self.stats().closed.get(CloseReason.TOO_MANY_IDLE), 2)
 
+    def test_unsetMaxPersistentFollowsCap(self) -> None:
+        """
+        With C{maxPersistentPerHost} never set, raising
+        C{maxConnectionsPerHost} keeps every connection a burst opened: none is closed as it comes back, and the
+        next burst reuses them all.
+        """
+        pool = self.makePool(maxConnectionsPerHost=12)
+        self.assertEqual(pool.maxPersistentPerHost, 12)
+        for _ in range(2):
+            conns = [self.getNow() for _ in range(12)]
+            for conn in conns:
+                self.roundTrip(conn)
+            settle(self.clock)
+            self.assertEqual(self.counts(), (12, 0, 0, 0))
+        self.assertEqual(self.endpoint.connects, 12)
+        self.assertEqual(sum(self.stats().closed.values()), 0)
+        pool.maxConnectionsPerHost = 3
+        self.assertEqual(pool.maxPersistentPerHost, 3)
+
+    def test_setMaxPersistentStaysBelowCap(self) -> None:
+        """
+        Once set, C{maxPersistentPerHost} no longer follows
+        C{maxConnectionsPerHost}.
+        """
+        pool = self.makePool()
+        pool.maxPersistentPerHost = 2
+        pool.maxConnectionsPerHost = 6
+        self.assertEqual(pool.maxPersistentPerHost, 2)
+        conns = [self.getNow() for _ in range(6)]
+        for conn in conns:
+            self.roundTrip(conn)
+        settle(self.clock)
+        self.assertEqual(self.counts(), (2, 0, 0, 0))
+
     def test_serverClosedIdleLeavesAtOnce(self) -> None:
         """
         An idle connection the server closes leaves the pool at once (not at

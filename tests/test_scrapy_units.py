@@ -21,6 +21,7 @@ from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.http_headers import Headers as TxHeaders
 from twisted.web.iweb import UNKNOWN_LENGTH
 
+from pooled_http import HTTPConnectionPool
 from pooled_http.errors import (
     ConnectTimeoutError,
     ProxyAuthenticationRequired,
@@ -82,7 +83,6 @@ class ConfigTests(SynchronousTestCase):
             c.poolArgs,
             {
                 "maxConnectionsPerHost": 8,
-                "maxPersistentPerHost": 8,
                 "maxConnections": 16,
                 "connectTimeout": 180.0,
                 "lenientHeaders": True,
@@ -123,9 +123,9 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(args["cachedConnectionTimeout"], 30.0)
         self.assertEqual(args["maxConnectionAge"], 600.0)
         self.assertEqual(args["maxRequestsPerConnection"], 100)
-        self.assertEqual(
-            (args["maxConnectionsPerHost"], args["maxPersistentPerHost"]), (2, 2)
-        )
+        self.assertEqual(args["maxConnectionsPerHost"], 2)
+        pool = HTTPConnectionPool(Clock(), **args)
+        self.assertEqual((pool.maxConnectionsPerHost, pool.maxPersistentPerHost), (2, 2))
         self.assertEqual(args["connectTimeout"], 5.0)
 
     def test_badSetting(self) -> None:

@@ -96,9 +96,11 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
     keeps its defaults the same way); a keyword argument left at
     L{DEFAULT} takes them.
 
-    @ivar maxPersistentPerHost: Idle connections kept per key.
-        Setting it above C{maxConnectionsPerHost} raises the per-key cap with
-        it, so code written for Twisted's pool keeps its parallelism.
+    @ivar maxPersistentPerHost: Idle connections kept per key.  Until it
+        is set it follows C{maxConnectionsPerHost}, so every connection a
+        key may open may be kept.  Setting it above C{maxConnectionsPerHost}
+        raises the per-key cap with it, so code written for Twisted's pool
+        keeps its parallelism.
     @ivar maxConnectionsPerHost: Connections per key.
     @ivar maxConnections: Connections over all keys.
     @ivar cachedConnectionTimeout: Seconds an idle connection is kept.
@@ -298,9 +300,14 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         perHost = self.maxConnectionsPerHost
         if self._persistentExplicit:
             perHost = max(perHost, self.maxPersistentPerHost)
+        else:
+            # Not set: every connection a key may open may be kept, so a
+            # pool whose maxConnectionsPerHost was raised for bursts does
+            # not close most of them after each burst and open them again.
+            object.__setattr__(self, "maxPersistentPerHost", perHost)
         core.perHostLimit = perHost
         core.globalLimit = self.maxConnections
-        core.maxIdlePerHost = min(self.maxPersistentPerHost, perHost)
+        core.maxIdlePerHost = self.maxPersistentPerHost
         self._carryOut(core.limitsChanged())
 
     # Twisted's surface

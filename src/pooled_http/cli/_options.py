@@ -369,7 +369,6 @@ def checkFetchOptions(args: argparse.Namespace) -> FetchOptions:
     pool = options.poolArguments
     if args.per_host is not None:
         pool["maxConnectionsPerHost"] = args.per_host
-        pool["maxPersistentPerHost"] = args.per_host
     if args.max_connections is not None:
         pool["maxConnections"] = args.max_connections
     timeouts = dict.fromkeys(_PHASES, DEFAULT_TIMEOUT)

@@ -96,7 +96,6 @@ class HandlerConfig:
             downloadTimeout = None
         poolArgs: dict[str, Any] = {
             "maxConnectionsPerHost": max(perKey, 1),
-            "maxPersistentPerHost": max(perKey, 1),
             "maxConnections": max(total, perKey, 1),
             # The handler's own deadline bounds each download as a whole
             # (C{meta["download_timeout"]} or this), as Scrapy's handler
@@ -124,14 +123,11 @@ class HandlerConfig:
                 poolArgs[attribute] = None
                 continue
             poolArgs[attribute] = value
-            if attribute == "maxConnectionsPerHost":
-                poolArgs["maxPersistentPerHost"] = value
         poolArgs["maxConnections"] = max(
             poolArgs["maxConnections"], poolArgs["maxConnectionsPerHost"]
         )
         proxyPoolArgs = dict(poolArgs)
         proxyPoolArgs["maxConnectionsPerHost"] = poolArgs["maxConnections"]
-        proxyPoolArgs["maxPersistentPerHost"] = poolArgs["maxConnections"]
         bindAddress = settings.get("DOWNLOAD_BIND_ADDRESS")
         return cls(
             poolArgs=poolArgs,
