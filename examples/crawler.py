@@ -187,7 +187,6 @@ def main(reactor: Any) -> Any:
     pool = HTTPConnectionPool(
         reactor,
         maxConnectionsPerHost=PER_HOST,
-        maxPersistentPerHost=PER_HOST,
         maxConnections=TOTAL,
         connectTimeout=5,
         responseTimeout=10,
