@@ -6,6 +6,7 @@ the age and request limits, and the server's C{Keep-Alive} hints.
 
 from __future__ import annotations
 
+from pooled_http import HTTPConnectionPool
 from pooled_http.stats import CloseReason
 from tests.support.fakes import OTHER_KEY, PoolTestCase, makeRequest, settle
 
@@ -112,6 +113,25 @@ class IdleTests(PoolTestCase):
         pool.maxPersistentPerHost = 2
         pool.maxConnectionsPerHost = 6
         self.assertEqual(pool.maxPersistentPerHost, 2)
+        conns = [self.getNow() for _ in range(6)]
+        for conn in conns:
+            self.roundTrip(conn)
+        settle(self.clock)
+        self.assertEqual(self.counts(), (2, 0, 0, 0))
+
+    def test_subclassMaxPersistentStays(self) -> None:
+        """
+        A subclass's C{maxPersistentPerHost} class attribute counts as set:
+        it does not follow C{maxConnectionsPerHost}.
+        """
+
+        self.makePool()
+
+        class Pool(HTTPConnectionPool):
+            maxPersistentPerHost = 2
+
+        pool = self.pool = Pool(self.clock, maxConnectionsPerHost=6)
+        self.assertEqual((pool.maxConnectionsPerHost, pool.maxPersistentPerHost), (6, 2))
         conns = [self.getNow() for _ in range(6)]
         for conn in conns:
             self.roundTrip(conn)

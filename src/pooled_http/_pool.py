@@ -217,7 +217,13 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         self._closeWatchers: list[Deferred[None]] = []
         self._closeTimer: DelayedCall | None = None
         self._stragglerTimers: set[DelayedCall] = set()
-        self._persistentExplicit = maxPersistentPerHost is not DEFAULT
+        # Set by the caller: as an argument, or as a subclass's class
+        # attribute (as code written for Twisted's pool sets its defaults).
+        self._persistentExplicit = maxPersistentPerHost is not DEFAULT or any(
+            "maxPersistentPerHost" in vars(cls)
+            for cls in type(self).__mro__
+            if cls is not HTTPConnectionPool and issubclass(cls, HTTPConnectionPool)
+        )
         self._ready = False
         # The trace observers' dispatch, None while there are none.
         self._dispatch: Dispatch | None = None
