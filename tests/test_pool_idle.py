@@ -70,16 +70,23 @@ class IdleTests(PoolTestCase):
         settle(self.clock)
         self.assertEqual(self.counts(), (0, 0, 0, 0))
 
+    def burst(self, count: int) -> None:
+        """
+        Take C{count} connections at once, then give each back after one
+        request and let the pool settle.
+        """
+        conns = [self.getNow() for _ in range(count)]
+        for conn in conns:
+            self.roundTrip(conn)
+        settle(self.clock)
+
     def test_atMostMaxPersistentIdle(self) -> None:
         """
         At most C{maxPersistentPerHost} connections of a key stay idle; the
         others are closed as they come back.
         """
         self.makePool(maxConnectionsPerHost=4, maxPersistentPerHost=2)
-        conns = [self.getNow() for _ in range(4)]
-        for conn in conns:
-            self.roundTrip(conn)
-        settle(self.clock)
+        self.burst(4)
         self.assertEqual(self.counts(), (2, 0, 0, 0))
         closing = [a for a in self.endpoint.attempts if a.transport and a.transport.closing]
         self.assertEqual(len(closing), 2)
@@ -88,16 +95,13 @@ class IdleTests(PoolTestCase):
     def test_unsetMaxPersistentFollowsCap(self) -> None:
         """
         With C{maxPersistentPerHost} never set, raising
-        C{maxConnectionsPerHost} keeps every connection a burst opened: none is closed as it comes back, and the
-        next burst reuses them all.
+        C{maxConnectionsPerHost} keeps every connection a burst opened:
+        none is closed as it comes back, and the next burst reuses them all.
         """
         pool = self.makePool(maxConnectionsPerHost=12)
         self.assertEqual(pool.maxPersistentPerHost, 12)
         for _ in range(2):
-            conns = [self.getNow() for _ in range(12)]
-            for conn in conns:
-                self.roundTrip(conn)
-            settle(self.clock)
+            self.burst(12)
             self.assertEqual(self.counts(), (12, 0, 0, 0))
         self.assertEqual(self.endpoint.connects, 12)
         self.assertEqual(sum(self.stats().closed.values()), 0)
@@ -113,10 +117,7 @@ class IdleTests(PoolTestCase):
         pool.maxPersistentPerHost = 2
         pool.maxConnectionsPerHost = 6
         self.assertEqual(pool.maxPersistentPerHost, 2)
-        conns = [self.getNow() for _ in range(6)]
-        for conn in conns:
-            self.roundTrip(conn)
-        settle(self.clock)
+        self.burst(6)
         self.assertEqual(self.counts(), (2, 0, 0, 0))
 
     def test_subclassMaxPersistentStays(self) -> None:
@@ -124,7 +125,6 @@ class IdleTests(PoolTestCase):
         A subclass's C{maxPersistentPerHost} class attribute counts as set:
         it does not follow C{maxConnectionsPerHost}.
         """
-
         self.makePool()
 
         class Pool(HTTPConnectionPool):
@@ -132,10 +132,7 @@ class IdleTests(PoolTestCase):
 
         pool = self.pool = Pool(self.clock, maxConnectionsPerHost=6)
         self.assertEqual((pool.maxConnectionsPerHost, pool.maxPersistentPerHost), (6, 2))
-        conns = [self.getNow() for _ in range(6)]
-        for conn in conns:
-            self.roundTrip(conn)
-        settle(self.clock)
+        self.burst(6)
         self.assertEqual(self.counts(), (2, 0, 0, 0))
 
     def test_serverClosedIdleLeavesAtOnce(self) -> None:
