@@ -398,7 +398,10 @@ def writePlot(results: dict[str, Any], path: str) -> str:
 
     scenarios = results["scenarios"]
     names = list(scenarios)
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    # Three panels a row, as many rows as the scenarios need: none is left
+    # out of the picture.
+    rows = max(1, -(-len(names) // 3))
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 4.25 * rows), squeeze=False)
     flat = list(axes.flat)
     for ax, name in zip(flat, names, strict=False):
         scenario = scenarios[name]
