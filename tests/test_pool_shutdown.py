@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Protocol
-from twisted.web._newclient import ResponseFailed, _DataLoss
+from twisted.web._newclient import ResponseFailed, ResponseNeverReceived, _DataLoss
 from twisted.web.http import PotentialDataLoss
 
 from pooled_http.errors import PoolClosedError
@@ -266,6 +266,27 @@ class ShutdownTests(PoolTestCase):
         settle(self.clock)
         self.successResultOf(d)
         self.failureResultOf(response)
+        self.assertEqual(self.counts(), (0, 0, 0, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_abortedStragglerNotRetried(self) -> None:
+        """
+        The request of a reused connection aborted when the grace period is
+        over fails; it is not sent again on a new connection (which would
+        leave the key a connection after the Deferred fired).
+        """
+        self.makePool(closeGracePeriod=3)
+        self.roundTrip(self.getNow())
+        reused = self.getNow()
+        self.assertTrue(reused.reused)
+        response = reused.request(makeRequest())
+        d = self.pool.closeCachedConnections()
+        self.clock.advance(3)
+        settle(self.clock)
+        self.successResultOf(d)
+        self.failureResultOf(response, ResponseNeverReceived)
+        self.assertEqual(len(self.endpoint.attempts), 1)
+        self.assertEqual(self.pool.stats().retried, 0)
         self.assertEqual(self.counts(), (0, 0, 0, 0))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 

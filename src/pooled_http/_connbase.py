@@ -71,6 +71,7 @@ class ConnectionBase(LifecycleMixin):
         self.keepAliveMax: int | None = None
         self.reusable = True
         self.timeoutError: PoolError | None = None
+        self.abortedByPool = False
         self.handshakeDone = False
         self.trace: Any = None
         self._handshakeTimer: DelayedCall | None = None

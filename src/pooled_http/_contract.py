@@ -143,6 +143,9 @@ class PoolConnection(Protocol):
     @ivar reusable: C{False} once the server said it will not serve
         another request (an HTTP/1.0 response without keep-alive).
     @ivar timeoutError: The pool error that ended it, if a timer did.
+    @ivar abortedByPool: Set by the pool when it aborts the connection to
+        shut down (the grace period of C{closeCachedConnections} or
+        C{close} is over): its request fails and is not retried.
     @ivar transport: Its transport, or L{None} before it is connected.
     @ivar trace: Set by the pool when it has trace observers: the
         L{pooled_http.trace.RequestTrace} of the request in flight, which
@@ -166,6 +169,7 @@ class PoolConnection(Protocol):
     keepAliveMax: int | None
     reusable: bool
     timeoutError: PoolError | None
+    abortedByPool: bool
     transport: Any
     trace: Any
     capacity: int | None

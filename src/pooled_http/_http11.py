@@ -75,6 +75,7 @@ class HTTP11Connection(ResponseReading, ConnectionBase, Protocol):
 
     # Slots keep an idle connection small (no per-instance dictionary).
     __slots__ = (
+        "abortedByPool",
         "_aborting",
         "_batch",
         "_closeDelimited",

@@ -120,8 +120,12 @@ class Lease:
         if trace is not None:
             trace.failed(failure)
         policy = self._policy
-        if policy is None or not policy.shouldRetry(
-            request.method, failure, request.bodyProducer is not None, self.reused
+        if (
+            policy is None
+            or connection.abortedByPool
+            or not policy.shouldRetry(
+                request.method, failure, request.bodyProducer is not None, self.reused
+            )
         ):
             return failure
         retry = self._retrier(self.key, self._endpoint, failure, trace)

@@ -126,6 +126,9 @@ class Shutdown:
                 continue
             if connection.lifecycle is Lifecycle.ACTIVE:
                 self._carryOut(self._core.discard(connection, CloseReason.SHUTDOWN))
+            # Its request fails: sending it again on a new connection would
+            # leave the key a connection the caller asked to be rid of.
+            connection.abortedByPool = True
             connection.abortTransport()
 
     def _abortInFlight(self) -> None:
