@@ -192,6 +192,22 @@ class FetchTests(_ServerMixin, SynchronousTestCase):
         self.assertIn(f"127.0.0.1:{self.http[0]}", result.stderr)
         self.assertIn("total", result.stderr)
 
+    def test_userInfo(self) -> None:
+        """
+        A URL with user info is fetched (its credentials go in an
+        I{Authorization} header); the result line names it without the
+        password, and the summary names its host without the user info.
+        """
+        url = self.url("page/1").replace("http://", "http://carol:hunter2@")
+        result = _run("fetch", url)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [line] = _lines(result.stdout)
+        self.assertEqual(line["status"], 200)
+        self.assertEqual(line["url"], url.replace("hunter2", "***"))
+        self.assertNotIn("hunter2", result.stdout + result.stderr)
+        self.assertNotIn("carol", result.stderr)
+        self.assertIn(f"http://127.0.0.1:{self.http[0]}", result.stderr)
+
     def test_trace(self) -> None:
         """
         C{--trace FILE} writes one JSON line per event: the steps of each
@@ -775,6 +791,14 @@ class HelperTests(SynchronousTestCase):
         self.assertEqual(parseURL("http://localhost/é")[0], b"http://localhost/%C3%A9")
         for bad in ("", "127.0.0.1/x", "ftp://h/", "http:///x", "http://h:99999/", "http://h:x/", "http://h/a b"):
             self.assertRaises(InvalidURL, parseURL, bad)
+        # User info is never part of the label, and a message hides its
+        # password.
+        self.assertEqual(parseURL("http://u:pw@127.0.0.1:81/")[1], "http://127.0.0.1:81")
+        self.assertEqual(parseURL("http://u@127.0.0.1/")[1], "http://127.0.0.1:80")
+        for bad in ("http://u:secret@h:99999/", "http://u:secret@h/a b", "ftp://u:secret@h/"):
+            error = self.assertRaises(InvalidURL, parseURL, bad)
+            self.assertNotIn("secret", str(error))
+            self.assertIn("u:***@", str(error))
 
     def test_describeFailure(self) -> None:
         from twisted.internet.error import ConnectionLost

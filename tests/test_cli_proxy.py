@@ -81,6 +81,28 @@ class ProxyArgumentTests(SynchronousTestCase):
         self.assertIn("--proxy", str(error))
         self.assertNotIn("secret", str(error))
 
+    def test_badEnvironmentProxyIsAUsageError(self) -> None:
+        """
+        A proxy variable the command cannot use is a usage error naming the
+        variable as it is set (exit 2, no traceback), never its password.
+        """
+        environ = {
+            k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")
+        }
+        environ["HTTP_PROXY"] = "http://u:secret@127.0.0.1:notaport"
+        result = subprocess.run(
+            [sys.executable, "-m", "pooled_http", "fetch", "-q", "http://127.0.0.1:9/"],
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environ,
+        )
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("HTTP_PROXY='http://u:***@127.0.0.1:notaport'", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertNotIn("secret", result.stderr + result.stdout)
+
 
 class FetchThroughProxyTests(SynchronousTestCase):
     """

@@ -66,6 +66,11 @@ BAD_URLS = [
     ("http://u:hunter2@h:3128/path", "no path"),
     ("http://u:hunter2@h:0", "port 0"),
     ("socks4://u:hunter2@h", "scheme"),
+    # A password with an unencoded delimiter: all of it stays hidden.
+    ("http://u:hunter2/x@h:3128", "percent-encode"),
+    ("http://u:x?hunter2@h:3128", "percent-encode"),
+    ("http://u:x#hunter2@h:3128", "percent-encode"),
+    ("http://u:x@hunter2@h:abc", "port"),
 ]
 
 
@@ -484,7 +489,9 @@ class AgentRoutingTests(SynchronousTestCase):
         self.patch(os, "environ", {"HTTPS_PROXY": "ftp://u:pw99@h"})
         with self.assertRaises(ProxyURLError) as info:
             self.agent(trustEnv=True)
-        self.assertIn("https_proxy=", str(info.exception))
+        # The variable as it is set.
+        self.assertIn("HTTPS_PROXY=", str(info.exception))
+        self.assertEqual(info.exception.setting, "HTTPS_PROXY")
         self.assertNotIn("pw99", str(info.exception))
         self.agent()  # not read without trustEnv
 

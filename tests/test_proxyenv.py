@@ -112,13 +112,18 @@ class EnvironmentTests(SynchronousTestCase):
 
     def test_variableNamed(self) -> None:
         """
-        The variable a URL came from is named, for error messages.
+        The variable a URL came from is named as it is set, for error
+        messages.
         """
         self.assertEqual(
-            proxyFromEnvironment({"ALL_PROXY": A}, "http", "h", 80), ("all_proxy", A)
+            proxyFromEnvironment({"ALL_PROXY": A}, "http", "h", 80), ("ALL_PROXY", A)
         )
         self.assertEqual(
             proxyFromEnvironment({"HTTPS_PROXY": S}, "https", "h", 443),
+            ("HTTPS_PROXY", S),
+        )
+        self.assertEqual(
+            proxyFromEnvironment({"https_proxy": S, "HTTPS_PROXY": A}, "https", "h", 443),
             ("https_proxy", S),
         )
 

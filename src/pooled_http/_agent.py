@@ -52,7 +52,12 @@ from ._proxy import (
     ProxyURL,
     parseProxy,
 )
-from ._proxyenv import environmentValue, noProxyMatches, proxyFromEnvironment
+from ._proxyenv import (
+    environmentValue,
+    environmentVariable,
+    noProxyMatches,
+    proxyFromEnvironment,
+)
 from ._routes import (
     _GOOD_METHODS,
     _PLAIN_SCHEMES,
@@ -247,9 +252,10 @@ class PooledAgent:
         if trustEnv:
             environ = dict(os.environ)
             for name in ("http_proxy", "https_proxy", "all_proxy"):
-                value = environmentValue(environ, name)
-                if value is not None:
-                    self._envProxies[value] = parseProxy(value, name)
+                found = environmentVariable(environ, name)
+                if found is not None:
+                    variable, value = found
+                    self._envProxies[value] = parseProxy(value, variable)
         static = None if proxy is None else parseProxy(proxy)
         noProxy = environmentValue(environ, "no_proxy")
         envProxies = self._envProxies

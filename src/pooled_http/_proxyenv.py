@@ -21,7 +21,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-__all__ = ["environmentValue", "proxyFromEnvironment", "noProxyMatches"]
+__all__ = [
+    "environmentValue",
+    "environmentVariable",
+    "proxyFromEnvironment",
+    "noProxyMatches",
+]
 
 _SCHEME_VARIABLES = {
     "http": "http_proxy",
@@ -31,15 +36,16 @@ _SCHEME_VARIABLES = {
 }
 
 
-def environmentValue(environ: Mapping[str, str], name: str) -> str | None:
+def environmentVariable(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
     """
-    The value of a proxy variable, lower case first.
+    The proxy variable in effect for C{name}, lower case first.
 
     @param environ: The environment.
     @param name: The lower-case name, e.g. C{"https_proxy"}.
-    @return: The value with surrounding blanks removed, or L{None} if it is
-        not set or empty.  A lower-case variable that is set but empty hides
-        the upper-case one.
+    @return: C{(variable, value)}: the name as set (C{"HTTPS_PROXY"} when
+        only the upper-case one is; for error messages) and the value with
+        surrounding blanks removed; L{None} if it is not set or empty.  A
+        lower-case variable that is set but empty hides the upper-case one.
     """
     value = environ.get(name)
     if value is None:
@@ -47,10 +53,21 @@ def environmentValue(environ: Mapping[str, str], name: str) -> str | None:
         if upper == "HTTP_PROXY" and "REQUEST_METHOD" in environ:
             return None
         value = environ.get(upper)
+        name = upper
     if value is None:
         return None
     value = value.strip()
-    return value or None
+    return (name, value) if value else None
+
+
+def environmentValue(environ: Mapping[str, str], name: str) -> str | None:
+    """
+    The value of a proxy variable, as L{environmentVariable} finds it.
+
+    @return: The value, or L{None} if it is not set or empty.
+    """
+    found = environmentVariable(environ, name)
+    return None if found is None else found[1]
 
 
 def _splitHostPort(entry: str) -> tuple[str, int | None]:
@@ -134,7 +151,7 @@ def proxyFromEnvironment(
     for name in (_SCHEME_VARIABLES.get(scheme.lower()), "all_proxy"):
         if name is None:
             continue
-        value = environmentValue(environ, name)
-        if value is not None:
-            return name, value
+        found = environmentVariable(environ, name)
+        if found is not None:
+            return found
     return None

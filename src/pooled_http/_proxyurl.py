@@ -10,11 +10,11 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet.abstract import isIPv6Address
 
+from ._redact import withoutPassword
 from .errors import ProxyURLError
 
 __all__ = ["ProxyURL", "parseProxy", "DEFAULT_PROXY_PORTS"]
@@ -26,21 +26,6 @@ DEFAULT_PROXY_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080
 # fingerprint seen in stats or a log cannot be checked against guesses
 # anywhere else.
 _FINGERPRINT_KEY = os.urandom(32)
-
-_USERINFO = re.compile(r"^([^:/?#]*://)?([^@/?#]*)@")
-
-
-def _redact(text: str) -> str:
-    """
-    A proxy URL as it may be shown: the password replaced by C{***}.
-    """
-
-    def hide(match: re.Match[str]) -> str:
-        scheme = match.group(1) or ""
-        user, colon, _ = match.group(2).partition(":")
-        return f"{scheme}{user}{':***' if colon else ''}@"
-
-    return _USERINFO.sub(hide, text, count=1)
 
 
 def basicAuthorization(username: bytes, password: bytes) -> bytes:
@@ -192,14 +177,21 @@ def parseProxy(value: str | bytes | ProxyURL, setting: str = "proxy") -> ProxyUR
             value = raw.decode("ascii")
         except UnicodeDecodeError:
             raise ProxyURLError(
-                setting, _redact(raw.decode("ascii", "replace")), "not ASCII"
+                setting, withoutPassword(raw.decode("ascii", "replace"), hasPath=False), "not ASCII"
             ) from None
     if not isinstance(value, str):
         raise ProxyURLError(setting, repr(type(value)), "not a str or bytes URL")
     text = value.strip()
-    shown = _redact(text)
+    shown = withoutPassword(text, hasPath=False)
     if "://" not in text:
         text = "http://" + text
+    userinfo = text.partition("://")[2].rpartition("@")[0]
+    if any(delimiter in userinfo for delimiter in "/?#"):
+        raise ProxyURLError(
+            setting,
+            shown,
+            "its user info holds /, ? or #: percent-encode them (%2F, %3F, %23)",
+        )
     try:
         parts = urlsplit(text)
         port = parts.port

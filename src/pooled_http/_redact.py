@@ -11,7 +11,7 @@ from collections.abc import Hashable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-__all__ = ["keyLabel", "keyAttributes", "fullURL", "hostOf", "text"]
+__all__ = ["keyLabel", "keyAttributes", "fullURL", "hostOf", "text", "withoutPassword"]
 
 _SCHEMES = (b"http", b"https", b"ws", b"wss")
 
@@ -35,6 +35,35 @@ def hostOf(value: Any) -> str:
     A host as Twisted's URI parsed it, without the user info it leaves in.
     """
     return text(value).rpartition("@")[2]
+
+
+def withoutPassword(url: str, hasPath: bool = True) -> str:
+    """
+    A URL as it may be shown: the password of its user info replaced by
+    C{***} (the user name kept).
+
+    @param url: A URL as given, with or without C{scheme://}.
+    @param hasPath: Whether the URL may have a path, query or fragment (a
+        request URL): its user info ends at the last C{@} before the first
+        C{/}, C{?} or C{#}.  A proxy URL has none, so its user info ends at
+        the last C{@}: a password holding an unencoded C{/}, C{?}, C{#} or
+        C{@} stays hidden whole.
+    """
+    scheme, sep, rest = url.partition("://")
+    prefix = scheme + sep
+    if not sep:
+        prefix, rest = "", url
+    end = len(rest)
+    if hasPath:
+        for delimiter in "/?#":
+            found = rest.find(delimiter, 0, end)
+            if found >= 0:
+                end = found
+    at = rest.rfind("@", 0, end)
+    if at < 0:
+        return url
+    user, colon, _ = rest[:at].partition(":")
+    return f"{prefix}{user}{':***' if colon else ''}@{rest[at + 1 :]}"
 
 
 def _isAgentKey(key: Hashable) -> bool:

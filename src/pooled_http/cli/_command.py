@@ -23,6 +23,7 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
 
 from .. import HTTPConnectionPool, PooledAgent
+from ..errors import ProxyURLError
 from ._demo import DemoRunner
 from ._fetcher import Fetcher
 from ._options import (
@@ -170,6 +171,9 @@ def _runFetch(args: argparse.Namespace) -> int:
         )
     except ImportError as e:
         raise UsageError(f"--http2: {e}") from None
+    except ProxyURLError as e:
+        # A proxy variable of the environment (--proxy was checked before).
+        raise UsageError(str(e)) from None
     tally = RunTally(reactor, total=source.total)
     progress: LiveProgress | None = None
     if showProgress:

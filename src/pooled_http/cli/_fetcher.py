@@ -20,6 +20,7 @@ from twisted.web.client import FileBodyProducer
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
+from .._redact import withoutPassword
 from ..errors import isCancellation
 from ._pools import ConnectionRecorder
 from ._sources import PENDING, IterSource, ThreadedLineSource
@@ -230,15 +231,18 @@ class Fetcher:
         index = self._index
         self._index += 1
         started = self._reactor.seconds()
+        # Results name the URL without the password of its user info (the
+        # agent sends it as an Authorization header).
+        shown = withoutPassword(url)
         try:
             raw, host = parseURL(url)
         except InvalidURL as e:
             result = FetchResult(
-                index, url, INVALID_HOST, error="InvalidURL", message=str(e)
+                index, shown, INVALID_HOST, error="InvalidURL", message=str(e)
             )
             self._onResult(result)
             return
-        attempt = _Attempt(FetchResult(index, url, host), started)
+        attempt = _Attempt(FetchResult(index, shown, host), started)
         self._inFlight[attempt] = None
         producer = None if self._body is None else FileBodyProducer(BytesIO(self._body))
         if self._recorder is not None:

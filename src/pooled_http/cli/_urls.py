@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from twisted.python.failure import Failure
 from twisted.web.client import URI
 
+from .._redact import hostOf, withoutPassword
 from ..errors import MAX_WRAPPER_DEPTH, wrappedReasons
 
 __all__ = ["InvalidURL", "parseURL", "describeFailure"]
@@ -34,6 +35,8 @@ def parseURL(text: str) -> tuple[bytes, str]:
     """
     if not text:
         raise InvalidURL("empty URL")
+    # What the messages show: never the password of the user info.
+    shown = repr(withoutPassword(text))
     try:
         raw = text.encode("ascii")
     except UnicodeEncodeError:
@@ -42,25 +45,27 @@ def parseURL(text: str) -> tuple[bytes, str]:
 
             raw = hyperlink.URL.from_text(text).to_uri().to_text().encode("ascii")
         except Exception as e:
-            raise InvalidURL(f"cannot encode {text!r} as a URI: {e}") from None
+            raise InvalidURL(
+                f"cannot encode {shown} as a URI: {withoutPassword(str(e))}"
+            ) from None
     if any(c <= 0x20 or c == 0x7F for c in raw):
-        raise InvalidURL(f"{text!r} contains whitespace or control characters")
+        raise InvalidURL(f"{shown} contains whitespace or control characters")
     scheme, sep, _ = raw.partition(b"://")
     if not sep:
-        raise InvalidURL(f"{text!r} is not an absolute http:// or https:// URL")
+        raise InvalidURL(f"{shown} is not an absolute http:// or https:// URL")
     if scheme.lower() not in (b"http", b"https"):
-        raise InvalidURL(f"unsupported scheme {scheme.decode('ascii')!r} in {text!r}")
+        raise InvalidURL(f"unsupported scheme {scheme.decode('ascii')!r} in {shown}")
     try:
         split = urlsplit(raw.decode("ascii"))
         port = split.port
         uri = URI.fromBytes(raw)
     except ValueError as e:
-        raise InvalidURL(f"cannot parse {text!r}: {e}") from None
+        raise InvalidURL(f"cannot parse {shown}: {withoutPassword(str(e))}") from None
     if not split.hostname or not uri.host:
-        raise InvalidURL(f"no host in {text!r}")
+        raise InvalidURL(f"no host in {shown}")
     if port is not None and not 0 < port < 65536:
-        raise InvalidURL(f"port {port} out of range in {text!r}")
-    host = uri.host.decode("ascii")
+        raise InvalidURL(f"port {port} out of range in {shown}")
+    host = hostOf(uri.host)
     if ":" in host:
         host = f"[{host}]"
     return raw, f"{uri.scheme.decode('ascii')}://{host}:{uri.port}"
