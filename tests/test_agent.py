@@ -275,6 +275,28 @@ class PooledAgentUnitTests(SynchronousTestCase):
             )
             self.assertIn("maxCachedEndpoints", str(exc))
 
+    def test_badArguments(self) -> None:
+        """
+        A C{connectTimeout} that is not a positive number or L{None}, a
+        switch that is not C{True} or C{False} and a pool without
+        C{getConnection} are refused at construction, naming the argument
+        (the first two would otherwise fail every request, or turn on
+        environment proxies for C{trustEnv="no"}).
+        """
+        for bad in ("5", -1, 0, True, float("nan")):
+            exc = self.assertRaises(
+                ValueError, PooledAgent, self.reactor, self.pool, connectTimeout=bad
+            )
+            self.assertIn("connectTimeout", str(exc))
+        for name in ("trustEnv", "http2"):
+            exc = self.assertRaises(
+                TypeError, PooledAgent, self.reactor, self.pool, **{name: "no"}
+            )
+            self.assertIn(f"{name} must be True or False", str(exc))
+        exc = self.assertRaises(TypeError, PooledAgent, self.reactor, pool="pool")
+        self.assertIn("getConnection", str(exc))
+        PooledAgent(self.reactor, self.pool, connectTimeout=2.5)
+
     def test_sameRequestsAsAgent(self) -> None:
         """
         For each URI, L{PooledAgent} sends the same request line, the same

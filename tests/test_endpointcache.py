@@ -124,6 +124,11 @@ class CachingEndpointFactoryTests(SynchronousTestCase):
                 maxCachedEndpoints=bad,
             )
             self.assertIn("maxCachedEndpoints", str(error))
+        for bad in ("5", -1, 0, True):
+            error = self.assertRaises(
+                ValueError, CachingEndpointFactory, self.reactor, connectTimeout=bad
+            )
+            self.assertIn("connectTimeout", str(error))
 
 
 class StockAgentTests(_LoopbackMixin, TestCase):

@@ -12,7 +12,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectingCancelledError, ConnectionRefusedError
 from twisted.web._newclient import ResponseNeverReceived
 
-from pooled_http import HTTPConnectionPool
+from pooled_http import HTTPConnectionPool, RetryPolicy
 from pooled_http.errors import PoolTimeoutError
 from pooled_http.stats import CloseReason
 from tests.support.fakes import KEY, OTHER_KEY, PoolTestCase, makeRequest, settle
@@ -665,6 +665,33 @@ class ValidationTests(PoolTestCase):
         self.assertIs(pool.retryAutomatically, False)
         pool.persistent = False
         self.assertIs(pool.persistent, False)
+
+    def test_typedSettings(self) -> None:
+        """
+        pooled_http's own switches take only C{True} or C{False}, and
+        C{retryPolicy} only a L{RetryPolicy}, on assignment as at
+        construction: each refusal names the setting and keeps the old
+        value.
+        """
+        pool = self.makePool()
+        for name in ("lenientHeaders", "logReuse"):
+            for bad in ("no", 0, 1, None):
+                with self.assertRaises(TypeError, msg=f"{name}={bad!r}") as cm:
+                    setattr(pool, name, bad)
+                self.assertIn(f"{name} must be True or False", str(cm.exception))
+                self.assertIs(getattr(pool, name), False)
+        with self.assertRaises(TypeError):
+            HTTPConnectionPool(self.clock, lenientHeaders="no")
+        policy = pool.retryPolicy
+        for bad in (5, "never", None):
+            with self.assertRaises(TypeError, msg=repr(bad)) as cm:
+                pool.retryPolicy = bad  # type: ignore[assignment]
+            self.assertIn("retryPolicy must be a RetryPolicy", str(cm.exception))
+            self.assertIs(pool.retryPolicy, policy)
+        with self.assertRaises(TypeError):
+            HTTPConnectionPool(self.clock, retryPolicy=5)  # type: ignore[arg-type]
+        pool.retryPolicy = RetryPolicy(retries=2)
+        self.assertEqual(pool.retryPolicy.retries, 2)
 
     def clockOrNew(self) -> Any:
         """

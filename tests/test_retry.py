@@ -469,6 +469,23 @@ class RetryPolicyTests(PoolTestCase):
         with self.assertRaises(TypeError):
             RetryPolicy(unprocessedRetries=True)
 
+    def test_badTypes(self) -> None:
+        """
+        A switch that is not C{True} or C{False}, and methods that are not
+        bytes (a str would never match a request's method), are refused
+        naming the field.
+        """
+        for name in ("onlyReusedConnections", "retryTimeouts"):
+            with self.assertRaises(TypeError) as cm:
+                RetryPolicy(**{name: "no"})
+            self.assertIn(f"RetryPolicy.{name}", str(cm.exception))
+        for bad in ({"GET"}, "GET", b"GET", [b"GET", 1]):
+            with self.assertRaises(TypeError, msg=repr(bad)) as cm:
+                RetryPolicy(methods=bad)  # type: ignore[arg-type]
+            self.assertIn("RetryPolicy.methods", str(cm.exception))
+        self.assertEqual(RetryPolicy(methods=[b"get"]).methods, frozenset({b"GET"}))
+        self.assertEqual(RetryPolicy(methods=()).methods, frozenset())
+
     def test_unprocessedBudget(self) -> None:
         """
         A request the server never processed is retried against its own

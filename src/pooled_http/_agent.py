@@ -42,7 +42,11 @@ from twisted.web.iweb import (
 )
 from zope.interface import implementer
 
-from ._endpointcache import DEFAULT_MAX_CACHED_ENDPOINTS, MAX_CACHED_ENDPOINTS
+from ._endpointcache import (
+    CONNECT_TIMEOUT,
+    DEFAULT_MAX_CACHED_ENDPOINTS,
+    MAX_CACHED_ENDPOINTS,
+)
 from ._negotiate import ALPNCreator, NegotiatingEndpoint, http2Factory
 from ._pool import HTTPConnectionPool
 from ._proxy import (
@@ -70,6 +74,7 @@ from ._routes import (
     parseURI,
     uriAuthorization,
 )
+from ._settings import flag
 from .errors import ProxyURLError
 
 __all__ = ["PooledAgent", "TLSPolicyIdentity"]
@@ -208,8 +213,7 @@ class PooledAgent:
                 category=DeprecationWarning,
             )
             contextFactory = _DeprecatedToCurrentPolicyForHTTPS(contextFactory)
-        if not isinstance(http2, bool):
-            raise TypeError(f"http2 must be True or False, not {http2!r}")
+        flag("http2", http2)
         self._init(reactor, pool, maxCachedEndpoints)
         if http2:
             # A pool may stand behind a forwarder that keeps it as .pool.
@@ -222,9 +226,10 @@ class PooledAgent:
         self._policy = contextFactory
         self._tlsIdentity = TLSPolicyIdentity(contextFactory)
         self._endpointArgs["bindAddress"] = bindAddress
+        connectTimeout = CONNECT_TIMEOUT.validate(connectTimeout)
         if connectTimeout is not None:
             self._endpointArgs["timeout"] = connectTimeout
-        self._setUpProxies(proxy, trustEnv)
+        self._setUpProxies(proxy, flag("trustEnv", trustEnv))
 
     def _setUpProxies(
         self, proxy: str | bytes | ProxyURL | ProxySelector | None, trustEnv: bool
@@ -317,6 +322,10 @@ class PooledAgent:
         maxCachedEndpoints = MAX_CACHED_ENDPOINTS.validate(maxCachedEndpoints)
         if pool is None:
             pool = HTTPConnectionPool(reactor, persistent=True)
+        elif not callable(getattr(pool, "getConnection", None)):
+            raise TypeError(
+                f"pool must be a connection pool (with getConnection), not {pool!r}"
+            )
         self._reactor = reactor
         self.pool: _PoolLike = pool
         self.maxCachedEndpoints = maxCachedEndpoints

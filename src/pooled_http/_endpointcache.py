@@ -26,7 +26,7 @@ from zope.interface import implementer
 from ._routes import directEndpoint
 from ._settings import Setting
 
-__all__ = ["CachingEndpointFactory", "DEFAULT_MAX_CACHED_ENDPOINTS"]
+__all__ = ["CachingEndpointFactory", "DEFAULT_MAX_CACHED_ENDPOINTS", "CONNECT_TIMEOUT"]
 
 #: How many destinations a L{CachingEndpointFactory} (or a
 #: L{pooled_http.PooledAgent}) remembers by default.
@@ -34,6 +34,10 @@ DEFAULT_MAX_CACHED_ENDPOINTS = 4096
 
 #: The rule for C{maxCachedEndpoints}, wherever it is given.
 MAX_CACHED_ENDPOINTS = Setting("maxCachedEndpoints", integer=True)
+
+#: The rule for an agent's or endpoint factory's C{connectTimeout} (the
+#: pool's own setting of that name follows the same one).
+CONNECT_TIMEOUT = Setting("connectTimeout", optional=True)
 
 
 @implementer(IAgentEndpointFactory)
@@ -92,6 +96,7 @@ class CachingEndpointFactory:
         self._reactor = reactor
         self._policy = contextFactory
         self._endpointArgs: dict[str, Any] = {"bindAddress": bindAddress}
+        connectTimeout = CONNECT_TIMEOUT.validate(connectTimeout)
         if connectTimeout is not None:
             self._endpointArgs["timeout"] = connectTimeout
         self._endpoints: OrderedDict[tuple[bytes, bytes, int], Any] = OrderedDict()

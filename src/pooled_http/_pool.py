@@ -32,6 +32,7 @@ from ._connecting import Connector
 from ._contract import ConnectionFactory, PoolConnection
 from ._core import PoolCore, Waiter, WaiterState
 from ._counters import Counters, snapshot, summary
+from ._endpointcache import CONNECT_TIMEOUT
 from ._events import emit
 from ._idle import IdleTimers
 from ._lease import Lease
@@ -39,7 +40,7 @@ from ._lifecycle import Lifecycle
 from ._protocols import connectionFactoryFor
 from ._reports import OWNER_SETTINGS, ConnectionReports, PoolOwner
 from ._retry import RetryPolicy
-from ._settings import DEFAULT, Setting, settings
+from ._settings import DEFAULT, Setting, flag, settings
 from ._shutdown import Shutdown
 from ._timers import activeCalls, cancelCall
 from .errors import (
@@ -57,7 +58,7 @@ _SETTINGS = settings(
     Setting("maxConnections", integer=True),
     Setting("cachedConnectionTimeout"),
     Setting("poolTimeout", optional=True),
-    Setting("connectTimeout", optional=True),
+    CONNECT_TIMEOUT,
     Setting("responseTimeout", optional=True),
     Setting("readTimeout", optional=True),
     Setting("maxConnectionAge", optional=True),
@@ -66,6 +67,11 @@ _SETTINGS = settings(
     Setting("maxHeaderBytes", integer=True),
     Setting("maxConcurrentStreams", integer=True),
 )
+
+# pooled_http's own switches: True or False, nothing read by its truth
+# (persistent and retryAutomatically are Twisted's, read by their truth as
+# Twisted's pool reads them).
+_FLAGS = frozenset({"lenientHeaders", "logReuse"})
 
 _LIMITS = frozenset({"maxConnectionsPerHost", "maxConnections", "maxPersistentPerHost"})
 
@@ -227,8 +233,6 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
         self._ready = False
         # The trace observers' dispatch, None while there are none.
         self._dispatch: Dispatch | None = None
-        if retryPolicy is not None and not isinstance(retryPolicy, RetryPolicy):
-            raise TypeError(f"retryPolicy must be a RetryPolicy, not {retryPolicy!r}")
         self.retryPolicy = retryPolicy if retryPolicy is not None else RetryPolicy()
         if connectionFactory is None:
             self.protocol, connectionFactory = connectionFactoryFor(protocol)
@@ -274,8 +278,10 @@ class HTTPConnectionPool(CoreActions, Shutdown, ConnectionReports, Observable):
     def __setattr__(self, name: str, value: Any) -> None:
         rule = _SETTINGS.get(name)
         if rule is None:
-            if name == "lenientHeaders" and not isinstance(value, bool):
-                raise ValueError(f"lenientHeaders must be True or False, not {value!r}")
+            if name in _FLAGS:
+                flag(name, value)
+            elif name == "retryPolicy" and not isinstance(value, RetryPolicy):
+                raise TypeError(f"retryPolicy must be a RetryPolicy, not {value!r}")
             object.__setattr__(self, name, value)
         else:
             object.__setattr__(self, name, rule.validate(value))

@@ -6,6 +6,7 @@ may be sent again on another connection.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from twisted.python.failure import Failure
 from twisted.web._newclient import (
@@ -14,6 +15,7 @@ from twisted.web._newclient import (
     ResponseNeverReceived,
 )
 
+from ._settings import flag
 from .errors import (
     PoolError,
     ReadTimeoutError,
@@ -90,7 +92,16 @@ class RetryPolicy:
                 raise TypeError(f"RetryPolicy.{name} must be an int, not {value!r}")
             if value < 0:
                 raise ValueError(f"RetryPolicy.{name} must be >= 0, not {value!r}")
-        object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+        for name in ("onlyReusedConnections", "retryTimeouts"):
+            flag(f"RetryPolicy.{name}", getattr(self, name))
+        given: Any = self.methods
+        methods = () if isinstance(given, (bytes, str)) else tuple(given)
+        if not methods and given or not all(type(m) is bytes for m in methods):
+            # A str would never match a request's method (bytes).
+            raise TypeError(
+                f"RetryPolicy.methods must be a collection of bytes, not {given!r}"
+            )
+        object.__setattr__(self, "methods", frozenset(m.upper() for m in methods))
 
     def increment(self, failure: Failure | None = None) -> RetryPolicy:
         """

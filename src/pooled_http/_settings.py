@@ -65,6 +65,19 @@ class Setting:
         return value
 
 
+def flag(name: str, value: Any) -> bool:
+    """
+    Return C{value} if it is C{True} or C{False}: a switch given as
+    C{"no"} or C{0} would otherwise be read by its truth.
+
+    @param name: The setting, for the message.
+    @raise TypeError: Naming the setting, for anything else.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
 def settings(*rules: Setting) -> dict[str, Setting]:
     """
     Index setting rules by name.
