@@ -96,7 +96,7 @@ class RetryPolicy:
             flag(f"RetryPolicy.{name}", getattr(self, name))
         given: Any = self.methods
         methods = () if isinstance(given, (bytes, str)) else tuple(given)
-        if not methods and given or not all(type(m) is bytes for m in methods):
+        if (not methods and given) or not all(type(m) is bytes for m in methods):
             # A str would never match a request's method (bytes).
             raise TypeError(
                 f"RetryPolicy.methods must be a collection of bytes, not {given!r}"
