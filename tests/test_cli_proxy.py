@@ -51,6 +51,25 @@ reactor.run()
 """
 
 
+def runFetch(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{pooled-http fetch -q ARGS} with no proxy variable of this process
+    but those in C{env}.
+    """
+    environ = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pooled_http", "fetch", "-q", *args],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+    )
+
+
 class ProxyArgumentTests(SynchronousTestCase):
     """
     L{proxyArguments}: what the options turn into.
@@ -86,17 +105,9 @@ class ProxyArgumentTests(SynchronousTestCase):
         A proxy variable the command cannot use is a usage error naming the
         variable as it is set (exit 2, no traceback), never its password.
         """
-        environ = {
-            k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")
-        }
-        environ["HTTP_PROXY"] = "http://u:secret@127.0.0.1:notaport"
-        result = subprocess.run(
-            [sys.executable, "-m", "pooled_http", "fetch", "-q", "http://127.0.0.1:9/"],
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=environ,
+        result = runFetch(
+            "http://127.0.0.1:9/",
+            env={"HTTP_PROXY": "http://u:secret@127.0.0.1:notaport"},
         )
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("HTTP_PROXY='http://u:***@127.0.0.1:notaport'", result.stderr)
@@ -136,18 +147,7 @@ class FetchThroughProxyTests(SynchronousTestCase):
         self.servers.stdout.close()
 
     def fetch(self, *args: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        environ = {
-            k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")
-        }
-        environ.update(env or {})
-        result = subprocess.run(
-            [sys.executable, "-m", "pooled_http", "fetch", "-q", *args],
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=environ,
-        )
+        result = runFetch(*args, env=env)
         self.assertEqual(result.returncode, 0, result.stderr)
         return [json.loads(line) for line in result.stdout.splitlines()]
 
