@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from twisted.internet.abstract import isIPv6Address
 
-from ._redact import withoutPassword
+from ._redact import splitUserInfo, withoutPassword
 from .errors import ProxyURLError
 
 __all__ = ["ProxyURL", "parseProxy", "DEFAULT_PROXY_PORTS"]
@@ -185,8 +185,8 @@ def parseProxy(value: str | bytes | ProxyURL, setting: str = "proxy") -> ProxyUR
     shown = withoutPassword(text, hasPath=False)
     if "://" not in text:
         text = "http://" + text
-    userinfo = text.partition("://")[2].rpartition("@")[0]
-    if any(delimiter in userinfo for delimiter in "/?#"):
+    userInfo = splitUserInfo(text, hasPath=False)[1] or ""
+    if any(delimiter in userInfo for delimiter in "/?#"):
         raise ProxyURLError(
             setting,
             shown,

@@ -11,7 +11,15 @@ from collections.abc import Hashable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-__all__ = ["keyLabel", "keyAttributes", "fullURL", "hostOf", "text", "withoutPassword"]
+__all__ = [
+    "keyLabel",
+    "keyAttributes",
+    "fullURL",
+    "hostOf",
+    "text",
+    "splitUserInfo",
+    "withoutPassword",
+]
 
 _SCHEMES = (b"http", b"https", b"ws", b"wss")
 
@@ -37,17 +45,19 @@ def hostOf(value: Any) -> str:
     return text(value).rpartition("@")[2]
 
 
-def withoutPassword(url: str, hasPath: bool = True) -> str:
+def splitUserInfo(url: str, hasPath: bool = True) -> tuple[str, str | None, str]:
     """
-    A URL as it may be shown: the password of its user info replaced by
-    C{***} (the user name kept).
+    Split a URL around its user info.
 
     @param url: A URL as given, with or without C{scheme://}.
     @param hasPath: Whether the URL may have a path, query or fragment (a
         request URL): its user info ends at the last C{@} before the first
         C{/}, C{?} or C{#}.  A proxy URL has none, so its user info ends at
         the last C{@}: a password holding an unencoded C{/}, C{?}, C{#} or
-        C{@} stays hidden whole.
+        C{@} is all in it.
+    @return: C{(prefix, userInfo, rest)}: the C{scheme://} (or nothing),
+        the user info (L{None} when there is none) and what follows its
+        C{@}.
     """
     scheme, sep, rest = url.partition("://")
     prefix = scheme + sep
@@ -61,9 +71,21 @@ def withoutPassword(url: str, hasPath: bool = True) -> str:
                 end = found
     at = rest.rfind("@", 0, end)
     if at < 0:
+        return prefix, None, rest
+    return prefix, rest[:at], rest[at + 1 :]
+
+
+def withoutPassword(url: str, hasPath: bool = True) -> str:
+    """
+    A URL as it may be shown: the password of its user info replaced by
+    C{***} (the user name kept); where the user info ends is
+    L{splitUserInfo}'s rule.
+    """
+    prefix, userInfo, rest = splitUserInfo(url, hasPath)
+    if userInfo is None:
         return url
-    user, colon, _ = rest[:at].partition(":")
-    return f"{prefix}{user}{':***' if colon else ''}@{rest[at + 1 :]}"
+    user, colon, _ = userInfo.partition(":")
+    return f"{prefix}{user}{':***' if colon else ''}@{rest}"
 
 
 def _isAgentKey(key: Hashable) -> bool:
