@@ -81,6 +81,8 @@ def withoutPassword(url: str, hasPath: bool = True) -> str:
     C{***} (the user name kept); where the user info ends is
     L{splitUserInfo}'s rule.
     """
+    if "@" not in url:
+        return url  # most URLs: nothing to look for (the command's, each)
     prefix, userInfo, rest = splitUserInfo(url, hasPath)
     if userInfo is None:
         return url
